@@ -1,0 +1,135 @@
+"""Leases and self-preservation.
+
+Rules of a lease
+  * A lease is created by register with `renewed = now`; heartbeat sets `renewed = now`.
+  * It is expired when `now > renewed + ttl`; an expired lease cannot be renewed (the client must
+    register again) and is removed by the sweeper unless self-preservation holds it.
+  * Instances whose metadata carries a non-blank `java_registry` get the legacy lease
+    (90 s by default) and their own self-preservation state, as in the original.
+
+Rules of self-preservation (the original's LeaseUpdateSafeChecker, §5.2, with one fix)
+  * Renewals are counted over a sliding window (10 s to 300 s, whole seconds, 1 s buckets).
+  * Once a second, `check` compares the window's count with the highest count seen (`max_count`):
+      - a count above `max_count` raises it and decides nothing;
+      - below `max_count_threshold` (50) nothing is decided;
+      - under `percentage_threshold` % (85) of `max_count` the state becomes UNSAFE: expired
+        leases are kept, since more likely the network failed than most instances died at once;
+      - otherwise SAFE; a `max_count` older than `max_count_reset_interval` then drops to the count.
+  * The fix: when an instance leaves (unregister, or eviction while safe) `max_count` shrinks by
+    that instance's share, `max_count * 1/n` for n leases before it left, so the baseline follows
+    the fleet down instead of staying at its peak until the reset interval (Eureka's complaint).
+    For one window after a departure the baseline is not raised again, because the window still
+    counts renewals of the instance that left.
+  * Turning the check off makes the state SAFE and resets `max_count`; so does turning it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from artemis.core.window import SlidingWindow
+
+__all__ = ["SafeChecker", "SafeCheckerConfig", "SafeCheckerStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class SafeCheckerConfig:
+    enabled: bool = True
+    window: float = 10.0
+    percentage_threshold: int = 85
+    max_count_threshold: int = 50
+    max_count_reset_interval: float = 600.0
+
+    def corrected(self) -> SafeCheckerConfig:
+        """Values outside the original's ranges, corrected as the original corrects them."""
+        window = float(min(300, max(10, int(self.window))))
+        pct = self.percentage_threshold if 50 <= self.percentage_threshold <= 100 else 85
+        return SafeCheckerConfig(
+            enabled=self.enabled,
+            window=window,
+            percentage_threshold=pct,
+            max_count_threshold=max(0, self.max_count_threshold),
+            max_count_reset_interval=max(60.0, self.max_count_reset_interval),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SafeCheckerStatus:
+    is_safe: bool
+    enabled: bool
+    count_last_window: int
+    max_count: int
+    max_count_updated_at: float  # monotonic seconds; the shell turns it into wall time
+
+
+class SafeChecker:
+    """Self-preservation state of one lease manager (normal or legacy)."""
+
+    __slots__ = ("_blocked_until", "_cfg", "_max", "_max_at", "_renewals", "_safe")
+
+    def __init__(self, config: SafeCheckerConfig) -> None:
+        self._cfg = config.corrected()
+        self._renewals = SlidingWindow(self._cfg.window)
+        self._safe = True
+        self._max = 0
+        self._max_at = 0.0
+        self._blocked_until = 0.0
+
+    @property
+    def is_safe(self) -> bool:
+        return self._safe or not self._cfg.enabled
+
+    @property
+    def enabled(self) -> bool:
+        return self._cfg.enabled
+
+    def renewed(self, now: float, n: int = 1) -> None:
+        self._renewals.add(now, n)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """The runtime switch; either way the baseline starts again from zero."""
+        self._cfg = SafeCheckerConfig(
+            enabled=enabled,
+            window=self._cfg.window,
+            percentage_threshold=self._cfg.percentage_threshold,
+            max_count_threshold=self._cfg.max_count_threshold,
+            max_count_reset_interval=self._cfg.max_count_reset_interval,
+        )
+        self._max = 0
+        self._safe = True
+
+    def departed(self, now: float, leases_before: int) -> None:
+        """One instance left a fleet of `leases_before`: shrink the baseline by its share."""
+        if leases_before > 0:
+            self._max = self._max * (leases_before - 1) // leases_before
+            self._blocked_until = now + self._cfg.window
+
+    def check(self, now: float) -> None:
+        """The once-a-second decision (rules above)."""
+        count = self._renewals.total(now)
+        if count > self._max:
+            if now >= self._blocked_until:
+                self._max = count
+                self._max_at = now
+            return
+        if self._max < self._cfg.max_count_threshold:
+            return
+        if count * 100 < self._cfg.percentage_threshold * self._max:
+            self._safe = False
+            return
+        self._safe = True
+        if now - self._max_at > self._cfg.max_count_reset_interval:
+            self._max = count
+            self._max_at = now
+
+    def status(self, now: float) -> SafeCheckerStatus:
+        return SafeCheckerStatus(
+            is_safe=self.is_safe,
+            enabled=self._cfg.enabled,
+            count_last_window=self._renewals.total(now),
+            max_count=self._max,
+            max_count_updated_at=self._max_at,
+        )
+
+    def __repr__(self) -> str:
+        return f"SafeChecker(safe={self.is_safe}, enabled={self._cfg.enabled}, max={self._max})"

@@ -1,0 +1,413 @@
+"""The registry: leases of instances, grouped by service, and the changes they go through.
+
+Every operation takes `now` (monotonic seconds) and `wall_ms` (epoch ms, for `changeTime` only) and
+returns facts: which instances failed and why, and which changes happened. The shell fans the
+changes out (push, replication, metrics); nothing here does I/O.
+
+Rules
+  * Identity is (regionId, serviceId, instanceId) compared lower-case (§3.1); services are grouped
+    by lower-case serviceId too, so a lookup finds a service whatever the case it is asked in
+    (the original's case-sensitive maps are quirk 4, not copied).
+  * register creates a new lease (replacing any live one) and records `new`.
+  * heartbeat renews a live lease and never changes stored data; an unknown or expired lease
+    answers `data-not-found` so the client registers again. On the replication path an unknown
+    instance is registered instead, so lost writes heal.
+  * unregister removes the lease at once and records `delete`; an unknown instance is a success.
+  * sweep removes expired leases (unless self-preservation holds them) and records `delete`.
+  * Every change gets the next revision of one node-local counter and goes to the change log.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Final
+
+from artemis import wire
+from artemis.core.lease import SafeChecker, SafeCheckerConfig
+from artemis.core.versions import Change, ChangeLog
+from artemis.wire import FailedInstance, Instance
+
+__all__ = [
+    "BAD_REQUEST",
+    "DATA_NOT_FOUND",
+    "NO_PERMISSION",
+    "BatchResult",
+    "Lease",
+    "Registry",
+    "RegistryConfig",
+    "ServiceState",
+    "describe",
+    "instance_hash",
+]
+
+BAD_REQUEST: Final = "bad-request"
+NO_PERMISSION: Final = "no-permission"
+DATA_NOT_FOUND: Final = "data-not-found"
+NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
+LEGACY_KEY: Final = "java_registry"
+_MASK64: Final = (1 << 64) - 1
+# After how long an expired lease that self-preservation holds is looked at again.
+_HELD_RECHECK: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    region: str = "default"
+    zone: str = "default"
+    lease_ttl: float = 20.0
+    legacy_lease_ttl: float = 90.0
+    allow_registry_from_other_zone: bool = True
+    safe_checker: SafeCheckerConfig = field(default_factory=SafeCheckerConfig)
+    legacy_safe_checker: SafeCheckerConfig = field(
+        default_factory=lambda: SafeCheckerConfig(window=60.0)
+    )
+    change_log_size: int = 200_000
+    max_id_length: int = 256
+    max_url_length: int = 2048
+    max_metadata_entries: int = 64
+    max_field_length: int = 1024
+
+
+def instance_hash(encoded: bytes) -> int:
+    """The checksum contribution of one instance: blake2b-64 of its canonical JSON."""
+    return int.from_bytes(blake2b(encoded, digest_size=8).digest(), "little")
+
+
+def describe(instance: Instance) -> str:
+    """The original's `Instance.toString()`: lower-case region/zone/service[/group]/instance."""
+    parts = [instance.region_id, instance.zone_id, instance.service_id]
+    if instance.group_id and not instance.group_id.isspace():
+        parts.append(instance.group_id)
+    parts.append(instance.instance_id)
+    return "/".join("null" if p is None else p for p in parts).lower()
+
+
+class Lease:
+    """One registered instance: its data, encoded once, and when it was last renewed."""
+
+    __slots__ = ("created", "created_ms", "encoded", "hash", "instance", "key", "legacy",
+                 "renewed", "service", "ttl")
+
+    def __init__(self, instance: Instance, service: str, key: str, now: float, wall_ms: int,
+                 ttl: float, legacy: bool) -> None:
+        self.instance = instance
+        self.encoded = wire.encode(instance)
+        self.hash = instance_hash(self.encoded)
+        self.service = service
+        self.key = key
+        self.created = now
+        self.created_ms = wall_ms
+        self.renewed = now
+        self.ttl = ttl
+        self.legacy = legacy
+
+    def expired(self, now: float) -> bool:
+        return now > self.renewed + self.ttl
+
+    def __repr__(self) -> str:
+        return f"Lease({describe(self.instance)!r}, renewed={self.renewed}, ttl={self.ttl})"
+
+
+class ServiceState:
+    """The live instances of one service, with its checksum and its encoded answer."""
+
+    __slots__ = ("_body", "checksum", "key", "leases", "revision", "service_id")
+
+    def __init__(self, key: str, service_id: str) -> None:
+        self.key = key
+        self.service_id = service_id  # as first registered; answers echo the id asked for
+        self.leases: dict[str, Lease] = {}
+        self.checksum = 0
+        self.revision = 0
+        self._body: bytes | None = None
+
+    def body(self) -> bytes:
+        """The Service JSON of this service, encoded once per revision."""
+        body = self._body
+        if body is None:
+            body = self._body = encode_service(
+                self.service_id, (lease.encoded for lease in self.leases.values())
+            )
+        return body
+
+    def touched(self, revision: int) -> None:
+        self.revision = revision
+        self._body = None
+
+    def __repr__(self) -> str:
+        return (f"ServiceState({self.service_id!r}, instances={len(self.leases)}, "
+                f"rev={self.revision})")
+
+
+def encode_service(service_id: str, instances: Iterable[bytes]) -> bytes:
+    """A Service as a registered service answers it: filters applied, lists never null (§4.2)."""
+    return b"".join((
+        b'{"instances":[', b",".join(instances),
+        b'],"logicInstances":[],"metadata":null,"routeRules":[],"serviceId":',
+        wire.encode(service_id), b"}",
+    ))
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one register / heartbeat / unregister batch did."""
+
+    failed: list[FailedInstance] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    succeeded: list[Instance] = field(default_factory=list)
+
+
+class Registry:
+    """All leases of one node, the change log, and self-preservation (rules in the module doc)."""
+
+    def __init__(self, config: RegistryConfig) -> None:
+        self.config = config
+        self._region = config.region.lower()
+        self._zone = config.zone.lower()
+        self.services: dict[str, ServiceState] = {}
+        self.lease_count = 0
+        self.legacy_lease_count = 0
+        self.checksum = 0
+        self.revision = 0
+        self.log = ChangeLog(config.change_log_size)
+        self.dirty: set[str] = set()  # services changed since the last snapshot took them
+        self.safe = SafeChecker(config.safe_checker)
+        self.legacy_safe = SafeChecker(config.legacy_safe_checker)
+        self.evicted_total = 0
+        self._expiry: list[tuple[float, int, Lease]] = []
+        self._seq = 0
+
+    # --- operations ----------------------------------------------------------------------
+
+    def register(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
+                 check_zone: bool = True) -> BatchResult:
+        result = BatchResult()
+        for instance in instances:
+            if instance is None:
+                continue
+            if self._rejected(instance, check_zone, result):
+                continue
+            self._register(instance, now, wall_ms, result.changes)
+            result.succeeded.append(instance)
+        return result
+
+    def heartbeat(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
+                  check_zone: bool = True, register_unknown: bool = False) -> BatchResult:
+        result = BatchResult()
+        renewed = legacy_renewed = 0
+        services = self.services
+        for instance in instances:
+            if instance is None:
+                continue
+            if self._rejected(instance, check_zone, result):
+                continue
+            state = services.get(instance.service_id.lower())  # type: ignore[union-attr]
+            lease = None if state is None else state.leases.get(
+                instance.instance_id.lower())  # type: ignore[union-attr]
+            if lease is None or now > lease.renewed + lease.ttl:
+                if register_unknown:
+                    self._register(instance, now, wall_ms, result.changes)
+                    result.succeeded.append(instance)
+                else:
+                    result.failed.append(FailedInstance(
+                        error_code=DATA_NOT_FOUND,
+                        error_message=f"{describe(instance)}: {NOT_EXISTING}",
+                        instance=instance,
+                    ))
+                continue
+            lease.renewed = now
+            if lease.legacy:
+                legacy_renewed += 1
+            else:
+                renewed += 1
+            result.succeeded.append(instance)
+        if renewed:
+            self.safe.renewed(now, renewed)
+        if legacy_renewed:
+            self.legacy_safe.renewed(now, legacy_renewed)
+        return result
+
+    def unregister(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
+                   check_zone: bool = True) -> BatchResult:
+        result = BatchResult()
+        for instance in instances:
+            if instance is None:
+                continue
+            if self._rejected(instance, check_zone, result):
+                continue
+            state = self.services.get(instance.service_id.lower())  # type: ignore[union-attr]
+            if state is not None:
+                lease = state.leases.get(instance.instance_id.lower())  # type: ignore[union-attr]
+                if lease is not None:
+                    result.changes.append(self._remove(state, lease, now, wall_ms))
+            result.succeeded.append(instance)
+        return result
+
+    def sweep(self, now: float, wall_ms: int) -> list[Change]:
+        """Remove the leases that expired by `now`; only leases due are looked at."""
+        changes: list[Change] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, _, lease = heapq.heappop(heap)
+            state = self.services.get(lease.service)
+            if state is None or state.leases.get(lease.key) is not lease:
+                continue  # replaced or removed since
+            deadline = lease.renewed + lease.ttl
+            if deadline >= now:
+                self._push_expiry(deadline, lease)
+            elif not (self.legacy_safe if lease.legacy else self.safe).is_safe:
+                self._push_expiry(now + _HELD_RECHECK, lease)
+            else:
+                changes.append(self._remove(state, lease, now, wall_ms))
+                self.evicted_total += 1
+        return changes
+
+    def check_safety(self, now: float) -> None:
+        """The once-a-second self-preservation decision of both lease managers."""
+        self.safe.check(now)
+        self.legacy_safe.check(now)
+
+    def reload(self, service_id: str, wall_ms: int) -> Change:
+        """Record a `reload` of a service: subscribers should fetch it again (§3.5)."""
+        instance = Instance(service_id=service_id, instance_id="reload", ip="0.0.0.0",
+                            url="http://serviceId/reload")
+        key = service_id.lower()
+        state = self.services.get(key)
+        checksum = 0 if state is None else state.checksum
+        return self._record("reload", instance, key, "reload", wall_ms, None, None, b"", checksum)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def service(self, service_id: str) -> ServiceState | None:
+        return self.services.get(service_id.lower())
+
+    def leases(self) -> Iterator[Lease]:
+        for state in self.services.values():
+            yield from state.leases.values()
+
+    @property
+    def instance_count(self) -> int:
+        return self.lease_count + self.legacy_lease_count
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _rejected(self, instance: Instance, check_zone: bool, result: BatchResult) -> bool:
+        problem = self._problem(instance, check_zone)
+        if problem is None:
+            return False
+        code, reason = problem
+        result.failed.append(FailedInstance(
+            error_code=code, error_message=f"{describe(instance)}: {reason}", instance=instance))
+        return True
+
+    def _problem(self, instance: Instance, check_zone: bool) -> tuple[str, str] | None:
+        """Why this instance cannot be accepted, or None (§3.1 checks, with limits added)."""
+        cfg = self.config
+        for name, value, limit in (("serviceId", instance.service_id, cfg.max_id_length),
+                                   ("instanceId", instance.instance_id, cfg.max_id_length),
+                                   ("url", instance.url, cfg.max_url_length)):
+            if value is None or not value or value.isspace():
+                return BAD_REQUEST, f"{name} is null or blank."
+            if len(value) > limit:
+                return BAD_REQUEST, f"{name} is longer than {limit} characters."
+            if not value.isprintable():
+                return BAD_REQUEST, f"{name} contains control characters."
+        url = instance.url
+        scheme, sep, rest = url.partition("://")  # type: ignore[union-attr]
+        if not sep or not scheme or not rest or rest[0] in "/?#":
+            return BAD_REQUEST, f"url is not an absolute URL: {url!r}."
+        if not 0 <= instance.port <= 65535:
+            return BAD_REQUEST, f"port {instance.port} is out of range 0-65535."
+        region = instance.region_id
+        if region is None or region.lower() != self._region:
+            return NO_PERMISSION, (f"regionId is not the same as the registry node. regionId: "
+                                   f"{region}, registry node.regionId: {cfg.region}")
+        if check_zone and not cfg.allow_registry_from_other_zone:
+            zone = instance.zone_id
+            if zone is None or zone.lower() != self._zone:
+                return NO_PERMISSION, (f"zoneId is not the same as the registry node. zoneId: "
+                                       f"{zone}, registry node.zoneId: {cfg.zone}")
+        metadata = instance.metadata
+        if metadata:
+            if len(metadata) > cfg.max_metadata_entries:
+                return BAD_REQUEST, f"metadata has more than {cfg.max_metadata_entries} entries."
+            longest = cfg.max_field_length
+            for key, value in metadata.items():
+                if len(key) > longest or len(value) > longest:
+                    return BAD_REQUEST, f"metadata entry {key[:64]!r} is longer than {longest}."
+        for name, text in (("ip", instance.ip), ("machineName", instance.machine_name),
+                           ("groupId", instance.group_id), ("zoneId", instance.zone_id),
+                           ("protocol", instance.protocol), ("status", instance.status),
+                           ("healthCheckUrl", instance.health_check_url)):
+            if text is not None and len(text) > cfg.max_field_length:
+                return BAD_REQUEST, f"{name} is longer than {cfg.max_field_length} characters."
+        return None
+
+    def _register(self, instance: Instance, now: float, wall_ms: int,
+                  changes: list[Change]) -> None:
+        key = instance.service_id.lower()  # type: ignore[union-attr]
+        state = self.services.get(key)
+        if state is None:
+            state = self.services[key] = ServiceState(key, instance.service_id)  # type: ignore[arg-type]
+        metadata = instance.metadata
+        legacy = bool(metadata and (metadata.get(LEGACY_KEY) or "").strip())
+        ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
+        ikey = instance.instance_id.lower()  # type: ignore[union-attr]
+        lease = Lease(instance, key, ikey, now, wall_ms, ttl, legacy)
+        old = state.leases.get(ikey)
+        prev_hash = None
+        if old is not None:
+            prev_hash = old.hash
+            state.checksum = (state.checksum - old.hash) & _MASK64
+            self.checksum = (self.checksum - old.hash) & _MASK64
+            self._count(old.legacy, -1)
+        state.leases[ikey] = lease
+        state.checksum = (state.checksum + lease.hash) & _MASK64
+        self.checksum = (self.checksum + lease.hash) & _MASK64
+        self._count(legacy, 1)
+        self._push_expiry(now + ttl, lease)
+        changes.append(self._record("new", instance, key, ikey, wall_ms, prev_hash, lease.hash,
+                                    lease.encoded, state.checksum))
+
+    def _remove(self, state: ServiceState, lease: Lease, now: float, wall_ms: int) -> Change:
+        before = self.legacy_lease_count if lease.legacy else self.lease_count
+        (self.legacy_safe if lease.legacy else self.safe).departed(now, before)
+        del state.leases[lease.key]
+        state.checksum = (state.checksum - lease.hash) & _MASK64
+        self.checksum = (self.checksum - lease.hash) & _MASK64
+        self._count(lease.legacy, -1)
+        if not state.leases:
+            del self.services[state.key]
+        return self._record("delete", lease.instance, state.key, lease.key, wall_ms, lease.hash,
+                            None, lease.encoded, state.checksum)
+
+    def _record(self, kind: str, instance: Instance, service: str, key: str, wall_ms: int,
+                prev_hash: int | None, new_hash: int | None, encoded: bytes,
+                service_checksum: int) -> Change:
+        self.revision += 1
+        change = Change(self.revision, kind, instance, wall_ms, service, key, prev_hash, new_hash,
+                        encoded, service_checksum)
+        self.log.append(change)
+        state = self.services.get(service)
+        if state is not None:
+            state.touched(self.revision)
+        self.dirty.add(service)
+        return change
+
+    def _count(self, legacy: bool, delta: int) -> None:
+        if legacy:
+            self.legacy_lease_count += delta
+        else:
+            self.lease_count += delta
+
+    def _push_expiry(self, deadline: float, lease: Lease) -> None:
+        self._seq += 1
+        heapq.heappush(self._expiry, (deadline, self._seq, lease))
+
+    def __repr__(self) -> str:
+        return (f"Registry(region={self.config.region!r}, services={len(self.services)}, "
+                f"instances={self.instance_count}, revision={self.revision}, "
+                f"safe={self.safe.is_safe})")

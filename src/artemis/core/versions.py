@@ -1,0 +1,256 @@
+"""The change log, versioned snapshots, deltas and checksums.
+
+Rules
+  * Every change of the registry has a revision (one counter per node) and enters a bounded log.
+  * A snapshot is the encoded answer of every service with instances at one revision, labelled
+    with a version: epoch milliseconds when it was taken, strictly increasing. A snapshot is taken
+    only when something changed; the newest `keep` snapshots are kept.
+  * The delta from a kept version to the newest is the log between their revisions folded per
+    instance: absent before and present after is `new`, present before and absent after is
+    `delete`, present on both sides with other data is `change`; anything else cancels out.
+    A version that is not kept, or whose revision has left the log, has no delta
+    (`data-not-found`); the client then fetches the whole set again.
+  * The checksum of a set of instances is the sum mod 2^64 of blake2b-64 of each instance's
+    canonical JSON; it does not depend on order, and is kept up to date on each change.
+  * Building a snapshot and folding a delta are generators that yield between chunks, so the
+    shell can give the event loop back; the result is exact as of one revision.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+
+from artemis import wire
+from artemis.wire import Instance
+
+if TYPE_CHECKING:
+    from artemis.core.registry import Registry
+
+__all__ = ["Change", "ChangeLog", "Delta", "Snapshot", "Versions", "checksum_hex", "drive"]
+
+SUCCESS_STATUS: Final = b'{"errorCode":"success","message":"","status":"success"}'
+
+
+class Change(NamedTuple):
+    """One change of the registry, as the log keeps it."""
+
+    revision: int
+    kind: str  # "new" | "delete" | "reload"
+    instance: Instance
+    change_time: int  # epoch ms
+    service: str  # lower-case service id
+    key: str  # lower-case instance id
+    prev_hash: int | None  # hash of the instance this change replaced or removed
+    hash: int | None  # hash of the instance after this change (None after delete)
+    encoded: bytes  # the instance's canonical JSON
+    service_checksum: int  # checksum of the service right after this change
+
+    def encode(self, kind: str | None = None) -> bytes:
+        """This change as an InstanceChange JSON object."""
+        return b"".join((b'{"changeTime":', str(self.change_time).encode(), b',"changeType":"',
+                         (kind or self.kind).encode(), b'","instance":',
+                         self.encoded or wire.encode(self.instance), b"}"))
+
+
+def checksum_hex(checksum: int) -> str:
+    return f"{checksum:016x}"
+
+
+class ChangeLog:
+    """The last `capacity` changes, oldest first."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, capacity: int) -> None:
+        self._entries: deque[Change] = deque(maxlen=max(1, capacity))
+
+    def append(self, change: Change) -> None:
+        self._entries.append(change)
+
+    def since(self, revision: int) -> Iterator[Change] | None:
+        """The changes after `revision`, or None if some of them have left the log."""
+        entries = self._entries
+        if not entries:
+            return iter(())
+        first = entries[0].revision
+        if revision < first - 1:
+            return None
+        return islice(entries, max(0, revision - first + 1), None)
+
+    @property
+    def first_revision(self) -> int | None:
+        return self._entries[0].revision if self._entries else None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"ChangeLog(size={len(self._entries)}, first={self.first_revision})"
+
+
+@dataclass(slots=True)
+class Snapshot:
+    version: int
+    revision: int
+    services: dict[str, bytes]  # lower-case service id -> encoded Service
+    checksum: int
+    instance_count: int
+    _body: bytes | None = None
+
+    def body(self) -> bytes:
+        """The whole services.json answer for this version, encoded once."""
+        if self._body is None:
+            self._body = b"".join((
+                b'{"checksum":"', checksum_hex(self.checksum).encode(),
+                b'","responseStatus":', SUCCESS_STATUS, b',"services":[',
+                b",".join(self.services.values()), b'],"version":', str(self.version).encode(),
+                b"}",
+            ))
+        return self._body
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    from_version: int
+    version: int
+    body: bytes  # the whole services-delta.json answer
+    changes: int
+
+
+T = TypeVar("T")
+
+
+def drive(gen: Generator[None, None, T]) -> T:
+    """Run a chunked computation to its end without yielding to anything (tests, small data)."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+class Versions:
+    """The kept snapshots of one registry and the deltas between them."""
+
+    def __init__(self, registry: Registry, keep: int, wall_ms: int, chunk: int = 500) -> None:
+        self._registry = registry
+        self._keep = max(1, keep)
+        self._chunk = max(1, chunk)
+        registry.dirty.clear()
+        services = {key: state.body() for key, state in registry.services.items()}
+        first = Snapshot(wall_ms, registry.revision, services, registry.checksum,
+                         registry.instance_count)
+        self._snapshots: deque[Snapshot] = deque([first], maxlen=self._keep)
+        self._deltas: dict[int, Delta] = {}
+
+    @property
+    def current(self) -> Snapshot:
+        return self._snapshots[-1]
+
+    @property
+    def versions(self) -> list[int]:
+        return [s.version for s in self._snapshots]
+
+    def find(self, version: int) -> Snapshot | None:
+        for snapshot in self._snapshots:
+            if snapshot.version == version:
+                return snapshot
+        return None
+
+    def build(self, wall_ms: int) -> Generator[None, None, Snapshot | None]:
+        """Take a snapshot if anything changed since the last one; yields between chunks."""
+        reg = self._registry
+        prev = self.current
+        if reg.revision == prev.revision:
+            return None
+        services = dict(prev.services)
+        chunk = self._chunk
+        rounds = 0
+        while len(reg.dirty) > chunk and rounds < 3:
+            pending, reg.dirty = reg.dirty, set()
+            for i, key in enumerate(pending, 1):
+                self._take(services, key)
+                if i % chunk == 0:
+                    yield
+            rounds += 1
+        pending, reg.dirty = reg.dirty, set()
+        for key in pending:  # the rest, without yielding: exact as of reg.revision
+            self._take(services, key)
+        snapshot = Snapshot(max(prev.version + 1, wall_ms), reg.revision, services, reg.checksum,
+                            reg.instance_count)
+        self._snapshots.append(snapshot)
+        self._deltas.clear()
+        return snapshot
+
+    def _take(self, services: dict[str, bytes], key: str) -> None:
+        state = self._registry.services.get(key)
+        if state is None:
+            services.pop(key, None)
+        else:
+            services[key] = state.body()
+
+    def delta(self, from_version: int) -> Generator[None, None, Delta | None]:
+        """The delta from a kept version to the newest; None if there is none (rules above)."""
+        cached = self._deltas.get(from_version)
+        if cached is not None:
+            return cached
+        start = self.find(from_version)
+        if start is None:
+            return None
+        target = self.current
+        since = self._registry.log.since(start.revision)
+        if since is None:
+            return None
+        # Copied first: the log grows while this generator yields.
+        entries = list(islice(since, target.revision - start.revision))
+        # per instance: (prev_hash of its first change, its last change)
+        folded: dict[tuple[str, str], tuple[int | None, Change]] = {}
+        for i, change in enumerate(entries, 1):
+            if change.kind == "reload":
+                continue
+            ident = (change.service, change.key)
+            slot = folded.get(ident)
+            folded[ident] = (change.prev_hash if slot is None else slot[0], change)
+            if i % (self._chunk * 10) == 0:
+                yield
+        if self.current is not target:  # a newer snapshot appeared meanwhile: start over
+            return (yield from self.delta(from_version))
+        by_service: dict[str, list[bytes]] = {}
+        names: dict[str, str] = {}
+        for n, ((service, _), (prev_hash, last)) in enumerate(folded.items(), 1):
+            if last.kind == "delete":
+                if prev_hash is None:
+                    continue  # came and went between the two versions
+                kind = "delete"
+            elif prev_hash is None:
+                kind = "new"
+            elif prev_hash != last.hash:
+                kind = "change"
+            else:
+                continue
+            by_service.setdefault(service, []).append(last.encode(kind))
+            names.setdefault(service, last.instance.service_id or service)
+            if n % (self._chunk * 10) == 0:
+                yield
+        state_ids = self._registry.services
+        parts = []
+        for service, items in by_service.items():
+            state = state_ids.get(service)
+            name = state.service_id if state is not None else names[service]
+            parts.append(wire.encode(name) + b":[" + b",".join(items) + b"]")
+        body = b"".join((
+            b'{"checksum":"', checksum_hex(target.checksum).encode(), b'","delta":{',
+            b",".join(parts), b'},"responseStatus":', SUCCESS_STATUS, b',"version":',
+            str(target.version).encode(), b"}",
+        ))
+        delta = Delta(from_version, target.version, body, sum(len(v) for v in by_service.values()))
+        if self.current is target:
+            self._deltas[from_version] = delta
+        return delta
+
+    def __repr__(self) -> str:
+        return f"Versions(versions={self.versions}, revision={self.current.revision})"

@@ -1,0 +1,132 @@
+"""Discovery endpoints: lookup, service, services and services-delta (§4.2).
+
+Answers are assembled from bytes encoded once per service revision (lookup, service) or once per
+snapshot (services) or per delta; nothing is serialized again per request on the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from artemis import wire
+from artemis.core.registry import encode_service
+from artemis.core.versions import checksum_hex
+from artemis.server.http import BadRequest, Request, Route, status_bytes
+from artemis.server.node import Node, drive_async
+from artemis.wire import GetServiceRequest, GetServicesDeltaRequest, LookupRequest
+
+__all__ = ["routes"]
+
+_SUCCESS: Final = status_bytes("success", "", "success")
+_LOOKUP_HEAD: Final = b'{"responseStatus":' + _SUCCESS + b',"services":['
+_DELTA_NOT_FOUND: Final = (b'{"checksum":null,"delta":null,"responseStatus":'
+                           + status_bytes("data-not-found", "Delta is not found.")
+                           + b',"version":0}')
+
+
+class Discovery:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.region = node.settings.region.lower()
+        self.zone = node.settings.zone.lower()
+        self.lookup_route = Route(frozenset({"POST"}), handler=self.lookup,
+                                  null_fields={"services": None})
+        self.service_route = Route(frozenset({"GET", "POST"}), handler=self.service,
+                                   null_fields={"checksum": None, "service": None})
+        self.services_route = Route(frozenset({"GET", "POST"}), handler=self.services,
+                                    null_fields={"checksum": None, "services": None, "version": 0})
+        self.delta_route = Route(frozenset({"POST"}), async_handler=self.delta,
+                                 null_fields={"checksum": None, "delta": None, "version": 0})
+
+    def _refusal(self, route: Route, region: str | None, zone: str | None) -> bytes | None:
+        """Why this node will not answer a lookup for (region, zone), as an answer; or None.
+
+        A missing region or zone means this node's own (the original refuses a missing region:
+        quirk 16); a different one is refused `no-permission`.
+        """
+        node = self.node
+        if not node.state.serves_discovery:
+            return route.fail("service-unavailable", f"Service discovery is not in up state. "
+                              f"Current status: {node.state.status}")
+        if region is not None and region.lower() != self.region:
+            return route.fail("no-permission", f"regionId is not the same as the discovery node. "
+                              f"regionId: {region}, discovery node.regionId: "
+                              f"{node.settings.region}")
+        if (zone is not None and not node.settings.allow_discovery_from_other_zone
+                and zone.lower() != self.zone):
+            return route.fail("no-permission", f"zoneId is not the same as the discovery node. "
+                              f"zoneId: {zone}, discovery node.zoneId: {node.settings.zone}")
+        return None
+
+    def _service(self, service_id: str) -> tuple[bytes, int]:
+        """The encoded Service named as asked, and its checksum."""
+        state = self.node.registry.service(service_id)
+        if state is None:
+            return encode_service(service_id, ()), 0
+        if state.service_id == service_id:
+            return state.body(), state.checksum
+        return (encode_service(service_id, (lease.encoded for lease in state.leases.values())),
+                state.checksum)
+
+    def lookup(self, request: Request) -> bytes:
+        body: LookupRequest = request.json(LookupRequest)
+        configs = body.discovery_configs
+        if not configs:
+            raise BadRequest("Request is null or request.discoveryConfigs is empty.")
+        refusal = self._refusal(self.lookup_route, body.region_id, body.zone_id)
+        if refusal is not None:
+            return refusal
+        parts = []
+        for config in configs:
+            if config is None or not config.service_id or config.service_id.isspace():
+                continue
+            parts.append(self._service(config.service_id)[0])
+        return b"".join((_LOOKUP_HEAD, b",".join(parts), b"]}"))
+
+    def service(self, request: Request) -> bytes:
+        if request.method == "GET":
+            service_id = request.query("serviceId")
+            region, zone = request.query("regionId"), request.query("zoneId")
+        else:
+            body: GetServiceRequest = request.json(GetServiceRequest)
+            config = body.discovery_config
+            service_id = None if config is None else config.service_id
+            region, zone = body.region_id, body.zone_id
+        if not service_id or service_id.isspace():
+            raise BadRequest("Request is null or request.discoveryConfig is null.")
+        refusal = self._refusal(self.service_route, region, zone)
+        if refusal is not None:
+            return refusal
+        encoded, checksum = self._service(service_id)
+        return b"".join((b'{"checksum":"', checksum_hex(checksum).encode(),
+                         b'","responseStatus":', _SUCCESS, b',"service":', encoded, b"}"))
+
+    def services(self, request: Request) -> bytes:
+        if request.method == "POST":
+            request.json(wire.GetServicesRequest)  # read for its shape only, as the original
+        node = self.node
+        if not node.state.serves_discovery:
+            return self.services_route.fail(
+                "service-unavailable",
+                f"Service discovery is not in up state. Current status: {node.state.status}")
+        return node.versions.current.body()
+
+    async def delta(self, request: Request) -> bytes:
+        body: GetServicesDeltaRequest = request.json(GetServicesDeltaRequest)
+        node = self.node
+        if not node.state.serves_discovery:
+            return self.delta_route.fail(
+                "service-unavailable",
+                f"Service discovery is not in up state. Current status: {node.state.status}")
+        delta = await drive_async(node.versions.delta(body.version))
+        return _DELTA_NOT_FOUND if delta is None else delta.body
+
+
+def routes(node: Node) -> dict[str, Route]:
+    d = Discovery(node)
+    return {
+        "/api/discovery/lookup.json": d.lookup_route,
+        "/api/discovery/service.json": d.service_route,
+        "/api/discovery/services.json": d.services_route,
+        "/api/discovery/services-delta.json": d.delta_route,
+    }

@@ -1,0 +1,79 @@
+"""Registry endpoints: register, heartbeat and unregister of instance batches (§4.1).
+
+Processing order, as the original: rate limit, then the request's shape, then the node's status,
+then each instance on its own (failures are per instance, `partial_fail` overall).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from artemis import wire
+from artemis.core.registry import BatchResult
+from artemis.server.http import BadRequest, Request, Route, status_bytes
+from artemis.server.node import Node
+from artemis.wire import Instance, InstancesRequest
+
+__all__ = ["InstancesOperation", "routes"]
+
+SUCCESS_BODY: Final = b'{"failedInstances":null,"responseStatus":' + status_bytes(
+    "success", "", "success") + b"}"
+_NULLS: Final = {"failedInstances": None}
+_PARTIAL: Final = wire.ResponseStatus(error_code="partial_fail", message="",
+                                      status="partial_fail")
+
+Operation = Callable[[list[Instance | None], float, int], BatchResult]
+
+
+def answer(result: BatchResult) -> bytes:
+    """The InstancesResponse of a batch: the pre-encoded success, or partial_fail with details."""
+    if not result.failed:
+        return SUCCESS_BODY
+    return wire.encode(wire.InstancesResponse(failed_instances=result.failed,
+                                              response_status=_PARTIAL))
+
+
+class InstancesOperation:
+    """One of register / heartbeat / unregister, shared by HTTP and the heartbeat WebSocket."""
+
+    def __init__(self, node: Node, identity: str, operation: Operation) -> None:
+        self.node = node
+        self.identity = identity
+        self.operation = operation
+        self.route = Route(frozenset({"POST"}), handler=self.handle, null_fields=_NULLS)
+
+    def handle(self, request: Request) -> bytes:
+        return self.run(request.json(InstancesRequest))
+
+    def run(self, body: InstancesRequest) -> bytes:
+        node = self.node
+        if not node.allowed("registry", self.identity):
+            return self.route.fail("rate-limited", "Request is rate limited.")
+        instances = body.instances
+        if not instances:
+            raise BadRequest("request.instances is null or empty.")
+        limit = node.settings.max_batch
+        if len(instances) > limit:
+            raise BadRequest(f"request.instances has {len(instances)} instances; "
+                             f"at most {limit} are accepted in one request.")
+        if not node.state.serves_registry:
+            return self.route.fail("service-unavailable",
+                                   f"Serivce registry is not in up state. Current status: "
+                                   f"{node.state.status}")
+        clock = node.clock
+        result = self.operation(instances, clock.monotonic(), clock.wall_ms())
+        node.publish(result.changes)
+        return answer(result)
+
+
+def routes(node: Node) -> dict[str, Route]:
+    registry = node.registry
+    return {
+        "/api/registry/register.json":
+            InstancesOperation(node, "register", registry.register).route,
+        "/api/registry/heartbeat.json":
+            InstancesOperation(node, "heartbeat", registry.heartbeat).route,
+        "/api/registry/unregister.json":
+            InstancesOperation(node, "unregister", registry.unregister).route,
+    }

@@ -1,0 +1,292 @@
+"""Node, cluster and status endpoints (§4.4, §4.5), `/health`, and the node's admin switch.
+
+A node without peers is a cluster of one: it lists itself. The cluster issue's peers extend the
+same answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import socket
+from typing import Any, Final
+
+import msgspec
+
+from artemis import wire
+from artemis.core.lease import SafeChecker
+from artemis.core.registry import Lease, describe
+from artemis.server.http import BadRequest, Request, Response, Route
+from artemis.server.node import Node
+from artemis.wire import ServiceNode, ServiceNodeStatus, Zone
+
+__all__ = ["routes"]
+
+_SUCCESS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
+_sorted: Final = msgspec.json.Encoder(order="sorted")
+
+
+class SelfPreservationSwitch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool
+    legacy: bool | None = None  # the legacy leases follow `enabled` unless given
+
+
+def _stamp(ms: float) -> str:
+    """The original's lease time format, in the server's local time zone."""
+    moment = dt.datetime.fromtimestamp(ms / 1000).astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+class Status:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        s = node.settings
+        self.zone = Zone(region_id=s.region, zone_id=s.zone)
+        self.service_node = ServiceNode(url=s.node_url, zone=self.zone)
+
+    # --- node and cluster ----------------------------------------------------------------
+
+    def node_status(self) -> ServiceNodeStatus:
+        node = self.node
+        state = node.state
+        return ServiceNodeStatus(
+            allow_discovery_from_other_zone=node.settings.allow_discovery_from_other_zone,
+            allow_registry_from_other_zone=node.settings.allow_registry_from_other_zone,
+            can_service_discovery=state.serves_discovery if state.status != "starting"
+            else state.can_service_discovery,
+            can_service_registry=state.serves_registry if state.status != "starting"
+            else state.can_service_registry,
+            node=self.service_node,
+            status=state.status,
+        )
+
+    def node_json(self, request: Request) -> bytes:
+        return wire.encode(wire.GetClusterNodeStatusResponse(node_status=self.node_status(),
+                                                             response_status=_SUCCESS))
+
+    def cluster_json(self, request: Request) -> bytes:
+        if not self.node.allowed("status", "get-cluster"):
+            return self.routes["/api/status/cluster.json"].fail("rate-limited",
+                                                                 "Request is rate limited.")
+        return wire.encode(wire.GetClusterStatusResponse(
+            node_count=1, nodes_status=[self.node_status()], response_status=_SUCCESS))
+
+    def nodes_json(self, request: Request) -> bytes:
+        return _sorted.encode({"nodes": [self.node_status()], "responseStatus": _SUCCESS})
+
+    def _up_nodes(self, request: Request, identity: str, registry: bool) -> bytes:
+        route = self.routes[f"/api/cluster/{identity}.json"]
+        if not self.node.allowed("cluster", identity):
+            return route.fail("rate-limited", "Request is rate limited.")
+        if request.method == "GET":
+            zone = request.query("zoneId")
+        else:
+            zone = request.json(wire.GetServiceNodesRequest).zone_id
+        status = self.node_status()
+        serves = self.node.state.serves_registry if registry else self.node.state.serves_discovery
+        other_zone = (status.allow_registry_from_other_zone if registry
+                      else status.allow_discovery_from_other_zone)
+        same_zone = zone is None or zone.lower() == (self.zone.zone_id or "").lower()
+        nodes = [self.service_node] if serves and (other_zone or same_zone) else []
+        if not nodes:
+            return route.fail("data-not-found", "No available service nodes.")
+        return wire.encode(wire.GetServiceNodesResponse(nodes=nodes, response_status=_SUCCESS))
+
+    def up_registry_nodes(self, request: Request) -> bytes:
+        return self._up_nodes(request, "up-registry-nodes", registry=True)
+
+    def up_discovery_nodes(self, request: Request) -> bytes:
+        return self._up_nodes(request, "up-discovery-nodes", registry=False)
+
+    def health(self, request: Request) -> Response:
+        state = self.node.state
+        ok = state.serves_registry and state.serves_discovery
+        body = _sorted.encode({"status": state.status, "instances":
+                               self.node.registry.instance_count})
+        return Response(body, status=200 if ok else 503)
+
+    # --- leases --------------------------------------------------------------------------
+
+    def _leases(self, request: Request, legacy: bool) -> bytes:
+        identity = "get-legacy-leases" if legacy else "get-leases"
+        path = "/api/status/legacy-leases.json" if legacy else "/api/status/leases.json"
+        if not self.node.allowed("status", identity):
+            return self.routes[path].fail("rate-limited", "Request is rate limited.")
+        if request.method == "GET":
+            wanted = [s for v in request.query_all("appIds") for s in v.split(",") if s]
+        else:
+            wanted = request.json(wire.LeasesStatusRequest).service_ids or []
+        node = self.node
+        registry = node.registry
+        checker: SafeChecker = registry.legacy_safe if legacy else registry.safe
+        now = node.clock.monotonic()
+        wall = node.clock.wall_ms()
+        status = checker.status(now)
+
+        def wall_of(mono: float) -> float:
+            return wall - (now - mono) * 1000
+
+        if wanted:
+            states = [st for st in (registry.service(s) for s in wanted) if st is not None]
+        else:
+            states = list(registry.services.values())
+        leases: dict[str, list[wire.LeaseStatus]] = {}
+        for state in states:
+            entries = [self._lease_status(lease, wall_of) for lease in state.leases.values()
+                       if lease.legacy == legacy]
+            if entries:
+                leases[state.service_id] = entries
+        return _sorted.encode({
+            "isSafe": status.is_safe,
+            "isSafeCheckEnabled": status.enabled,
+            "leaseCount": registry.legacy_lease_count if legacy else registry.lease_count,
+            "leaseUpdateCountLastTimeWindow": status.count_last_window,
+            "leaseUpdateMaxCount": status.max_count,
+            "leaseUpdateMaxCountLastUpdateTime":
+                int(wall_of(status.max_count_updated_at)) if status.max_count else 0,
+            "leases": leases,
+            "responseStatus": _SUCCESS,
+        })
+
+    @staticmethod
+    def _lease_status(lease: Lease, wall_of: Any) -> wire.LeaseStatus:
+        return wire.LeaseStatus(
+            creation_time=_stamp(lease.created_ms),
+            evition_time=_stamp(0),
+            instance=describe(lease.instance),
+            renewal_time=_stamp(wall_of(lease.renewed)),
+            ttl=int(lease.ttl * 1000),
+        )
+
+    def leases(self, request: Request) -> bytes:
+        return self._leases(request, legacy=False)
+
+    def legacy_leases(self, request: Request) -> bytes:
+        return self._leases(request, legacy=True)
+
+    # --- configuration and deployment ----------------------------------------------------
+
+    def config_json(self, request: Request) -> bytes:
+        if not self.node.allowed("status", "get-config"):
+            return self.routes["/api/status/config.json"].fail("rate-limited",
+                                                                "Request is rate limited.")
+        properties = {k: _text(v) for k, v in self.node.settings.public().items()}
+        return _sorted.encode({"properties": properties, "responseStatus": _SUCCESS,
+                               "sources": {"defaults": 0, "config-file": 1, "environment": 2,
+                                           "flags": 3}})
+
+    def deployment_json(self, request: Request) -> bytes:
+        if not self.node.allowed("status", "get-deployment"):
+            return self.routes["/api/status/deployment.json"].fail("rate-limited",
+                                                                    "Request is rate limited.")
+        s = self.node.settings
+        return _sorted.encode({
+            "appId": "artemis", "ip": s.host, "machineName": _hostname(), "path": s.context_path,
+            "port": s.port, "properties": {}, "protocol": "http", "regionId": s.region,
+            "responseStatus": _SUCCESS, "sources": {}, "zoneId": s.zone,
+        })
+
+    def runtime_json(self, request: Request) -> bytes:
+        node = self.node
+        versions = node.versions
+        return _sorted.encode({
+            "changeLogSize": len(node.registry.log),
+            "evictedTotal": node.registry.evicted_total,
+            "instances": node.registry.instance_count,
+            "loopLag": node.lag.summary(),
+            "rateLimited": {name: limiter.rejected for name, limiter in node.limiters.items()},
+            "responseStatus": _SUCCESS,
+            "revision": node.registry.revision,
+            "services": len(node.registry.services),
+            "snapshotVersions": versions.versions,
+            "snapshotsTaken": node.snapshots_taken,
+            "uptimeSeconds": round(node.clock.monotonic() - node.started_mono, 3),
+        })
+
+    # --- admin ---------------------------------------------------------------------------
+
+    def _authorized(self, request: Request) -> bool:
+        token = self.node.settings.admin_token
+        if not token:
+            host = request.client.rsplit(":", 1)[0].strip("[]")
+            return host in ("127.0.0.1", "::1", "localhost", "")
+        given = request.header("authorization") or ""
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
+                                                                  token.encode())
+
+    def self_preservation(self, request: Request) -> bytes:
+        route = self.routes["/api/admin/self-preservation.json"]
+        registry = self.node.registry
+        if request.method == "POST":
+            if not self._authorized(request):
+                return route.fail("no-permission", "this switch needs the admin bearer token "
+                                  "(or, with no token configured, a call from 127.0.0.1)")
+            try:
+                switch = msgspec.json.decode(request.body or b"{}", type=SelfPreservationSwitch)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise BadRequest(f"request body: {exc}") from None
+            registry.safe.set_enabled(switch.enabled)
+            registry.legacy_safe.set_enabled(
+                switch.enabled if switch.legacy is None else switch.legacy)
+        return _sorted.encode({"enabled": registry.safe.enabled,
+                               "isSafe": registry.safe.is_safe,
+                               "legacyEnabled": registry.legacy_safe.enabled,
+                               "legacyIsSafe": registry.legacy_safe.is_safe,
+                               "responseStatus": _SUCCESS})
+
+    # --- table ---------------------------------------------------------------------------
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return self._routes
+
+    def build(self) -> dict[str, Route]:
+        both = frozenset({"GET", "POST"})
+        self._routes = {
+            "/api/status/node.json": Route(both, handler=self.node_json,
+                                           null_fields={"nodeStatus": None}),
+            "/api/status/cluster.json": Route(both, handler=self.cluster_json,
+                                              null_fields={"nodeCount": 0, "nodesStatus": None}),
+            "/api/status/leases.json": Route(both, handler=self.leases,
+                                             null_fields=_LEASE_NULLS),
+            "/api/status/legacy-leases.json": Route(both, handler=self.legacy_leases,
+                                                    null_fields=_LEASE_NULLS),
+            "/api/status/config.json": Route(both, handler=self.config_json,
+                                             null_fields={"properties": None, "sources": None}),
+            "/api/status/deployment.json": Route(both, handler=self.deployment_json),
+            "/api/status/runtime.json": Route(frozenset({"GET"}), handler=self.runtime_json),
+            "/api/cluster/nodes.json": Route(both, handler=self.nodes_json,
+                                             null_fields={"nodes": None}),
+            "/api/cluster/up-registry-nodes.json": Route(both, handler=self.up_registry_nodes,
+                                                         null_fields={"nodes": None}),
+            "/api/cluster/up-discovery-nodes.json": Route(both, handler=self.up_discovery_nodes,
+                                                          null_fields={"nodes": None}),
+            "/api/admin/self-preservation.json": Route(both, handler=self.self_preservation),
+            "/health": Route(frozenset({"GET", "HEAD"}), handler=self.health, reads_body=False),
+        }
+        return self._routes
+
+
+_LEASE_NULLS: Final = {
+    "isSafe": False, "isSafeCheckEnabled": False, "leaseCount": 0,
+    "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
+    "leaseUpdateMaxCountLastUpdateTime": 0, "leases": None,
+}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def routes(node: Node) -> dict[str, Route]:
+    return Status(node).build()
+

@@ -1,0 +1,18 @@
+"""The application of one node: every endpoint under the context path, in one `App`."""
+
+from __future__ import annotations
+
+from artemis.server import api_discovery, api_registry, api_status
+from artemis.server.http import App
+from artemis.server.node import Node
+
+__all__ = ["build_app"]
+
+
+def build_app(node: Node) -> App:
+    """The RSGI/ASGI application serving `node`; its ASGI lifespan runs the node's loops."""
+    routes = {**api_registry.routes(node), **api_discovery.routes(node),
+              **api_status.routes(node)}
+    s = node.settings
+    return App(routes, context_path=s.context_path, max_body_bytes=s.max_body_bytes,
+               gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running)

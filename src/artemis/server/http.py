@@ -1,0 +1,396 @@
+"""The HTTP shell: requests in, routes, Artemis error answers, gzip, and the RSGI and ASGI faces.
+
+One `App` serves both interfaces: RSGI under granian in production (the fastest stack measured on
+this machine kind), ASGI for in-process tests and for any ASGI server. Handlers see a `Request` and
+return a `Response`; they never touch the interface.
+
+Error answers
+  * A request to a known endpoint always gets HTTP 200 and a body of that endpoint's shape with
+    `responseStatus` saying what went wrong (`bad-request` for malformed JSON, wrong types,
+    oversized or broken gzip bodies; the Artemis codes otherwise), as the original answers.
+  * An unknown path gets 404 and a wrong method 405 (with `Allow`), each with a JSON body.
+  * An exception inside a handler gets `internal-service-error` and is logged; nothing crashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+import msgspec
+
+from artemis import wire
+
+__all__ = [
+    "App",
+    "BadRequest",
+    "Request",
+    "Response",
+    "Route",
+    "fail_body",
+    "status_bytes",
+]
+
+log = logging.getLogger("artemis.http")
+
+JSON: Final = "application/json"
+_CORS: Final = [("access-control-allow-origin", "*")]
+_JSON_HEADERS: Final = [("content-type", JSON), *_CORS]
+_JSON_GZIP_HEADERS: Final = [
+    *_JSON_HEADERS, ("content-encoding", "gzip"), ("vary", "Accept-Encoding"),
+]
+_PREFLIGHT_HEADERS: Final = [
+    *_CORS,
+    ("access-control-allow-methods", "*"),
+    ("access-control-allow-headers", "*"),
+    ("access-control-expose-headers", "*"),
+    ("access-control-allow-credentials", "true"),
+    ("access-control-max-age", "3600"),
+]
+
+
+def status_bytes(code: str, message: str = "", status: str = "fail") -> bytes:
+    return wire.encode(wire.ResponseStatus(error_code=code, message=message, status=status))
+
+
+_sorted_encoder: Final = msgspec.json.Encoder(order="sorted")
+
+
+def fail_body(null_fields: Mapping[str, Any], code: str, message: str) -> bytes:
+    """An error answer in the shape of an endpoint: its payload fields null, keys sorted."""
+    status = msgspec.Raw(status_bytes(code, message))
+    return _sorted_encoder.encode({**null_fields, "responseStatus": status})
+
+
+class BadRequest(Exception):
+    """The request cannot be read; the message names the problem (answered `bad-request`)."""
+
+
+class Request:
+    """One HTTP request, body already read, gzip undone."""
+
+    __slots__ = ("_headers", "_query", "body", "client", "method", "path", "query_string")
+
+    def __init__(self, method: str, path: str, query_string: str, headers: Any, body: bytes,
+                 client: str) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self._headers = headers  # anything with .get(lower-case name)
+        self.body = body
+        self.client = client
+        self._query: dict[str, list[str]] | None = None
+
+    def header(self, name: str) -> str | None:
+        value = self._headers.get(name)
+        return None if value is None else str(value)
+
+    def query(self, name: str) -> str | None:
+        values = self.query_all(name)
+        return values[0] if values else None
+
+    def query_all(self, name: str) -> list[str]:
+        if self._query is None:
+            self._query = parse_qs(self.query_string, keep_blank_values=True)
+        return self._query.get(name, [])
+
+    def json(self, kind: type[Any]) -> Any:
+        """The body decoded as `kind`; an empty body means `{}` (the original's GET forms)."""
+        try:
+            return wire.decode(self.body or b"{}", kind)
+        except wire.DecodeError as exc:
+            raise BadRequest(f"request body: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.path}, {len(self.body)} bytes from {self.client})"
+
+
+@dataclass(slots=True)
+class Response:
+    body: bytes
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = JSON
+
+
+Handler = Callable[[Request], Response | bytes]
+AsyncHandler = Callable[[Request], Awaitable[Response | bytes]]
+
+
+@dataclass(slots=True)
+class Route:
+    """One endpoint: its methods, its handler and the null payload of its error answers."""
+
+    methods: frozenset[str]
+    handler: Handler | None = None
+    async_handler: AsyncHandler | None = None
+    null_fields: Mapping[str, Any] = field(default_factory=dict)
+    reads_body: bool = True
+
+    def fail(self, code: str, message: str) -> bytes:
+        return fail_body(self.null_fields, code, message)
+
+
+class _Gzipped:
+    """Compressed copies of the last few large bodies (snapshots and deltas are asked often)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[bytes, bytes]] = []
+
+    def get(self, body: bytes) -> bytes:
+        for source, compressed in self._entries:
+            if source is body:
+                return compressed
+        compressed = _gzip(body)
+        self._entries = [(body, compressed), *self._entries[:7]]
+        return compressed
+
+
+def _gzip(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+class App:
+    """Routes requests under a context path to handlers; RSGI and ASGI callable."""
+
+    def __init__(self, routes: Mapping[str, Route], *, context_path: str = "",
+                 max_body_bytes: int = 4 * 1024 * 1024, gzip_min_bytes: int = 8192,
+                 lifespan: Callable[[], Any] | None = None,
+                 websocket: Callable[..., Awaitable[None]] | None = None) -> None:
+        self.routes = {context_path + path: route for path, route in routes.items()}
+        self.context_path = context_path
+        self.max_body_bytes = max_body_bytes
+        self.gzip_min_bytes = gzip_min_bytes
+        self._lifespan = lifespan
+        self._websocket = websocket
+        self._gzipped = _Gzipped()
+
+    # --- the common path -----------------------------------------------------------------
+
+    def _not_found(self, path: str) -> Response:
+        return Response(fail_body({}, "bad-request", f"no endpoint at {path}"), status=404)
+
+    def _wrong_method(self, route: Route, method: str, path: str) -> Response:
+        allowed = ", ".join(sorted(route.methods | {"OPTIONS"}))
+        return Response(fail_body({}, "bad-request", f"{method} is not allowed on {path}; "
+                                  f"use {allowed}"), status=405, headers=[("allow", allowed)])
+
+    def _decompress(self, body: bytes, encoding: str | None) -> bytes:
+        if not encoding or encoding.strip().lower() in ("identity", ""):
+            return body
+        if encoding.strip().lower() not in ("gzip", "x-gzip"):
+            raise BadRequest(f"Content-Encoding {encoding!r} is not supported; use gzip")
+        unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = unpacker.decompress(body, self.max_body_bytes + 1)
+        except zlib.error as exc:
+            raise BadRequest(f"request body is not valid gzip: {exc}") from None
+        if len(data) > self.max_body_bytes:
+            raise BadRequest(f"request body is larger than {self.max_body_bytes} bytes "
+                             "once decompressed")
+        if not unpacker.eof:
+            raise BadRequest("request body is not valid gzip: it ends too early")
+        return data
+
+    async def _respond(self, route: Route, request: Request) -> Response:
+        try:
+            if route.async_handler is not None:
+                result = await route.async_handler(request)
+            else:
+                result = route.handler(request)  # type: ignore[misc]
+        except BadRequest as exc:
+            return Response(route.fail("bad-request", str(exc)))
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return Response(route.fail("internal-service-error",
+                                       "the node failed on this request; it is logged"))
+        return result if isinstance(result, Response) else Response(result)
+
+    def _encode_out(self, response: Response, accept_encoding: str | None
+                    ) -> tuple[list[tuple[str, str]], bytes]:
+        body = response.body
+        if (len(body) >= self.gzip_min_bytes and accept_encoding and "gzip" in accept_encoding
+                and response.content_type == JSON):
+            headers = _JSON_GZIP_HEADERS
+            body = self._gzipped.get(body)
+        elif response.content_type == JSON:
+            headers = _JSON_HEADERS
+        else:
+            headers = [("content-type", response.content_type), *_CORS]
+        if response.headers:
+            headers = [*headers, *response.headers]
+        return headers, body
+
+    def _content_length_problem(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            length = int(value)
+        except ValueError:
+            return f"Content-Length {value!r} is not a number"
+        if length > self.max_body_bytes:
+            return f"request body is larger than {self.max_body_bytes} bytes"
+        return None
+
+    # --- RSGI ----------------------------------------------------------------------------
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":
+            if scope.proto == "ws" and self._websocket is not None:
+                await self._websocket("rsgi", scope, proto)
+            else:
+                proto.close(1008)
+            return
+        path = scope.path
+        method = scope.method
+        route = self.routes.get(path)
+        headers = scope.headers
+        if route is None:
+            response = self._not_found(path)
+        elif method not in route.methods:
+            if method == "OPTIONS":
+                proto.response_empty(200, _PREFLIGHT_HEADERS)
+                return
+            response = self._wrong_method(route, method, path)
+        else:
+            body = b""
+            problem = None
+            if route.reads_body and method != "GET":
+                length = headers.get("content-length")
+                problem = self._content_length_problem(length)
+                if problem is None:
+                    if length is not None:
+                        body = await proto()  # already known to fit
+                    else:
+                        body, problem = await self._read_rsgi(proto)
+                if problem is None:
+                    try:
+                        body = self._decompress(body, headers.get("content-encoding"))
+                    except BadRequest as exc:
+                        problem = str(exc)
+            if problem is not None:
+                response = Response(route.fail("bad-request", problem))
+            else:
+                request = Request(method, path, scope.query_string, headers, body, scope.client)
+                response = await self._respond(route, request)
+        out_headers, out_body = self._encode_out(response, headers.get("accept-encoding"))
+        proto.response_bytes(response.status, out_headers, out_body)
+
+    async def _read_rsgi(self, proto: Any) -> tuple[bytes, str | None]:
+        limit = self.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in proto:
+            size += len(chunk)
+            if size > limit:
+                return b"", f"request body is larger than {limit} bytes"
+            chunks.append(chunk)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None
+
+    # --- ASGI ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._asgi_lifespan(receive, send)
+            return
+        if kind == "websocket":
+            if self._websocket is not None:
+                await self._websocket("asgi", scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        path = scope["path"]
+        method = scope["method"]
+        headers = _AsgiHeaders(scope["headers"])
+        route = self.routes.get(path)
+        client = scope.get("client")
+        client_text = f"{client[0]}:{client[1]}" if client else ""
+        if route is None:
+            response = self._not_found(path)
+        elif method not in route.methods:
+            if method == "OPTIONS":
+                await _asgi_send(send, 200, _PREFLIGHT_HEADERS, b"")
+                return
+            response = self._wrong_method(route, method, path)
+        else:
+            problem = None
+            body = b""
+            if route.reads_body and method != "GET":
+                problem = self._content_length_problem(headers.get("content-length"))
+                if problem is None:
+                    body, problem = await self._read_asgi(receive)
+                if problem is None:
+                    try:
+                        body = self._decompress(body, headers.get("content-encoding"))
+                    except BadRequest as exc:
+                        problem = str(exc)
+            if problem is not None:
+                response = Response(route.fail("bad-request", problem))
+            else:
+                query = scope.get("query_string", b"").decode("latin-1")
+                request = Request(method, path, query, headers, body, client_text)
+                response = await self._respond(route, request)
+        out_headers, out_body = self._encode_out(response, headers.get("accept-encoding"))
+        await _asgi_send(send, response.status, out_headers, out_body)
+
+    async def _read_asgi(self, receive: Any) -> tuple[bytes, str | None]:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", "client went away"
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return b"", f"request body is larger than {self.max_body_bytes} bytes"
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), None
+
+    async def _asgi_lifespan(self, receive: Any, send: Any) -> None:
+        context = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self._lifespan is not None:
+                    context = self._lifespan()
+                    await context.__aenter__()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if context is not None:
+                    await context.__aexit__(None, None, None)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _AsgiHeaders:
+    """ASGI headers with `.get(name)`; a header sent twice (as the Java SDK sends Content-Type
+    and Accept) gives its first value."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._map: dict[str, str] = {}
+        for key, value in raw:
+            self._map.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._map.get(name, default)
+
+
+async def _asgi_send(send: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+    })
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,187 @@
+"""A node: the core objects of one registry process, and the loops that drive them.
+
+The node owns the registry, its versions, the rate limiters and the node status. It hands every
+change to whoever subscribed (push, replication, metrics) and runs its background loops in one
+task group, started and stopped by `running()`.
+
+Shutdown order (reverse of start): stop the loops (no more sweeps or snapshots), then let the
+subscribers see the node is closing. Registered instances live in memory only; peers (when
+configured) hold the copies that survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+from artemis.clock import Clock, SystemClock
+from artemis.core.lease import SafeCheckerConfig
+from artemis.core.node_status import UP, NodeState
+from artemis.core.ratelimit import RateLimiter
+from artemis.core.registry import Registry, RegistryConfig
+from artemis.core.versions import Change, Versions
+from artemis.server.settings import Settings
+
+__all__ = ["LoopLag", "Node", "drive_async"]
+
+log = logging.getLogger("artemis.node")
+
+T = TypeVar("T")
+Subscriber = Callable[[Sequence[Change]], None]
+
+
+async def drive_async(gen: Generator[None, None, T]) -> T:
+    """Run a chunked core computation, giving the event loop back between chunks."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        await asyncio.sleep(0)
+
+
+class LoopLag:
+    """How late the event loop wakes up: a timer due every `interval` measures its overshoot."""
+
+    def __init__(self, interval: float = 0.01, keep: int = 6000) -> None:
+        self.interval = interval
+        self.samples: deque[float] = deque(maxlen=keep)
+        self.max_lag = 0.0
+
+    async def run(self) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            lag = max(0.0, time.perf_counter() - start - self.interval)
+            self.samples.append(lag)
+            self.max_lag = max(self.max_lag, lag)
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.samples)
+        if not ordered:
+            return {"samples": 0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0, "maxEverMs": 0.0}
+        return {
+            "samples": len(ordered),
+            "p50Ms": round(ordered[len(ordered) // 2] * 1000, 3),
+            "p99Ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
+            "maxMs": round(ordered[-1] * 1000, 3),
+            "maxEverMs": round(self.max_lag * 1000, 3),
+        }
+
+    def reset(self) -> None:
+        self.samples.clear()
+        self.max_lag = 0.0
+
+
+class Node:
+    """One registry node (see the module doc)."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.started_mono = self.clock.monotonic()
+        self.registry = Registry(RegistryConfig(
+            region=settings.region,
+            zone=settings.zone,
+            lease_ttl=settings.lease_ttl,
+            legacy_lease_ttl=settings.legacy_lease_ttl,
+            allow_registry_from_other_zone=settings.allow_registry_from_other_zone,
+            safe_checker=SafeCheckerConfig(
+                enabled=settings.self_preservation,
+                window=settings.self_preservation_window,
+                percentage_threshold=settings.self_preservation_percentage,
+                max_count_threshold=settings.self_preservation_min_count,
+                max_count_reset_interval=settings.self_preservation_reset_interval,
+            ),
+            legacy_safe_checker=SafeCheckerConfig(
+                enabled=settings.self_preservation,
+                window=settings.legacy_self_preservation_window,
+                percentage_threshold=settings.self_preservation_percentage,
+                max_count_threshold=settings.self_preservation_min_count,
+                max_count_reset_interval=settings.self_preservation_reset_interval,
+            ),
+            change_log_size=settings.change_log_size,
+        ))
+        self.versions = Versions(self.registry, settings.snapshot_count, self.clock.wall_ms())
+        self.state = NodeState()
+        self.limiters = {
+            name: RateLimiter(f"artemis.service.{name}", settings.rate_limit(name),
+                              settings.rate_limit_map(name), enabled=settings.rate_limit_enabled)
+            for name in ("registry", "replication", "cluster", "status")
+        }
+        self.lag = LoopLag()
+        self._subscribers: list[Subscriber] = []
+        self.snapshots_taken = 0
+
+    # --- changes -------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call `subscriber` with every batch of changes, in revision order; returns an undo."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        for subscriber in self._subscribers:
+            try:
+                subscriber(changes)
+            except Exception:
+                log.exception("a change subscriber failed; the others still get the changes")
+
+    # --- status --------------------------------------------------------------------------
+
+    def mark_up(self) -> None:
+        """A single node is ready as soon as it runs (the cluster adds bootstrap first)."""
+        self.state = self.state.move(UP)
+
+    def allowed(self, limiter: str, identity: str) -> bool:
+        return self.limiters[limiter].allow(identity, self.clock.monotonic())
+
+    # --- loops ---------------------------------------------------------------------------
+
+    def sweep_once(self) -> None:
+        self.publish(self.registry.sweep(self.clock.monotonic(), self.clock.wall_ms()))
+
+    async def snapshot_once(self) -> None:
+        snapshot = await drive_async(self.versions.build(self.clock.wall_ms()))
+        if snapshot is not None:
+            self.snapshots_taken += 1
+
+    async def _every(self, interval: float, step: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("background step %s failed; it runs again", step)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Node]:
+        """Start the background loops; stop them (in reverse order) on exit."""
+        s = self.settings
+        loops = [
+            ("lease sweeper", s.sweep_interval, self.sweep_once),
+            ("self-preservation", 1.0, lambda: self.registry.check_safety(self.clock.monotonic())),
+            ("snapshotter", s.snapshot_interval, self.snapshot_once),
+        ]
+        tasks = [asyncio.create_task(self._every(interval, step), name=name)
+                 for name, interval, step in loops]
+        tasks.append(asyncio.create_task(self.lag.run(), name="loop lag"))
+        self.mark_up()
+        try:
+            yield self
+        finally:
+            for task in reversed(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __repr__(self) -> str:
+        return f"Node({self.settings.node_url!r}, {self.state.status}, {self.registry!r})"

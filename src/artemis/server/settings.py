@@ -1,0 +1,261 @@
+"""Node settings: defaults, then a TOML file, then `ARTEMIS_*` environment variables, then flags.
+
+Each later source overrides the earlier ones. The environment is passed in as a mapping; nothing
+here reads `os.environ` by itself. Every setting is described once, in `SETTINGS`, and that
+description feeds the `artemis server` flags, its `--help` and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["SETTINGS", "Settings", "SettingsError", "env_name", "flag_name"]
+
+ENV_PREFIX: Final = "ARTEMIS_"
+
+RATE_LIMIT_DEFAULTS: Final[dict[str, int]] = {
+    # limiter -> default limit per 10 s; limiter.identity -> limit of one operation (§5.5)
+    "registry": 100_000,
+    "replication": 1_000_000,
+    "cluster": 10_000,
+    "status": 30,
+    "status.get-leases": 10,
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names the setting and the source."""
+
+
+def _doc(text: str, **extra: Any) -> dict[str, Any]:
+    return {"doc": text, **extra}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata=_doc("Address to listen on."))
+    port: int = field(default=8080, metadata=_doc("TCP port to listen on.", lo=0, hi=65535))
+    url: str = field(default="", metadata=_doc(
+        "URL at which clients reach this node, reported by up-*-nodes.json "
+        "(default: http://HOST:PORT plus the context path)."))
+    region: str = field(default="default", metadata=_doc(
+        "Region of this node; instances and lookups must name the same region."))
+    zone: str = field(default="default", metadata=_doc("Zone of this node inside its region."))
+    context_path: str = field(default="", metadata=_doc(
+        "Path prefix of every endpoint, for example /artemis-web."))
+    lease_ttl: float = field(default=20.0, metadata=_doc(
+        "Seconds an instance stays registered without a heartbeat.", lo=1.0, hi=604_800.0))
+    legacy_lease_ttl: float = field(default=90.0, metadata=_doc(
+        "Lease of instances whose metadata has java_registry.", lo=1.0, hi=604_800.0))
+    sweep_interval: float = field(default=0.1, metadata=_doc(
+        "Seconds between two looks for expired leases.", lo=0.01, hi=5.0))
+    self_preservation: bool = field(default=True, metadata=_doc(
+        "Keep expired leases when renewals drop suddenly (can also be switched at run time)."))
+    self_preservation_window: float = field(default=10.0, metadata=_doc(
+        "Seconds over which renewals are counted (10-300).", lo=10.0, hi=300.0))
+    self_preservation_percentage: int = field(default=85, metadata=_doc(
+        "Below this share (%) of the peak renewal count the node holds expired leases.",
+        lo=50, hi=100))
+    self_preservation_min_count: int = field(default=50, metadata=_doc(
+        "No decision while the peak renewal count is below this.", lo=0))
+    self_preservation_reset_interval: float = field(default=600.0, metadata=_doc(
+        "Seconds after which a stale peak drops to the current count.", lo=60.0))
+    legacy_self_preservation_window: float = field(default=60.0, metadata=_doc(
+        "Renewal window of the legacy (java_registry) leases.", lo=10.0, hi=300.0))
+    allow_registry_from_other_zone: bool = field(default=True, metadata=_doc(
+        "Accept instances whose zoneId differs from this node's zone."))
+    allow_discovery_from_other_zone: bool = field(default=True, metadata=_doc(
+        "Answer lookups whose zoneId differs from this node's zone."))
+    snapshot_interval: float = field(default=1.0, metadata=_doc(
+        "Seconds between two discovery snapshots (a snapshot is taken only after a change).",
+        lo=0.05, hi=300.0))
+    snapshot_count: int = field(default=60, metadata=_doc(
+        "How many snapshots are kept; a delta can start from any of them.", lo=1, hi=10_000))
+    change_log_size: int = field(default=200_000, metadata=_doc(
+        "How many changes the node remembers for deltas.", lo=1_000, hi=10_000_000))
+    max_body_bytes: int = field(default=4 * 1024 * 1024, metadata=_doc(
+        "Largest request body accepted, after gzip is undone.", lo=1024))
+    max_batch: int = field(default=5_000, metadata=_doc(
+        "Most instances in one register, heartbeat or unregister request.", lo=1))
+    gzip_min_bytes: int = field(default=8192, metadata=_doc(
+        "Answers at least this large are gzipped for clients that accept gzip.", lo=0))
+    rate_limit_enabled: bool = field(default=True, metadata=_doc(
+        "Enforce the per-operation rate limits."))
+    rate_limits: dict[str, int] = field(default_factory=dict, metadata=_doc(
+        "Limits per 10 s: LIMITER=N or LIMITER.OPERATION=N, comma-separated "
+        "(limiters: registry, replication, cluster, status).", kind="map"))
+    admin_token: str = field(default="", metadata=_doc(
+        "Bearer token for the node's admin switches; without one they answer only 127.0.0.1.",
+        secret=True))
+    log_level: str = field(default="info", metadata=_doc(
+        "debug, info, warning or error.", choices=("debug", "info", "warning", "error")))
+
+    # --- derived -------------------------------------------------------------------------
+
+    @property
+    def node_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}{self.context_path}"
+
+    def rate_limit(self, limiter: str, identity: str | None = None) -> int:
+        merged = {**RATE_LIMIT_DEFAULTS, **self.rate_limits}
+        if identity is not None and f"{limiter}.{identity}" in merged:
+            return merged[f"{limiter}.{identity}"]
+        return merged[limiter]
+
+    def rate_limit_map(self, limiter: str) -> dict[str, int]:
+        merged = {**RATE_LIMIT_DEFAULTS, **self.rate_limits}
+        prefix = limiter + "."
+        return {k[len(prefix):]: v for k, v in merged.items() if k.startswith(prefix)}
+
+    def public(self) -> dict[str, Any]:
+        """Every setting with its value, secrets masked (for /api/status/config.json)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = ("***" if value else "") if f.metadata.get("secret") else value
+        return out
+
+    # --- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, config_file: Path | str | None = None, env: Mapping[str, str] | None = None,
+             overrides: Mapping[str, Any] | None = None) -> Settings:
+        values: dict[str, Any] = {}
+        if config_file:
+            path = Path(config_file)
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+            for key, value in _flatten(data).items():
+                name = key.replace("-", "_")
+                values[name] = _convert(name, value, f"config file {path}")
+        for name in SETTINGS:
+            raw = (env or {}).get(env_name(name))
+            if raw is not None and raw != "":
+                values[name] = _convert(name, raw, f"environment variable {env_name(name)}")
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = _convert(name, value, f"option {flag_name(name)}")
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.context_path and (not self.context_path.startswith("/")
+                                  or self.context_path.endswith("/")):
+            raise SettingsError(
+                f"context_path must start with / and not end with one, got {self.context_path!r}")
+        for key in self.rate_limits:
+            limiter = key.split(".", 1)[0]
+            if limiter not in ("registry", "replication", "cluster", "status"):
+                raise SettingsError(f"rate_limits: unknown limiter {limiter!r} in {key!r}")
+        if not self.region.strip() or not self.zone.strip():
+            raise SettingsError("region and zone must not be blank")
+
+
+SETTINGS: Final[dict[str, dataclasses.Field[Any]]] = {
+    f.name: f for f in dataclasses.fields(Settings)
+}
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`[lease] ttl = 5` and `lease_ttl = 5` mean the same; `[rate_limits]` stays a table."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}".replace("-", "_")
+        if isinstance(value, dict) and name != "rate_limits":
+            out.update(_flatten(value, name + "_"))
+        else:
+            out[name] = value
+    return out
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    f = SETTINGS.get(name)
+    if f is None:
+        raise SettingsError(f"{source}: unknown setting {name!r}")
+    meta = f.metadata
+    kind = meta.get("kind") or f.type
+    try:
+        if kind == "map":
+            out: Any = _parse_map(value)
+        elif kind == "bool":
+            out = _parse_bool(value)
+        elif kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            out = int(value)
+        elif kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            out = float(value)
+        else:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            out = value
+    except (TypeError, ValueError):
+        raise SettingsError(f"{source}: {name} must be {_kind_text(kind)}, got {value!r}") from None
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and out < lo) or (hi is not None and out > hi):
+        raise SettingsError(f"{source}: {name} must be between {lo} and {hi}, got {out!r}")
+    choices = meta.get("choices")
+    if choices and out not in choices:
+        raise SettingsError(f"{source}: {name} must be one of {', '.join(choices)}, got {out!r}")
+    return out
+
+
+def _kind_text(kind: Any) -> str:
+    return {"int": "a whole number", "float": "a number", "bool": "true or false",
+            "map": "NAME=N pairs"}.get(str(kind), "text")
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _parse_map(value: Any) -> dict[str, int]:
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        items = []
+        for part in str(value).split(","):
+            if part.strip():
+                key, sep, number = part.partition("=")
+                if not sep:
+                    raise ValueError(part)
+                items.append((key.strip(), number.strip()))
+    out: dict[str, int] = {}
+    for key, number in items:
+        if isinstance(number, bool):
+            raise ValueError(number)
+        limit = int(number)
+        if limit < 0:
+            raise ValueError(number)
+        out[str(key)] = limit
+    return out

@@ -1,0 +1,323 @@
+"""The JSON shapes of the Artemis API, in one place.
+
+Every shape is a msgspec Struct whose fields are declared in the alphabetical order of their
+camelCase names, so that encoding gives exactly what the original's Jackson mapper gives: keys
+sorted, nulls written, primitives defaulting to 0.
+
+Reading follows Jackson's lenient habits: keys are matched case-insensitively, unknown keys are
+ignored and a null for a primitive means its default. The fast path decodes canonical JSON
+straight into the Structs (they forbid unknown fields, so any key that is not spelled canonically
+makes the fast path fail); only then is the body decoded generically, its keys folded onto the
+canonical names, and the result converted. Canonical input, which is what every real client
+sends, pays nothing extra.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Final, TypeVar, Union, get_args, get_origin
+
+import msgspec
+
+__all__ = [
+    "ALL_SERVICES_CONFIG_ID",
+    "DecodeError",
+    "DiscoveryConfig",
+    "FailedInstance",
+    "GetClusterNodeStatusResponse",
+    "GetClusterStatusResponse",
+    "GetServiceNodesRequest",
+    "GetServiceNodesResponse",
+    "GetServiceRequest",
+    "GetServiceResponse",
+    "GetServicesDeltaRequest",
+    "GetServicesDeltaResponse",
+    "GetServicesRequest",
+    "Instance",
+    "InstanceChange",
+    "InstancesRequest",
+    "InstancesResponse",
+    "LeaseStatus",
+    "LeasesStatusRequest",
+    "LookupRequest",
+    "ResponseStatus",
+    "RouteRule",
+    "Service",
+    "ServiceGroup",
+    "ServiceNode",
+    "ServiceNodeStatus",
+    "Zone",
+    "decode",
+    "encode",
+]
+
+ALL_SERVICES_CONFIG_ID: Final = "discovery_generic_service_id"
+
+
+class _Wire(
+    msgspec.Struct,
+    rename="camel",
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=False,
+    frozen=True,
+):
+    """Base of every wire shape: camelCase, keyword-only, nulls written."""
+
+
+class Instance(_Wire, kw_only=True, frozen=True, gc=False):
+    """A registered instance of a service, exactly as the client sent it (§3.1)."""
+
+    group_id: str | None = None
+    health_check_url: str | None = None
+    instance_id: str | None = None
+    ip: str | None = None
+    machine_name: str | None = None
+    metadata: dict[str, str] | None = None
+    port: int = 0
+    protocol: str | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+    status: str | None = None
+    url: str | None = None
+    zone_id: str | None = None
+
+
+class ResponseStatus(_Wire, kw_only=True, frozen=True, gc=False):
+    error_code: str
+    message: str
+    status: str
+
+
+class FailedInstance(_Wire, kw_only=True, frozen=True, gc=False):
+    error_code: str
+    error_message: str
+    instance: Instance | None
+
+
+class InstancesRequest(_Wire, kw_only=True, frozen=True):
+    """The body of register, heartbeat and unregister (client and replication paths)."""
+
+    instances: list[Instance | None] | None = None
+
+
+class InstancesResponse(_Wire, kw_only=True, frozen=True):
+    failed_instances: list[FailedInstance] | None = None
+    response_status: ResponseStatus
+
+
+class DiscoveryConfig(_Wire, kw_only=True, frozen=True):
+    discovery_data: dict[str, str] | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+    zone_id: str | None = None
+
+
+class LookupRequest(_Wire, kw_only=True, frozen=True):
+    discovery_configs: list[DiscoveryConfig | None] | None = None
+    region_id: str | None = None
+    zone_id: str | None = None
+
+
+class GetServiceRequest(_Wire, kw_only=True, frozen=True):
+    discovery_config: DiscoveryConfig | None = None
+    region_id: str | None = None
+    zone_id: str | None = None
+
+
+class GetServicesRequest(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+    zone_id: str | None = None
+
+
+class GetServicesDeltaRequest(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+    version: int = 0
+    zone_id: str | None = None
+
+
+class ServiceGroup(_Wire, kw_only=True, frozen=True):
+    group_key: str | None = None
+    instance_ids: list[str] | None = None
+    instances: list[Instance] | None = None
+    metadata: dict[str, str] | None = None
+    weight: int | None = None
+
+
+class RouteRule(_Wire, kw_only=True, frozen=True):
+    groups: list[ServiceGroup] | None = None
+    route_id: str | None = None
+    strategy: str | None = None
+
+
+class Service(_Wire, kw_only=True, frozen=True):
+    instances: list[Instance] | None = None
+    logic_instances: list[Instance] | None = None
+    metadata: dict[str, str] | None = None
+    route_rules: list[RouteRule] | None = None
+    service_id: str | None = None
+
+
+class GetServiceResponse(_Wire, kw_only=True, frozen=True):
+    checksum: str | None = None
+    response_status: ResponseStatus
+    service: Service | None = None
+
+
+class InstanceChange(_Wire, kw_only=True, frozen=True, gc=False):
+    change_time: int
+    change_type: str
+    instance: Instance
+
+
+class GetServicesDeltaResponse(_Wire, kw_only=True, frozen=True):
+    checksum: str | None = None
+    delta: dict[str, list[InstanceChange]] | None = None
+    response_status: ResponseStatus
+    version: int = 0
+
+
+class Zone(_Wire, kw_only=True, frozen=True):
+    metadata: dict[str, str] | None = None
+    region_id: str | None = None
+    zone_id: str | None = None
+
+
+class ServiceNode(_Wire, kw_only=True, frozen=True):
+    url: str
+    zone: Zone
+
+
+class ServiceNodeStatus(_Wire, kw_only=True, frozen=True):
+    allow_discovery_from_other_zone: bool | None = None
+    allow_registry_from_other_zone: bool | None = None
+    can_service_discovery: bool | None = None
+    can_service_registry: bool | None = None
+    node: ServiceNode
+    status: str
+
+
+class GetClusterNodeStatusResponse(_Wire, kw_only=True, frozen=True):
+    node_status: ServiceNodeStatus | None = None
+    response_status: ResponseStatus
+
+
+class GetClusterStatusResponse(_Wire, kw_only=True, frozen=True):
+    node_count: int = 0
+    nodes_status: list[ServiceNodeStatus] | None = None
+    response_status: ResponseStatus
+
+
+class GetServiceNodesRequest(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+    zone_id: str | None = None
+
+
+class GetServiceNodesResponse(_Wire, kw_only=True, frozen=True):
+    nodes: list[ServiceNode] | None = None
+    response_status: ResponseStatus
+
+
+class LeasesStatusRequest(_Wire, kw_only=True, frozen=True):
+    service_ids: list[str] | None = None
+
+
+class LeaseStatus(_Wire, kw_only=True, frozen=True):
+    creation_time: str
+    evition_time: str  # sic: the original's spelling
+    instance: str
+    renewal_time: str
+    ttl: int
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class DecodeError(ValueError):
+    """The body is not JSON of the expected shape; the message names the problem."""
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(value: Any) -> bytes:
+    """Encode a wire value to JSON bytes (keys in declaration, hence alphabetical, order)."""
+    return _ENCODER.encode(value)
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """Decode `data` into `kind`, Jackson-style lenient; raise DecodeError naming the problem."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    try:
+        return typing.cast(T, decoder.decode(data))
+    except msgspec.ValidationError:
+        pass  # maybe only spelled differently: try the lenient path below
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed JSON: {exc}") from None
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:  # pragma: no cover - the typed decoder saw it first
+        raise DecodeError(f"malformed JSON: {exc}") from None
+    try:
+        return msgspec.convert(_fold(raw, kind), kind)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(str(exc)) from None
+
+
+class _Shape:
+    """How to fold one Struct's keys: canonical name by lower-case name, and field types."""
+
+    __slots__ = ("by_lower", "non_null", "types")
+
+    def __init__(self, cls: type[msgspec.Struct]) -> None:
+        hints = typing.get_type_hints(cls)
+        self.by_lower: dict[str, str] = {}
+        self.types: dict[str, Any] = {}
+        self.non_null: set[str] = set()
+        for field in msgspec.structs.fields(cls):
+            self.by_lower[field.encode_name.lower()] = field.encode_name
+            tp = hints[field.name]
+            self.types[field.encode_name] = tp
+            if not _admits_none(tp) and field.default is not msgspec.NODEFAULT:
+                self.non_null.add(field.encode_name)
+
+
+_shapes: dict[type[Any], _Shape] = {}
+
+
+def _admits_none(tp: Any) -> bool:
+    return tp is Any or (_is_union(tp) and type(None) in get_args(tp))
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType)
+
+
+def _fold(raw: Any, tp: Any) -> Any:
+    """Rename keys of `raw` to the canonical names of `tp`, drop unknown keys and nulls for
+    primitives; leave anything else for msgspec.convert to judge."""
+    if _is_union(tp):
+        members = [a for a in get_args(tp) if a is not type(None)]
+        return _fold(raw, members[0]) if len(members) == 1 else raw
+    origin = get_origin(tp)
+    if origin is list and isinstance(raw, list):
+        (item,) = get_args(tp)
+        return [_fold(x, item) for x in raw]
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(raw, dict):
+        shape = _shapes.get(tp)
+        if shape is None:
+            shape = _shapes[tp] = _Shape(tp)
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = shape.by_lower.get(key.lower()) if isinstance(key, str) else None
+            if name is None or (value is None and name in shape.non_null):
+                continue
+            out[name] = _fold(value, shape.types[name])
+        return out
+    return raw
