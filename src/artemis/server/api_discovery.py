@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from artemis import wire
-from artemis.core.registry import encode_service
+from artemis.core.registry import ServiceState, encode_service
 from artemis.core.versions import checksum_hex
 from artemis.server.http import BadRequest, Request, Route, status_bytes
 from artemis.server.node import Node, drive_async
@@ -24,9 +24,18 @@ _DELTA_NOT_FOUND: Final = (b'{"checksum":null,"delta":null,"responseStatus":'
                            + b',"version":0}')
 
 
+# What a cached lookup answer depends on: per service asked, the state seen and its revision.
+_Deps = tuple[tuple[str, ServiceState | None, int], ...]
+_LOOKUP_CACHE_SIZE: Final = 4096
+
+
 class Discovery:
     def __init__(self, node: Node) -> None:
         self.node = node
+        # Whole lookup answers by request body: clients repeat the same lookup, so most of them
+        # are answered without decoding anything. An entry is used only while every service it
+        # names is still the same object at the same revision.
+        self._lookups: dict[bytes, tuple[_Deps, bytes]] = {}
         self.region = node.settings.region.lower()
         self.zone = node.settings.zone.lower()
         self.lookup_route = Route(frozenset({"POST"}), handler=self.lookup,
@@ -69,6 +78,15 @@ class Discovery:
                 state.checksum)
 
     def lookup(self, request: Request) -> bytes:
+        cached = self._lookups.get(request.body)
+        if cached is not None and self.node.state.serves_discovery:
+            services = self.node.registry.services
+            for key, state, revision in cached[0]:
+                current = services.get(key)
+                if current is not state or (state is not None and state.revision != revision):
+                    break
+            else:
+                return cached[1]
         body: LookupRequest = request.json(LookupRequest)
         configs = body.discovery_configs
         if not configs:
@@ -77,11 +95,20 @@ class Discovery:
         if refusal is not None:
             return refusal
         parts = []
+        deps = []
+        services = self.node.registry.services
         for config in configs:
             if config is None or not config.service_id or config.service_id.isspace():
                 continue
+            key = config.service_id.lower()
+            state = services.get(key)
+            deps.append((key, state, 0 if state is None else state.revision))
             parts.append(self._service(config.service_id)[0])
-        return b"".join((_LOOKUP_HEAD, b",".join(parts), b"]}"))
+        answer = b"".join((_LOOKUP_HEAD, b",".join(parts), b"]}"))
+        if len(self._lookups) >= _LOOKUP_CACHE_SIZE:
+            self._lookups.clear()
+        self._lookups[request.body] = (tuple(deps), answer)
+        return answer
 
     def service(self, request: Request) -> bytes:
         if request.method == "GET":

@@ -193,7 +193,7 @@ class Status:
             "changeLogSize": len(node.registry.log),
             "evictedTotal": node.registry.evicted_total,
             "instances": node.registry.instance_count,
-            "loopLag": node.lag.summary(),
+            "loopLag": node.lag.summary(_seconds(request.query("window"))),
             "rateLimited": {name: limiter.rejected for name, limiter in node.limiters.items()},
             "responseStatus": _SUCCESS,
             "revision": node.registry.revision,
@@ -273,6 +273,15 @@ _LEASE_NULLS: Final = {
     "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
     "leaseUpdateMaxCountLastUpdateTime": 0, "leases": None,
 }
+
+
+def _seconds(text: str | None) -> float | None:
+    """A `window` query parameter in seconds; absent or not a positive number means all."""
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        raise BadRequest(f"window must be a number of seconds, got {text!r}") from None
+    return value if value is not None and value > 0 else None
 
 
 def _text(value: Any) -> str:

@@ -14,6 +14,7 @@ Error answers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -143,13 +144,19 @@ class _Gzipped:
     def __init__(self) -> None:
         self._entries: list[tuple[bytes, bytes]] = []
 
-    def get(self, body: bytes) -> bytes:
+    async def get(self, body: bytes) -> bytes:
         for source, compressed in self._entries:
             if source is body:
                 return compressed
-        compressed = _gzip(body)
+        if len(body) >= _GZIP_IN_THREAD:
+            compressed = await asyncio.to_thread(_gzip, body)  # zlib lets go of the GIL
+        else:
+            compressed = _gzip(body)
         self._entries = [(body, compressed), *self._entries[:7]]
         return compressed
+
+
+_GZIP_IN_THREAD: Final = 256 * 1024
 
 
 def _gzip(data: bytes) -> bytes:
@@ -213,13 +220,13 @@ class App:
                                        "the node failed on this request; it is logged"))
         return result if isinstance(result, Response) else Response(result)
 
-    def _encode_out(self, response: Response, accept_encoding: str | None
-                    ) -> tuple[list[tuple[str, str]], bytes]:
+    async def _encode_out(self, response: Response, accept_encoding: str | None
+                          ) -> tuple[list[tuple[str, str]], bytes]:
         body = response.body
         if (len(body) >= self.gzip_min_bytes and accept_encoding and "gzip" in accept_encoding
                 and response.content_type == JSON):
             headers = _JSON_GZIP_HEADERS
-            body = self._gzipped.get(body)
+            body = await self._gzipped.get(body)
         elif response.content_type == JSON:
             headers = _JSON_HEADERS
         else:
@@ -242,6 +249,37 @@ class App:
     # --- RSGI ----------------------------------------------------------------------------
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        # The hot path: a known sync endpoint, a plain body of known small size, a small answer.
+        route = self.routes.get(scope.path)
+        if route is not None and route.handler is not None and scope.proto == "http":
+            method = scope.method
+            headers = scope.headers
+            length = headers.get("content-length")
+            if (method in route.methods and length is not None and len(length) < 7
+                    and length.isdigit() and int(length) <= self.max_body_bytes
+                    and "content-encoding" not in headers):
+                body = await proto() if route.reads_body and method != "GET" else b""
+                request = Request(method, scope.path, scope.query_string, headers, body,
+                                  scope.client)
+                try:
+                    result = route.handler(request)
+                except BadRequest as exc:
+                    result = route.fail("bad-request", str(exc))
+                except Exception:
+                    log.exception("internal error on %s %s", method, scope.path)
+                    result = route.fail("internal-service-error",
+                                        "the node failed on this request; it is logged")
+                if type(result) is bytes and len(result) < self.gzip_min_bytes:
+                    proto.response_bytes(200, _JSON_HEADERS, result)
+                    return
+                response = result if isinstance(result, Response) else Response(result)
+                out_headers, out_body = await self._encode_out(
+                    response, headers.get("accept-encoding"))
+                proto.response_bytes(response.status, out_headers, out_body)
+                return
+        await self._rsgi_general(scope, proto)
+
+    async def _rsgi_general(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
             if scope.proto == "ws" and self._websocket is not None:
                 await self._websocket("rsgi", scope, proto)
@@ -280,7 +318,7 @@ class App:
             else:
                 request = Request(method, path, scope.query_string, headers, body, scope.client)
                 response = await self._respond(route, request)
-        out_headers, out_body = self._encode_out(response, headers.get("accept-encoding"))
+        out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
         proto.response_bytes(response.status, out_headers, out_body)
 
     async def _read_rsgi(self, proto: Any) -> tuple[bytes, str | None]:
@@ -338,7 +376,7 @@ class App:
                 query = scope.get("query_string", b"").decode("latin-1")
                 request = Request(method, path, query, headers, body, client_text)
                 response = await self._respond(route, request)
-        out_headers, out_body = self._encode_out(response, headers.get("accept-encoding"))
+        out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
         await _asgi_send(send, response.status, out_headers, out_body)
 
     async def _read_asgi(self, receive: Any) -> tuple[bytes, str | None]:

@@ -48,21 +48,24 @@ async def drive_async(gen: Generator[None, None, T]) -> T:
 class LoopLag:
     """How late the event loop wakes up: a timer due every `interval` measures its overshoot."""
 
-    def __init__(self, interval: float = 0.01, keep: int = 6000) -> None:
+    def __init__(self, interval: float = 0.01, keep: int = 30_000) -> None:
         self.interval = interval
-        self.samples: deque[float] = deque(maxlen=keep)
+        self.samples: deque[tuple[float, float]] = deque(maxlen=keep)  # (when, lag) seconds
         self.max_lag = 0.0
 
     async def run(self) -> None:
         while True:
             start = time.perf_counter()
             await asyncio.sleep(self.interval)
-            lag = max(0.0, time.perf_counter() - start - self.interval)
-            self.samples.append(lag)
+            end = time.perf_counter()
+            lag = max(0.0, end - start - self.interval)
+            self.samples.append((end, lag))
             self.max_lag = max(self.max_lag, lag)
 
-    def summary(self) -> dict[str, float]:
-        ordered = sorted(self.samples)
+    def summary(self, window: float | None = None) -> dict[str, float]:
+        """Lag percentiles over the last `window` seconds (all kept samples if None)."""
+        since = -1.0 if window is None else time.perf_counter() - window
+        ordered = sorted(lag for when, lag in self.samples if when >= since)
         if not ordered:
             return {"samples": 0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0, "maxEverMs": 0.0}
         return {
