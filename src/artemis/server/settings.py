@@ -259,3 +259,19 @@ def _parse_map(value: Any) -> dict[str, int]:
             raise ValueError(number)
         out[str(key)] = limit
     return out
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as docs/configuration.md shows it."""
+    rows = ["| setting | flag | environment | default | meaning |", "|---|---|---|---|---|"]
+    for name, f in SETTINGS.items():
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if f.metadata.get("secret") or default in ("", {}):
+            shown = "(none)"
+        elif isinstance(default, bool):
+            shown = "true" if default else "false"
+        else:
+            shown = str(default)
+        rows.append(f"| `{name}` | `{flag_name(name)}` | `{env_name(name)}` | {shown} | "
+                    f"{f.metadata['doc']} |")
+    return "\n".join(rows) + "\n"
