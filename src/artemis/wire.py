@@ -309,6 +309,9 @@ def _fold(raw: Any, tp: Any) -> Any:
     if origin is list and isinstance(raw, list):
         (item,) = get_args(tp)
         return [_fold(x, item) for x in raw]
+    if origin is dict and isinstance(raw, dict):
+        _, value_type = get_args(tp)
+        return {k: _fold(v, value_type) for k, v in raw.items()}
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(raw, dict):
         shape = _shapes.get(tp)
         if shape is None:

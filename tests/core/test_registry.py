@@ -1,5 +1,7 @@
 """The registry: register / heartbeat / unregister / sweep, validation, leases, checksums, log."""
 
+# STYLE.md has tests read `assert expected == actual`; SIM300 would turn that round.
+
 from __future__ import annotations
 
 from collections.abc import Callable

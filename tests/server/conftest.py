@@ -61,5 +61,5 @@ async def api(make_api: MakeApi) -> Api:
 @pytest.fixture
 async def seeded(api: Api) -> Api:
     """An up node with `instance()` registered."""
-    assert OK_BODY == await api.register(instance())
+    assert await api.register(instance()) == OK_BODY
     return api

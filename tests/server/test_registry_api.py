@@ -27,8 +27,9 @@ async def test_register_answers_success_and_lookup_finds_it(api: Api) -> None:
     """A register answers exactly the canonical success and the instance is looked up as sent."""
     response = await api.post(REGISTER, {"instances": [instance()]})
 
-    assert (200, b'{"failedInstances":null,"responseStatus":{"errorCode":"success",'
-                 b'"message":"","status":"success"}}') == (response.status_code, response.content)
+    assert (response.status_code, response.content) == (
+        200, b'{"failedInstances":null,"responseStatus":{"errorCode":"success",'
+             b'"message":"","status":"success"}}')
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
 
 
@@ -36,7 +37,7 @@ async def test_register_batch_registers_every_instance(api: Api) -> None:
     """A batch of two instances answers success and both are registered, in order."""
     first, second = instance("10.0.0.5:8080"), instance("10.0.0.6:8080")
 
-    assert OK_BODY == await api.register(first, second)
+    assert await api.register(first, second) == OK_BODY
     assert lookup_answer(service(SERVICE, first, second)) == await api.lookup()
 
 
@@ -44,13 +45,13 @@ async def test_register_again_replaces_the_stored_instance(seeded: Api) -> None:
     """Registering a live instance again replaces its data (the lease is new)."""
     moved = instance(port=9090, status="starting")
 
-    assert OK_BODY == await seeded.register(moved)
+    assert await seeded.register(moved) == OK_BODY
     assert lookup_answer(service(SERVICE, moved)) == await seeded.lookup()
 
 
 async def test_register_skips_null_entries(api: Api) -> None:
     """Null entries of a batch are skipped, not failed."""
-    assert OK_BODY == await api.call(REGISTER, {"instances": [None, instance(), None]})
+    assert await api.call(REGISTER, {"instances": [None, instance(), None]}) == OK_BODY
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
 
 
@@ -70,23 +71,37 @@ async def test_register_region_is_compared_ignoring_case(api: Api) -> None:
     """regionId `sha` is the node's region `SHA`."""
     lower = instance(regionId="sha")
 
-    assert OK_BODY == await api.register(lower)
+    assert await api.register(lower) == OK_BODY
     assert lookup_answer(service(SERVICE, lower)) == await api.lookup()
 
 
 async def test_partial_fail_even_when_every_instance_fails(api: Api) -> None:
-    """Two failing instances still answer partial_fail with an empty message (quirk 2); a missing
-    regionId reads `null` in the message, as Java writes a null string."""
+    """Two failing instances still answer partial_fail with an empty message (quirk 2)."""
     a = instance("10.0.0.1:80", regionId="FRA")
-    b = instance("10.0.0.2:80", regionId=None)
+    b = instance("10.0.0.2:80", regionId="NYC")
 
     assert partial(
         failed(a, "no-permission", "regionId is not the same as the registry node. "
                "regionId: FRA, registry node.regionId: SHA"),
         failed(b, "no-permission", "regionId is not the same as the registry node. "
-               "regionId: null, registry node.regionId: SHA"),
+               "regionId: NYC, registry node.regionId: SHA"),
     ) == await api.register(a, b)
     assert lookup_answer(service(SERVICE)) == await api.lookup()
+
+
+async def test_missing_region_reads_null_in_the_message(make_api: MakeApi) -> None:
+    """A missing regionId or zoneId reads `null` in the failure message, as Java writes a null
+    string (never Python's `None`)."""
+    api = await make_api(allow_registry_from_other_zone=False)
+    no_region = instance("10.0.0.1:80", regionId=None)
+    no_zone = instance("10.0.0.2:80", zoneId=None)
+
+    assert partial(
+        failed(no_region, "no-permission", "regionId is not the same as the registry node. "
+               "regionId: null, registry node.regionId: SHA"),
+        failed(no_zone, "no-permission", "zoneId is not the same as the registry node. "
+               "zoneId: null, registry node.zoneId: zone-1"),
+    ) == await api.register(no_region, no_zone)
 
 
 async def test_other_zone_refused_when_not_allowed(make_api: MakeApi) -> None:
@@ -104,13 +119,13 @@ async def test_other_zone_accepted_by_default(api: Api) -> None:
     """By default (the shipped configuration) an instance of another zone is accepted."""
     elsewhere = instance(zoneId="zone-2")
 
-    assert OK_BODY == await api.register(elsewhere)
+    assert await api.register(elsewhere) == OK_BODY
     assert lookup_answer(service(SERVICE, elsewhere)) == await api.lookup()
 
 
 async def test_heartbeat_of_known_instance_succeeds(seeded: Api) -> None:
     """A heartbeat of a registered instance answers the canonical success."""
-    assert OK_BODY == await seeded.heartbeat(instance())
+    assert await seeded.heartbeat(instance()) == OK_BODY
 
 
 async def test_heartbeat_of_unknown_instance_is_data_not_found(api: Api) -> None:
@@ -126,14 +141,14 @@ async def test_heartbeat_message_names_the_instance(api: Api) -> None:
 
     answer = await api.heartbeat(grouped)
 
-    assert ("sha/zone-1/demo.service/g1/10.0.0.5:8080: " + NOT_EXISTING
-            == answer["failedInstances"][0]["errorMessage"])
+    assert (answer["failedInstances"][0]["errorMessage"]
+            == "sha/zone-1/demo.service/g1/10.0.0.5:8080: " + NOT_EXISTING)
     assert partial(failed(grouped, "data-not-found", NOT_EXISTING)) == answer
 
 
 async def test_heartbeat_never_changes_stored_data(seeded: Api) -> None:
     """A heartbeat carrying other data renews the lease but keeps the registered data."""
-    assert OK_BODY == await seeded.heartbeat(instance(port=1, status="down"))
+    assert await seeded.heartbeat(instance(port=1, status="down")) == OK_BODY
     assert lookup_answer(service(SERVICE, instance())) == await seeded.lookup()
 
 
@@ -149,7 +164,7 @@ async def test_heartbeat_keeps_the_lease_alive(seeded: Api) -> None:
     """Heartbeats every 15 s keep an instance past its 20 s TTL; silence then expires it."""
     for _ in range(3):
         seeded.sweep(15)
-        assert OK_BODY == await seeded.heartbeat(instance())
+        assert await seeded.heartbeat(instance()) == OK_BODY
     seeded.sweep(15)
     assert lookup_answer(service(SERVICE, instance())) == await seeded.lookup()
 
@@ -169,7 +184,7 @@ async def test_lease_expires_after_ttl(seeded: Api) -> None:
 async def test_legacy_instance_gets_the_legacy_lease(api: Api) -> None:
     """An instance with metadata `java_registry` lives 90 s without heartbeats (§3.1)."""
     legacy = instance(metadata={"java_registry": "yes"})
-    assert OK_BODY == await api.register(legacy)
+    assert await api.register(legacy) == OK_BODY
 
     api.sweep(60)
     assert lookup_answer(service(SERVICE, legacy)) == await api.lookup()
@@ -179,21 +194,21 @@ async def test_legacy_instance_gets_the_legacy_lease(api: Api) -> None:
 
 async def test_unregister_removes_the_instance(seeded: Api) -> None:
     """Unregister answers success and the instance is gone from lookups at once."""
-    assert OK_BODY == await seeded.unregister(instance())
+    assert await seeded.unregister(instance()) == OK_BODY
     assert lookup_answer(service(SERVICE)) == await seeded.lookup()
 
 
 async def test_unregister_of_unknown_instance_is_success(api: Api) -> None:
     """Unregistering an instance that is not registered is still success (§4.1)."""
-    assert OK_BODY == await api.unregister(instance())
+    assert await api.unregister(instance()) == OK_BODY
 
 
 async def test_instance_identity_ignores_case(seeded: Api) -> None:
     """Service and instance ids are compared lower-cased: `DEMO.SERVICE.V1`/`10.0.0.5:8080`."""
     shouted = instance(serviceId=SERVICE.upper(), regionId="sha")
 
-    assert OK_BODY == await seeded.heartbeat(shouted)
-    assert OK_BODY == await seeded.unregister(shouted)
+    assert await seeded.heartbeat(shouted) == OK_BODY
+    assert await seeded.unregister(shouted) == OK_BODY
     assert lookup_answer(service(SERVICE)) == await seeded.lookup()
 
 
@@ -205,7 +220,7 @@ async def test_node_not_up_is_service_unavailable(make_api: MakeApi, path: str) 
     assert registry_fail("service-unavailable",
                          "Serivce registry is not in up state. Current status: starting"
                          ) == await api.call(path, {"instances": [instance()]})
-    assert 0 == api.node.registry.instance_count
+    assert api.node.registry.instance_count == 0
 
 
 async def test_register_rate_limited_on_third_call(make_api: MakeApi) -> None:
@@ -213,36 +228,38 @@ async def test_register_rate_limited_on_third_call(make_api: MakeApi) -> None:
     nothing; the limit holds only for that operation and frees up as the window slides."""
     api = await make_api(rate_limits={"registry.register": 2})
     one, two, three = (instance(f"10.0.0.{n}:80") for n in (1, 2, 3))
-    assert OK_BODY == await api.register(one)
-    assert OK_BODY == await api.register(two)
+    assert await api.register(one) == OK_BODY
+    assert await api.register(two) == OK_BODY
 
     assert registry_fail("rate-limited", "Request is rate limited.") == await api.register(three)
     assert lookup_answer(service(SERVICE, one, two)) == await api.lookup()
-    assert OK_BODY == await api.heartbeat(one)
+    assert await api.heartbeat(one) == OK_BODY
 
     api.clock.advance(10)
-    assert OK_BODY == await api.register(three)
+    assert await api.register(three) == OK_BODY
     assert lookup_answer(service(SERVICE, one, two, three)) == await api.lookup()
 
 
 async def test_unregister_rate_limited_changes_nothing(make_api: MakeApi) -> None:
     """A rate-limited unregister answers `rate-limited` and leaves the instance registered."""
     api = await make_api(rate_limits={"registry.unregister": 0})
-    assert OK_BODY == await api.register(instance())
+    assert await api.register(instance()) == OK_BODY
 
-    assert {"failedInstances": None, "responseStatus": RATE_LIMITED} == await api.unregister(
-        instance())
+    answer = await api.unregister(instance())
+
+    assert answer == {"failedInstances": None, "responseStatus": RATE_LIMITED}
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
 
 
 async def test_heartbeat_rate_limited_does_not_renew(make_api: MakeApi) -> None:
     """A rate-limited heartbeat does not renew the lease: the instance expires on time."""
     api = await make_api(rate_limits={"registry.heartbeat": 0})
-    assert OK_BODY == await api.register(instance())
+    assert await api.register(instance()) == OK_BODY
     api.clock.advance(15)
 
-    assert {"failedInstances": None, "responseStatus": RATE_LIMITED} == await api.heartbeat(
-        instance())
+    answer = await api.heartbeat(instance())
+
+    assert answer == {"failedInstances": None, "responseStatus": RATE_LIMITED}
     api.sweep(5.5)
     assert lookup_answer(service(SERVICE)) == await api.lookup()
 

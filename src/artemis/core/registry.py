@@ -82,7 +82,12 @@ def describe(instance: Instance) -> str:
     if instance.group_id and not instance.group_id.isspace():
         parts.append(instance.group_id)
     parts.append(instance.instance_id)
-    return "/".join("null" if p is None else p for p in parts).lower()
+    return "/".join(_null(p) for p in parts).lower()
+
+
+def _null(text: str | None) -> str:
+    """Text as the original's messages print it: Java's `null` for a missing value."""
+    return "null" if text is None else text
 
 
 class Lease:
@@ -250,7 +255,7 @@ class Registry:
         """Remove the leases that expired by `now`; only leases due are looked at."""
         changes: list[Change] = []
         heap = self._expiry
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] < now:
             _, _, lease = heapq.heappop(heap)
             state = self.services.get(lease.service)
             if state is None or state.leases.get(lease.key) is not lease:
@@ -324,12 +329,12 @@ class Registry:
         region = instance.region_id
         if region is None or region.lower() != self._region:
             return NO_PERMISSION, (f"regionId is not the same as the registry node. regionId: "
-                                   f"{region}, registry node.regionId: {cfg.region}")
+                                   f"{_null(region)}, registry node.regionId: {cfg.region}")
         if check_zone and not cfg.allow_registry_from_other_zone:
             zone = instance.zone_id
             if zone is None or zone.lower() != self._zone:
                 return NO_PERMISSION, (f"zoneId is not the same as the registry node. zoneId: "
-                                       f"{zone}, registry node.zoneId: {cfg.zone}")
+                                       f"{_null(zone)}, registry node.zoneId: {cfg.zone}")
         metadata = instance.metadata
         if metadata:
             if len(metadata) > cfg.max_metadata_entries:

@@ -129,6 +129,7 @@ class Settings:
     def load(cls, config_file: Path | str | None = None, env: Mapping[str, str] | None = None,
              overrides: Mapping[str, Any] | None = None) -> Settings:
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         if config_file:
             path = Path(config_file)
             try:
@@ -140,28 +141,36 @@ class Settings:
             for key, value in _flatten(data).items():
                 name = key.replace("-", "_")
                 values[name] = _convert(name, value, f"config file {path}")
+                sources[name] = f"config file {path}"
         for name in SETTINGS:
             raw = (env or {}).get(env_name(name))
             if raw is not None and raw != "":
                 values[name] = _convert(name, raw, f"environment variable {env_name(name)}")
+                sources[name] = f"environment variable {env_name(name)}"
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = _convert(name, value, f"option {flag_name(name)}")
+                sources[name] = f"option {flag_name(name)}"
         settings = cls(**values)
-        settings._check()
+        settings._check(sources)
         return settings
 
-    def _check(self) -> None:
+    def _check(self, sources: Mapping[str, str]) -> None:
+        def fail(name: str, problem: str) -> SettingsError:
+            return SettingsError(f"{sources.get(name, 'default')}: {name} {problem}")
+
         if self.context_path and (not self.context_path.startswith("/")
                                   or self.context_path.endswith("/")):
-            raise SettingsError(
-                f"context_path must start with / and not end with one, got {self.context_path!r}")
+            raise fail("context_path", f"must start with / and not end with one, "
+                                       f"got {self.context_path!r}")
         for key in self.rate_limits:
             limiter = key.split(".", 1)[0]
             if limiter not in ("registry", "replication", "cluster", "status"):
-                raise SettingsError(f"rate_limits: unknown limiter {limiter!r} in {key!r}")
-        if not self.region.strip() or not self.zone.strip():
-            raise SettingsError("region and zone must not be blank")
+                raise fail("rate_limits", f"names an unknown limiter {limiter!r} in {key!r} "
+                                          "(limiters: registry, replication, cluster, status)")
+        for name in ("region", "zone"):
+            if not getattr(self, name).strip():
+                raise fail(name, "must not be blank")
 
 
 SETTINGS: Final[dict[str, dataclasses.Field[Any]]] = {
@@ -216,7 +225,13 @@ def _convert(name: str, value: Any, source: str) -> Any:
         raise SettingsError(f"{source}: {name} must be {_kind_text(kind)}, got {value!r}") from None
     lo, hi = meta.get("lo"), meta.get("hi")
     if (lo is not None and out < lo) or (hi is not None and out > hi):
-        raise SettingsError(f"{source}: {name} must be between {lo} and {hi}, got {out!r}")
+        if hi is None:
+            bound = f"at least {lo}"
+        elif lo is None:
+            bound = f"at most {hi}"
+        else:
+            bound = f"between {lo} and {hi}"
+        raise SettingsError(f"{source}: {name} must be {bound}, got {out!r}")
     choices = meta.get("choices")
     if choices and out not in choices:
         raise SettingsError(f"{source}: {name} must be one of {', '.join(choices)}, got {out!r}")
@@ -226,6 +241,17 @@ def _convert(name: str, value: Any, source: str) -> Any:
 def _kind_text(kind: Any) -> str:
     return {"int": "a whole number", "float": "a number", "bool": "true or false",
             "map": "NAME=N pairs"}.get(str(kind), "text")
+
+
+def _dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`registry.heartbeat = 5` unquoted in TOML is a nested table: flatten it back to dots."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _parse_bool(value: Any) -> bool:
@@ -241,7 +267,7 @@ def _parse_bool(value: Any) -> bool:
 
 def _parse_map(value: Any) -> dict[str, int]:
     if isinstance(value, Mapping):
-        items = list(value.items())
+        items = list(_dotted(value).items())
     else:
         items = []
         for part in str(value).split(","):

@@ -1,0 +1,321 @@
+"""A real `artemis server` process on 127.0.0.1: HTTP over TCP, the Java SDK's habits on the
+wire (§13), lease expiry on the real clock, and stopping on signals."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import signal
+import socket
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.process.conftest import RunningNode, poll
+
+StartNode = Callable[..., RunningNode]
+
+SERVICE = "demo.service.v1"
+SUCCESS = {"errorCode": "success", "message": "", "status": "success"}
+OK_BODY = {"failedInstances": None, "responseStatus": SUCCESS}
+INSTANCE = {"groupId": None, "healthCheckUrl": "http://10.0.0.5:8080/health",
+            "instanceId": "10.0.0.5:8080", "ip": "10.0.0.5", "machineName": "web-5",
+            "metadata": {"owner": "team-a"}, "port": 8080, "protocol": "http", "regionId": "SHA",
+            "serviceId": SERVICE, "status": "up", "url": "http://10.0.0.5:8080/api",
+            "zoneId": "zone-1"}
+SWITCHED_OFF = {"enabled": False, "isSafe": True, "legacyEnabled": False, "legacyIsSafe": True,
+                "responseStatus": SUCCESS}
+LOOKUP = {"discoveryConfigs": [{"discoveryData": None, "regionId": None, "serviceId": SERVICE,
+                                "zoneId": None}], "regionId": "SHA", "zoneId": "zone-1"}
+
+
+def service(*instances: dict[str, Any]) -> dict[str, Any]:
+    return {"instances": list(instances), "logicInstances": [], "metadata": None,
+            "routeRules": [], "serviceId": SERVICE}
+
+
+def lookup_answer(*instances: dict[str, Any]) -> dict[str, Any]:
+    return {"responseStatus": SUCCESS, "services": [service(*instances)]}
+
+
+def bad_request(message: str) -> dict[str, Any]:
+    return {"failedInstances": None,
+            "responseStatus": {"errorCode": "bad-request", "message": message, "status": "fail"}}
+
+
+def jackson(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sdk_request(port: int, path: str, body: Any) -> tuple[bytes, dict[str, str], bytes]:
+    """Send `body` exactly as the Java SDK does (§13) over a raw socket: gzip, chunked,
+    Content-Type and Accept twice. Returns (status line, headers, body) of the answer."""
+    packed = gzip.compress(jackson(body))
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(packed[i:i + 100]), packed[i:i + 100])
+                      for i in range(0, len(packed), 100)) + b"0\r\n\r\n"
+    head = (f"POST {path} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\n"
+            "Accept: application/json\r\n"
+            "Content-Type: application/json\r\n"
+            "Accept: application/json\r\n"
+            "Content-Encoding: gzip\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "Connection: close\r\n"
+            "User-Agent: Apache-HttpClient/4.5.2 (Java/1.8.0_152)\r\n"
+            "\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head + chunks)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    raw_head, _, raw_body = received.partition(b"\r\n\r\n")
+    status_line, *lines = raw_head.split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding") == "chunked":
+        raw_body = _dechunk(raw_body)
+    return status_line, headers, raw_body
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = b""
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        out, data = out + data[:size], data[size + 2:]
+
+
+def test_register_and_lookup_over_tcp(start_node: StartNode) -> None:
+    """Over TCP: register answers success, lookup and service.json find it, /health counts it."""
+    node = start_node()
+    with node.client() as client:
+        registered = client.post("/api/registry/register.json", json={"instances": [INSTANCE]})
+        assert registered.json() == OK_BODY
+        assert lookup_answer(INSTANCE) == client.post("/api/discovery/lookup.json",
+                                                      json=LOOKUP).json()
+        service_answer = client.get("/api/discovery/service.json",
+                                    params={"serviceId": SERVICE}).json()
+        health = client.get("/health")
+
+    assert (SUCCESS, service(INSTANCE)) == (service_answer["responseStatus"],
+                                            service_answer["service"])
+    assert (health.status_code, health.json()) == (200, {"instances": 1, "status": "up"})
+
+
+def test_java_sdk_habits_on_the_wire(start_node: StartNode) -> None:
+    """register.json and lookup.json sent gzip-compressed, chunked, with Content-Type and
+    Accept each twice (the Java SDK's habits, §13) succeed."""
+    node = start_node()
+
+    registered = sdk_request(node.port, "/api/registry/register.json",
+                             {"instances": [INSTANCE]})
+    looked_up = sdk_request(node.port, "/api/discovery/lookup.json", LOOKUP)
+
+    assert (b"HTTP/1.1 200 OK", "application/json", jackson(OK_BODY)) == (
+        registered[0], registered[1]["content-type"], registered[2])
+    assert (b"HTTP/1.1 200 OK", "application/json", jackson(lookup_answer(INSTANCE))) == (
+        looked_up[0], looked_up[1]["content-type"], looked_up[2])
+
+
+def test_lease_expires_without_heartbeats(start_node: StartNode) -> None:
+    """With --lease-ttl 1 and self-preservation off, an instance that sends no heartbeat is
+    gone after about a second (polled, with a deadline), and not before its TTL."""
+    node = start_node("--lease-ttl", "1", "--no-self-preservation")
+    with node.client() as client:
+        started = time.monotonic()
+        registered = client.post("/api/registry/register.json", json={"instances": [INSTANCE]})
+        assert registered.json() == OK_BODY
+        assert lookup_answer(INSTANCE) == client.post("/api/discovery/lookup.json",
+                                                      json=LOOKUP).json()
+
+        def gone() -> dict[str, Any] | None:
+            answer = client.post("/api/discovery/lookup.json", json=LOOKUP).json()
+            return answer if answer == lookup_answer() else None
+
+        assert lookup_answer() == poll(gone, 5.0, "the instance expiring")
+        elapsed = time.monotonic() - started
+        heartbeat = client.post("/api/registry/heartbeat.json",
+                                json={"instances": [INSTANCE]}).json()
+
+    assert elapsed >= 1.0
+    assert heartbeat == {"failedInstances": [{
+        "errorCode": "data-not-found",
+        "errorMessage": "sha/zone-1/demo.service.v1/10.0.0.5:8080: "
+                        "Instance is not exising! Need re-register.",
+        "instance": INSTANCE}],
+        "responseStatus": {"errorCode": "partial_fail", "message": "", "status": "partial_fail"},
+    }
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_process_with_exit_code_0(start_node: StartNode, signum: int) -> None:
+    """SIGTERM (or SIGINT) makes the process exit 0 within the deadline; the port closes."""
+    node = start_node()
+    with node.client() as client:
+        registered = client.post("/api/registry/register.json", json={"instances": [INSTANCE]})
+        assert registered.json() == OK_BODY
+
+    assert node.signal(signum) == 0
+    with pytest.raises(httpx.ConnectError), node.client() as client:
+        client.get("/health")
+
+
+def test_bad_bodies_over_tcp(start_node: StartNode) -> None:
+    """Through granian: oversized bodies (with and without Content-Length), a gzip bomb,
+    broken gzip and malformed JSON each answer `bad-request`, and nothing gets registered."""
+    node = start_node("--max-body-bytes", "2048")
+    big = jackson({"instances": [{**INSTANCE, "machineName": "m" * 4096}]})
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = packer.compress(b'{"instances":[' + b" " * (1 << 20)) + packer.flush()
+
+    def chunks() -> Any:
+        yield from (big[i:i + 512] for i in range(0, len(big), 512))
+
+    def post(content: Any, **headers: str) -> Any:
+        with node.client() as client:  # one connection each (see the keep-alive test below)
+            return client.post("/api/registry/register.json", content=content,
+                               headers=headers).json()
+
+    answers = [
+        post(big),
+        post(chunks()),
+        post(bomb, **{"Content-Encoding": "gzip"}),
+        post(b"{}", **{"Content-Encoding": "gzip"}),
+        post(b'{"instances": ['),
+    ]
+    health = httpx.get(node.url + "/health", timeout=5.0).json()
+
+    assert answers == [
+        bad_request("request body is larger than 2048 bytes"),
+        bad_request("request body is larger than 2048 bytes"),
+        bad_request("request body is larger than 2048 bytes once decompressed"),
+        bad_request("request body is not valid gzip: Error -3 while decompressing data: "
+                    "incorrect header check"),
+        bad_request("request body: malformed JSON: Input data was truncated"),
+    ]
+    assert health == {"instances": 0, "status": "up"}
+
+
+def read_answer(sock: socket.socket) -> tuple[bytes, dict[str, str], bytes] | None:
+    """One HTTP answer with a Content-Length from `sock`; None if the node hung up first."""
+    received = b""
+    try:
+        while b"\r\n\r\n" not in received:
+            data = sock.recv(65536)
+            if not data:
+                return None
+            received += data
+        raw_head, _, body = received.partition(b"\r\n\r\n")
+        status_line, *lines = raw_head.split(b"\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        while len(body) < int(headers["content-length"]):
+            data = sock.recv(65536)
+            if not data:
+                return None
+            body += data
+    except ConnectionError:
+        return None
+    return status_line, headers, body
+
+
+def test_connection_usable_after_a_refused_chunked_body(start_node: StartNode) -> None:
+    """After refusing an oversized chunked body unread, the node either says
+    `Connection: close` or keeps serving the connection: a keep-alive client (the SDK's pooled
+    Apache HttpClient) never meets a silent hang-up on its next request."""
+    node = start_node("--max-body-bytes", "2048")
+    big = jackson({"instances": [{**INSTANCE, "machineName": "m" * 4096}]})
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(big[i:i + 512]), big[i:i + 512])
+                      for i in range(0, len(big), 512)) + b"0\r\n\r\n"
+    first = (f"POST /api/registry/register.json HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+             ).encode() + chunks
+    small = jackson({"instances": [INSTANCE]})
+    second = (f"POST /api/registry/register.json HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(small)}\r\n"
+              "Connection: close\r\n\r\n").encode() + small
+
+    with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
+        sock.sendall(first)
+        refused = read_answer(sock)
+        assert refused is not None
+        closing = refused[1].get("connection", "").lower() == "close"
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(second)
+        then = None if closing else read_answer(sock)
+
+    assert (refused[0], json.loads(refused[2])) == (
+        b"HTTP/1.1 200 OK", bad_request("request body is larger than 2048 bytes"))
+    next_answer = None if then is None else (then[0], then[2])
+    assert closing or next_answer == (b"HTTP/1.1 200 OK", jackson(OK_BODY))
+
+
+def test_unknown_path_and_wrong_method_over_tcp(start_node: StartNode) -> None:
+    """Through granian an unknown path is 404 and a wrong method 405 with Allow, JSON bodies."""
+    node = start_node()
+    with node.client() as client:
+        missing = client.post("/api/registry/nope.json", json={})
+        wrong = client.get("/api/registry/register.json")
+
+    assert (missing.status_code, missing.json()) == (404, {"responseStatus": {
+        "errorCode": "bad-request", "message": "no endpoint at /api/registry/nope.json",
+        "status": "fail"}})
+    assert (wrong.status_code, wrong.headers["allow"], wrong.json()) == (
+        405, "OPTIONS, POST", {"responseStatus": {
+            "errorCode": "bad-request",
+            "message": "GET is not allowed on /api/registry/register.json; use OPTIONS, POST",
+            "status": "fail"}})
+
+
+def test_admin_switch_from_loopback_over_tcp(start_node: StartNode) -> None:
+    """Without an admin token, a call from 127.0.0.1 over TCP may switch self-preservation."""
+    node = start_node()
+    with node.client() as client:
+        answer = client.post("/api/admin/self-preservation.json", json={"enabled": False})
+
+    assert answer.json() == SWITCHED_OFF
+
+
+def test_admin_switch_needs_the_token_over_tcp(start_node: StartNode) -> None:
+    """With --admin-token, even 127.0.0.1 needs `Authorization: Bearer <token>`."""
+    node = start_node("--admin-token", "s3cret")
+    path = "/api/admin/self-preservation.json"
+    with node.client() as client:
+        refused = client.post(path, json={"enabled": False}).json()
+        allowed = client.post(path, json={"enabled": False},
+                              headers={"Authorization": "Bearer s3cret"}).json()
+
+    assert refused["responseStatus"] == {
+        "errorCode": "no-permission",
+        "message": "this switch needs the admin bearer token (or, with no token configured, "
+                   "a call from 127.0.0.1)",
+        "status": "fail"}
+    assert allowed == SWITCHED_OFF
+
+
+def test_context_path_over_tcp(start_node: StartNode) -> None:
+    """With --context-path /artemis-web the node answers only under it and reports its URL
+    with it (the URL the SDK will use)."""
+    node = start_node(context_path="/artemis-web")
+    with node.client() as client:
+        nodes = client.post("/api/cluster/up-registry-nodes.json",
+                            json={"regionId": "SHA", "zoneId": "zone-1"}).json()
+    outside = httpx.get(f"http://127.0.0.1:{node.port}/api/status/node.json", timeout=5.0)
+
+    assert nodes == {"nodes": [{"url": f"http://127.0.0.1:{node.port}/artemis-web",
+                                "zone": {"metadata": None, "regionId": "SHA",
+                                         "zoneId": "zone-1"}}],
+                     "responseStatus": SUCCESS}
+    assert outside.status_code == 404

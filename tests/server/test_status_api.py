@@ -1,0 +1,399 @@
+"""Status, cluster, health and admin endpoints over HTTP (§4.4, §4.5), and the context path."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.server.conftest import MakeApi
+from tests.server.harness import (
+    LOOKUP,
+    NODE_URL,
+    OK_BODY,
+    RATE_LIMITED,
+    REGION,
+    REGISTER,
+    SERVICE,
+    SUCCESS,
+    ZONE,
+    Api,
+    describe,
+    fail,
+    instance,
+    lookup_answer,
+    service,
+    stamp,
+)
+
+START_MS = 1_700_000_000_000
+ADMIN_TOKEN = "s3cret"  # noqa: S105 - a test's own token, not a credential
+ZONE_JSON = {"metadata": None, "regionId": REGION, "zoneId": ZONE}
+SELF_PRESERVATION = "/api/admin/self-preservation.json"
+ADMIN_REFUSED = fail("no-permission", "this switch needs the admin bearer token "
+                     "(or, with no token configured, a call from 127.0.0.1)")
+LEASE_NULLS = {"isSafe": False, "isSafeCheckEnabled": False, "leaseCount": 0,
+               "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
+               "leaseUpdateMaxCountLastUpdateTime": 0, "leases": None}
+NO_NODES = {"nodes": None, "responseStatus": fail("data-not-found", "No available service nodes.")}
+
+
+def node_status(status: str = "up", can: bool | None = True,
+                url: str = NODE_URL) -> dict[str, object]:
+    """A ServiceNodeStatus (§3.7) of the test node."""
+    return {"allowDiscoveryFromOtherZone": True, "allowRegistryFromOtherZone": True,
+            "canServiceDiscovery": can, "canServiceRegistry": can,
+            "node": {"url": url, "zone": ZONE_JSON}, "status": status}
+
+
+def switch_state(enabled: bool = True, legacy: bool = True) -> dict[str, object]:
+    return {"enabled": enabled, "isSafe": True, "legacyEnabled": legacy, "legacyIsSafe": True,
+            "responseStatus": SUCCESS}
+
+
+def lease(inst: dict[str, object], renewed_ms: int = START_MS, ttl: int = 20000,
+          created_ms: int = START_MS) -> dict[str, object]:
+    """A LeaseStatus (§3.9)."""
+    return {"creationTime": stamp(created_ms), "evitionTime": stamp(0),
+            "instance": describe(inst), "renewalTime": stamp(renewed_ms), "ttl": ttl}
+
+
+# --- node and cluster ------------------------------------------------------------------------
+
+
+async def test_node_status(api: Api) -> None:
+    """node.json answers Appendix A's shape for an up node."""
+    assert {"nodeStatus": node_status(), "responseStatus": SUCCESS} == await api.call(
+        "/api/status/node.json")
+
+
+async def test_node_status_get_form(api: Api) -> None:
+    """GET node.json answers as the POST form."""
+    response = await api.get("/api/status/node.json")
+
+    assert (200, {"nodeStatus": node_status(), "responseStatus": SUCCESS}) == (
+        response.status_code, response.json())
+
+
+async def test_node_status_of_a_starting_node(make_api: MakeApi) -> None:
+    """A node not yet up reports `starting` with unknown (null) capabilities."""
+    api = await make_api(up=False)
+
+    assert {"nodeStatus": node_status("starting", None), "responseStatus": SUCCESS} == (
+        await api.call("/api/status/node.json"))
+
+
+async def test_cluster_status_of_a_single_node(api: Api) -> None:
+    """cluster.json of a node without peers lists that node alone."""
+    assert {"nodeCount": 1, "nodesStatus": [node_status()], "responseStatus": SUCCESS} == (
+        await api.call("/api/status/cluster.json"))
+
+
+async def test_cluster_nodes(api: Api) -> None:
+    """/api/cluster/nodes.json lists the status of every node of the cluster (here: one)."""
+    assert {"nodes": [node_status()], "responseStatus": SUCCESS} == await api.call(
+        "/api/cluster/nodes.json")
+
+
+@pytest.mark.parametrize("kind", ["registry", "discovery"])
+async def test_up_nodes(api: Api, kind: str) -> None:
+    """up-registry-nodes / up-discovery-nodes list this node's URL and zone (Appendix A)."""
+    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json", {"regionId": REGION,
+                                                                     "zoneId": ZONE})
+
+    assert answer == {"nodes": [{"url": NODE_URL, "zone": ZONE_JSON}], "responseStatus": SUCCESS}
+
+
+@pytest.mark.parametrize("kind", ["registry", "discovery"])
+async def test_up_nodes_get_form(api: Api, kind: str) -> None:
+    """GET up-*-nodes.json?regionId=&zoneId= answers as the POST form."""
+    response = await api.get(f"/api/cluster/up-{kind}-nodes.json", {"regionId": REGION,
+                                                                      "zoneId": ZONE})
+
+    assert response.json() == {"nodes": [{"url": NODE_URL, "zone": ZONE_JSON}],
+                               "responseStatus": SUCCESS}
+
+
+@pytest.mark.parametrize("kind", ["registry", "discovery"])
+async def test_up_nodes_of_another_zone_when_not_allowed(make_api: MakeApi, kind: str) -> None:
+    """With the other-zone flags off, a client of zone-2 gets `No available service nodes.`."""
+    api = await make_api(allow_registry_from_other_zone=False,
+                         allow_discovery_from_other_zone=False)
+
+    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
+                            {"regionId": REGION, "zoneId": "zone-2"})
+
+    assert answer == NO_NODES
+
+
+@pytest.mark.parametrize("kind", ["registry", "discovery"])
+async def test_up_nodes_of_another_region_when_not_allowed(make_api: MakeApi, kind: str) -> None:
+    """With the other-zone flags off, the node's zone must equal the request's region and zone
+    (§4.4): a client of region FRA, zone zone-1, gets no nodes."""
+    api = await make_api(allow_registry_from_other_zone=False,
+                         allow_discovery_from_other_zone=False)
+
+    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
+                            {"regionId": "FRA", "zoneId": ZONE})
+
+    assert answer == NO_NODES
+
+
+@pytest.mark.parametrize("kind", ["registry", "discovery"])
+async def test_up_nodes_of_a_node_not_up(make_api: MakeApi, kind: str) -> None:
+    """A node that is still starting lists no up node."""
+    api = await make_api(up=False)
+
+    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
+                            {"regionId": REGION, "zoneId": ZONE})
+
+    assert answer == NO_NODES
+
+
+@pytest.mark.parametrize("kind", ["registry", "discovery"])
+async def test_up_nodes_rate_limited(make_api: MakeApi, kind: str) -> None:
+    """The cluster limiter refuses up-*-nodes with a null node list."""
+    api = await make_api(rate_limits={f"cluster.up-{kind}-nodes": 0})
+
+    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
+                            {"regionId": REGION, "zoneId": ZONE})
+
+    assert answer == {"nodes": None, "responseStatus": RATE_LIMITED}
+
+
+async def test_status_rate_limits(make_api: MakeApi) -> None:
+    """With the status limiter at 0, cluster/config/leases are refused with zero payloads and
+    node.json (never limited, used for peer polling) still answers."""
+    api = await make_api(rate_limits={"status": 0, "status.get-leases": 0})
+
+    answers = [await api.call(f"/api/status/{name}.json")
+               for name in ("node", "cluster", "config", "leases", "legacy-leases")]
+
+    assert answers == [
+        {"nodeStatus": node_status(), "responseStatus": SUCCESS},
+        {"nodeCount": 0, "nodesStatus": None, "responseStatus": RATE_LIMITED},
+        {"properties": None, "responseStatus": RATE_LIMITED, "sources": None},
+        {**LEASE_NULLS, "responseStatus": RATE_LIMITED},
+        {**LEASE_NULLS, "responseStatus": RATE_LIMITED},
+    ]
+
+
+async def test_leases_limited_to_ten_per_window_by_default(seeded: Api) -> None:
+    """leases.json is limited to 10 calls per 10 s by default (the shipped `get-leases:10`)."""
+    statuses = [(await seeded.call("/api/status/leases.json"))["responseStatus"]
+                for _ in range(10)]
+
+    answer = await seeded.call("/api/status/leases.json")
+
+    assert statuses == [SUCCESS] * 10
+    assert answer == {**LEASE_NULLS, "responseStatus": RATE_LIMITED}
+
+
+async def test_deployment(api: Api) -> None:
+    """deployment.json describes where and how this node runs."""
+    answer = await api.call("/api/status/deployment.json")
+
+    assert answer == {"appId": "artemis", "ip": "127.0.0.1", "machineName": socket.gethostname(),
+                      "path": "", "port": 8080, "properties": {}, "protocol": "http",
+                      "regionId": REGION, "responseStatus": SUCCESS, "sources": {},
+                      "zoneId": ZONE}
+
+
+async def test_deployment_rate_limited_has_zero_payload(make_api: MakeApi) -> None:
+    """A rate-limited deployment.json keeps its shape with zero/null payload (§4.5)."""
+    api = await make_api(rate_limits={"status.get-deployment": 0})
+
+    answer = await api.call("/api/status/deployment.json")
+
+    assert answer == {"appId": None, "ip": None, "machineName": None, "path": None, "port": 0,
+                      "properties": None, "protocol": None, "regionId": None,
+                      "responseStatus": RATE_LIMITED, "sources": None, "zoneId": None}
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+
+async def test_leases(seeded: Api) -> None:
+    """leases.json shows each lease with its times, and the self-preservation counters."""
+    seeded.clock.advance(5)
+    assert await seeded.heartbeat(instance()) == OK_BODY
+    seeded.node.registry.check_safety(seeded.clock.monotonic())
+
+    answer = await seeded.call("/api/status/leases.json")
+
+    assert answer == {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 1,
+                      "leaseUpdateCountLastTimeWindow": 1, "leaseUpdateMaxCount": 1,
+                      "leaseUpdateMaxCountLastUpdateTime": START_MS + 5000,
+                      "leases": {SERVICE: [lease(instance(), renewed_ms=START_MS + 5000)]},
+                      "responseStatus": SUCCESS}
+
+
+async def test_leases_of_chosen_services(seeded: Api) -> None:
+    """serviceIds (POST) / appIds (GET) choose the services listed; leaseCount stays the total."""
+    other = instance("10.0.0.7:80", serviceId="other.service")
+    assert await seeded.register(other) == OK_BODY
+    base = {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 2,
+            "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
+            "leaseUpdateMaxCountLastUpdateTime": 0, "responseStatus": SUCCESS}
+
+    chosen = await seeded.call("/api/status/leases.json",
+                               {"serviceIds": [SERVICE, "nobody.here"]})
+    by_get = (await seeded.get("/api/status/leases.json", {"appIds": "other.service"})).json()
+    every = await seeded.call("/api/status/leases.json", {"serviceIds": []})
+
+    assert chosen == {**base, "leases": {SERVICE: [lease(instance())]}}
+    assert by_get == {**base, "leases": {"other.service": [lease(other)]}}
+    assert every == {**base, "leases": {SERVICE: [lease(instance())],
+                                        "other.service": [lease(other)]}}
+
+
+async def test_legacy_leases(api: Api) -> None:
+    """legacy-leases.json lists only the java_registry instances, with their 90 s TTL."""
+    legacy = instance("10.0.0.8:80", metadata={"java_registry": "true"})
+    assert await api.register(instance(), legacy) == OK_BODY
+
+    answer = await api.call("/api/status/legacy-leases.json")
+    normal = await api.call("/api/status/leases.json")
+
+    assert answer == {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 1,
+                      "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
+                      "leaseUpdateMaxCountLastUpdateTime": 0,
+                      "leases": {SERVICE: [lease(legacy, ttl=90000)]},
+                      "responseStatus": SUCCESS}
+    assert (normal["leaseCount"], normal["leases"]) == (1, {SERVICE: [lease(instance())]})
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
+    """config.json shows every setting as text, with the admin token masked."""
+    api = await make_api(admin_token=ADMIN_TOKEN, rate_limits={"registry.register": 5})
+
+    response = await api.post("/api/status/config.json")
+
+    assert ADMIN_TOKEN.encode() not in response.content
+    assert response.json() == {"properties": {
+        "admin_token": "***", "allow_discovery_from_other_zone": "true",
+        "allow_registry_from_other_zone": "true", "change_log_size": "200000",
+        "context_path": "", "gzip_min_bytes": "8192", "host": "127.0.0.1", "lease_ttl": "20.0",
+        "legacy_lease_ttl": "90.0", "legacy_self_preservation_window": "60.0",
+        "log_level": "info", "max_batch": "5000", "max_body_bytes": "4194304", "port": "8080",
+        "rate_limit_enabled": "true", "rate_limits": "registry.register=5", "region": REGION,
+        "self_preservation": "true", "self_preservation_min_count": "50",
+        "self_preservation_percentage": "85", "self_preservation_reset_interval": "600.0",
+        "self_preservation_window": "10.0", "snapshot_count": "60",
+        "snapshot_interval": "1.0", "sweep_interval": "0.1", "url": "", "zone": ZONE},
+        "responseStatus": SUCCESS,
+        "sources": {"config-file": 1, "defaults": 0, "environment": 2, "flags": 3},
+    }
+
+
+# --- health ----------------------------------------------------------------------------------
+
+
+async def test_health_of_an_up_node(seeded: Api) -> None:
+    """GET /health of an up node is 200 with its status and instance count."""
+    response = await seeded.get("/health")
+
+    assert (response.status_code, response.json()) == (200, {"instances": 1, "status": "up"})
+
+
+async def test_health_of_a_starting_node(make_api: MakeApi) -> None:
+    """GET /health of a node not up is 503, so load balancers skip it."""
+    api = await make_api(up=False)
+
+    response = await api.get("/health")
+
+    assert (response.status_code, response.json()) == (503, {"instances": 0,
+                                                             "status": "starting"})
+
+
+# --- the self-preservation switch ------------------------------------------------------------
+
+
+async def test_self_preservation_state(api: Api) -> None:
+    """GET self-preservation.json shows both switches (on by default) and both states."""
+    response = await api.get(SELF_PRESERVATION)
+
+    assert (response.status_code, response.json()) == (200, switch_state())
+
+
+async def test_self_preservation_switch_from_loopback(api: Api) -> None:
+    """Without an admin token a call from 127.0.0.1 switches it; `legacy` follows unless given."""
+    assert switch_state(False, False) == await api.call(SELF_PRESERVATION, {"enabled": False})
+    leases = await api.call("/api/status/leases.json")
+    assert (leases["isSafe"], leases["isSafeCheckEnabled"]) == (True, False)
+    assert switch_state(True, False) == await api.call(SELF_PRESERVATION,
+                                                       {"enabled": True, "legacy": False})
+    assert switch_state(True, False) == (await api.get(SELF_PRESERVATION)).json()
+
+
+async def test_self_preservation_switch_with_token(make_api: MakeApi) -> None:
+    """With an admin token, `Authorization: Bearer <token>` switches it from any address."""
+    api = await make_api(admin_token=ADMIN_TOKEN, client_host="10.1.2.3")
+
+    assert switch_state(False, False) == await api.call(
+        SELF_PRESERVATION, {"enabled": False}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
+@pytest.mark.parametrize(("host", "token", "authorization"), [
+    ("10.1.2.3", "", None),
+    ("10.1.2.3", "", "Bearer anything"),
+    ("127.0.0.1", ADMIN_TOKEN, None),
+    ("127.0.0.1", ADMIN_TOKEN, "Bearer wrong"),
+    ("127.0.0.1", ADMIN_TOKEN, f"Basic {ADMIN_TOKEN}"),
+    ("10.1.2.3", ADMIN_TOKEN, f"Bearer {ADMIN_TOKEN}-and-more"),
+])
+async def test_self_preservation_switch_refused(make_api: MakeApi, host: str, token: str,
+                                                authorization: str | None) -> None:
+    """A caller without the right to switch gets `no-permission` and the switch does not move
+    (remote without a token configured; missing, wrong or non-Bearer token when one is)."""
+    api = await make_api(admin_token=token, client_host=host)
+    headers = {"Authorization": authorization} if authorization else None
+
+    answer = await api.call(SELF_PRESERVATION, {"enabled": False}, headers=headers)
+
+    after = (await api.get(SELF_PRESERVATION)).json()
+
+    assert (answer["responseStatus"], after) == (ADMIN_REFUSED, switch_state())
+
+
+async def test_self_preservation_refusal_keeps_the_endpoint_shape(make_api: MakeApi) -> None:
+    """The refusal is a body of the endpoint's shape (http.py's error-answer rule): its payload
+    keys present and null, plus the responseStatus."""
+    api = await make_api(client_host="10.1.2.3")
+
+    answer = await api.call(SELF_PRESERVATION, {"enabled": False})
+
+    assert answer == {"enabled": None, "isSafe": None, "legacyEnabled": None,
+                      "legacyIsSafe": None, "responseStatus": ADMIN_REFUSED}
+
+
+async def test_self_preservation_switch_bad_body(api: Api) -> None:
+    """A switch body that is not `{"enabled": bool}` is `bad-request` and changes nothing."""
+    answer = await api.call(SELF_PRESERVATION, {"enabled": "off"})
+    after = (await api.get(SELF_PRESERVATION)).json()
+
+    assert (answer["responseStatus"], after) == (
+        fail("bad-request", "request body: Expected `bool`, got `str` - at `$.enabled`"),
+        switch_state())
+
+
+# --- context path ----------------------------------------------------------------------------
+
+
+async def test_context_path_serves_endpoints_only_under_it(make_api: MakeApi) -> None:
+    """With context_path /artemis-web every endpoint lives under it and nowhere else; the
+    node's URL includes it."""
+    api = await make_api(context_path="/artemis-web")
+
+    assert await api.register(instance()) == OK_BODY
+    assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
+    assert await api.call("/api/status/node.json") == {
+        "nodeStatus": node_status(url=NODE_URL + "/artemis-web"), "responseStatus": SUCCESS}
+    assert (await api.get("/health")).status_code == 200
+    for path in (REGISTER, LOOKUP, "/api/status/node.json", "/health"):
+        response = await api.client.post(path, json={})
+        assert (response.status_code, response.json()) == (
+            404, {"responseStatus": fail("bad-request", f"no endpoint at {path}")})
