@@ -260,14 +260,20 @@ def decode(data: bytes, kind: type[T]) -> T:
         pass  # maybe only spelled differently: try the lenient path below
     except msgspec.DecodeError as exc:
         raise DecodeError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError(_TOO_DEEP) from None
     try:
         raw = msgspec.json.decode(data)
+        return msgspec.convert(_fold(raw, kind), kind)
+    except msgspec.ValidationError as exc:  # (a subclass of msgspec.DecodeError)
+        raise DecodeError(str(exc)) from None
     except msgspec.DecodeError as exc:  # pragma: no cover - the typed decoder saw it first
         raise DecodeError(f"malformed JSON: {exc}") from None
-    try:
-        return msgspec.convert(_fold(raw, kind), kind)
-    except msgspec.ValidationError as exc:
-        raise DecodeError(str(exc)) from None
+    except RecursionError:
+        raise DecodeError(_TOO_DEEP) from None
+
+
+_TOO_DEEP: Final = "JSON is nested too deeply"
 
 
 class _Shape:

@@ -64,12 +64,12 @@ class RunningNode:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def signal(self, signum: int) -> int | None:
+    def signal(self, signum: int, deadline: float = STOP_DEADLINE) -> int | None:
         """Send `signum` and wait for the exit code; None if it did not exit in time."""
         if self.process.poll() is None:
             os.kill(self.process.pid, signum)
         try:
-            return self.process.wait(timeout=STOP_DEADLINE)
+            return self.process.wait(timeout=deadline)
         except subprocess.TimeoutExpired:
             return None
 

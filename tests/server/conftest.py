@@ -61,5 +61,5 @@ async def api(make_api: MakeApi) -> Api:
 @pytest.fixture
 async def seeded(api: Api) -> Api:
     """An up node with `instance()` registered."""
-    assert await api.register(instance()) == OK_BODY
+    assert OK_BODY == await api.register(instance())
     return api

@@ -159,8 +159,8 @@ class Api:
     async def call(self, path: str, body: Any = None, **kwargs: Any) -> Any:
         """POST and return the JSON answer, which must be a 200 application/json."""
         response = await self.post(path, body, **kwargs)
-        kind = response.headers["content-type"]
-        assert (response.status_code, kind) == (200, "application/json")
+        assert (200, "application/json") == (response.status_code,
+                                             response.headers["content-type"])
         return response.json()
 
     async def register(self, *instances: dict[str, Any]) -> Any:

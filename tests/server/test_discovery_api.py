@@ -48,7 +48,7 @@ async def test_lookup_answers_the_registered_service(seeded: Api) -> None:
     response = await seeded.post(LOOKUP, {"discoveryConfigs": [config()], "regionId": REGION,
                                           "zoneId": ZONE})
 
-    assert response.status_code == 200
+    assert 200 == response.status_code
     assert lookup_answer(service(SERVICE, instance())) == response.json()
 
 
@@ -127,7 +127,7 @@ async def test_service_get_form(seeded: Api) -> None:
     response = await seeded.get(SERVICE_PATH, {"serviceId": SERVICE, "regionId": REGION,
                                                "zoneId": ZONE})
 
-    assert response.status_code == 200
+    assert 200 == response.status_code
     assert {"checksum": checksum(instance()), "responseStatus": SUCCESS,
             "service": service(SERVICE, instance())} == response.json()
 
@@ -184,7 +184,7 @@ async def test_services_after_a_snapshot(seeded: Api) -> None:
     """After a snapshot services.json lists every service with its instances and version."""
     version = await seeded.snapshot()
 
-    assert version == START_MS + 1000
+    assert START_MS + 1000 == version
     assert services_answer(version, service(SERVICE, instance())) == await seeded.call(
         SERVICES, {"regionId": REGION, "zoneId": ZONE})
 
@@ -195,16 +195,16 @@ async def test_services_get_form(seeded: Api) -> None:
 
     response = await seeded.get(SERVICES, {"regionId": REGION, "zoneId": ZONE})
 
-    assert response.status_code == 200
+    assert 200 == response.status_code
     assert services_answer(version, service(SERVICE, instance())) == response.json()
 
 
 async def test_services_omits_services_without_instances(seeded: Api) -> None:
     """A service whose last instance left is no longer listed."""
     other = instance("10.0.0.7:80", serviceId="other.service")
-    assert await seeded.register(other) == OK_BODY
+    assert OK_BODY == await seeded.register(other)
     await seeded.snapshot()
-    assert await seeded.unregister(instance()) == OK_BODY
+    assert OK_BODY == await seeded.unregister(instance())
 
     version = await seeded.snapshot()
 
@@ -226,13 +226,13 @@ async def test_delta_from_a_kept_version_lists_new_delete_change(api: Api) -> No
     """From a kept version the delta holds `new`, `delete` and `change` per instance (§4.2);
     the answer's version and checksum are the newest snapshot's."""
     a, b, c = (instance(f"10.0.0.{n}:8080") for n in (1, 2, 3))
-    assert await api.register(a, b) == OK_BODY
+    assert OK_BODY == await api.register(a, b)
     v1 = await api.snapshot()
     changed_at = api.clock.wall_ms()
     b_moved = {**b, "port": 9090}
-    assert await api.register(c) == OK_BODY
-    assert await api.unregister(a) == OK_BODY
-    assert await api.register(b_moved) == OK_BODY
+    assert OK_BODY == await api.register(c)
+    assert OK_BODY == await api.unregister(a)
+    assert OK_BODY == await api.register(b_moved)
     v2 = await api.snapshot()
 
     assert {"checksum": checksum(b_moved, c),
@@ -249,11 +249,11 @@ async def test_delta_folds_changes_that_cancel_out(api: Api) -> None:
     """An instance that came and went between two versions is not in the delta; one registered
     again with the same data is not either."""
     a, b = instance("10.0.0.1:8080"), instance("10.0.0.2:8080")
-    assert await api.register(a) == OK_BODY
+    assert OK_BODY == await api.register(a)
     v1 = await api.snapshot()
-    assert await api.register(b) == OK_BODY
-    assert await api.unregister(b) == OK_BODY
-    assert await api.register(a) == OK_BODY
+    assert OK_BODY == await api.register(b)
+    assert OK_BODY == await api.unregister(b)
+    assert OK_BODY == await api.register(a)
     v2 = await api.snapshot()
 
     assert {"checksum": checksum(a), "delta": {}, "responseStatus": SUCCESS,
@@ -276,19 +276,19 @@ async def test_delta_from_unknown_version_is_data_not_found(seeded: Api) -> None
 
     response = await seeded.post(DELTA, {"regionId": REGION, "version": 12345, "zoneId": ZONE})
 
-    assert (response.status_code, response.content) == (
-        200, b'{"checksum":null,"delta":null,"responseStatus":{"errorCode":"data-not-found",'
-             b'"message":"Delta is not found.","status":"fail"},"version":0}')
+    assert (200, b'{"checksum":null,"delta":null,"responseStatus":{"errorCode":"data-not-found",'
+                 b'"message":"Delta is not found.","status":"fail"},"version":0}') == (
+        response.status_code, response.content)
 
 
 async def test_delta_from_an_evicted_version_is_data_not_found(make_api: MakeApi) -> None:
     """With 2 snapshots kept, the third-newest version has no delta any more."""
     api = await make_api(snapshot_count=2)
     for n in range(1, 4):
-        assert await api.register(instance(f"10.0.0.{n}:80")) == OK_BODY
+        assert OK_BODY == await api.register(instance(f"10.0.0.{n}:80"))
         await api.snapshot()
 
-    assert await api.call(DELTA, {"version": START_MS + 1000}) == NOT_FOUND
+    assert NOT_FOUND == await api.call(DELTA, {"version": START_MS + 1000})
 
 
 async def test_delta_from_the_newest_version_is_empty(seeded: Api) -> None:
@@ -303,7 +303,7 @@ async def test_delta_from_the_newest_version_is_empty(seeded: Api) -> None:
 async def test_delta_names_the_service_as_registered(api: Api) -> None:
     """Delta keys are the serviceId as first registered, not lower-cased."""
     named = instance(serviceId="Demo.Service")
-    assert await api.register(named) == OK_BODY
+    assert OK_BODY == await api.register(named)
     version = await api.snapshot()
 
     assert {"checksum": checksum(named), "delta": {"Demo.Service": [

@@ -27,9 +27,8 @@ async def test_register_answers_success_and_lookup_finds_it(api: Api) -> None:
     """A register answers exactly the canonical success and the instance is looked up as sent."""
     response = await api.post(REGISTER, {"instances": [instance()]})
 
-    assert (response.status_code, response.content) == (
-        200, b'{"failedInstances":null,"responseStatus":{"errorCode":"success",'
-             b'"message":"","status":"success"}}')
+    assert (200, b'{"failedInstances":null,"responseStatus":{"errorCode":"success",'
+                 b'"message":"","status":"success"}}') == (response.status_code, response.content)
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
 
 
@@ -37,7 +36,7 @@ async def test_register_batch_registers_every_instance(api: Api) -> None:
     """A batch of two instances answers success and both are registered, in order."""
     first, second = instance("10.0.0.5:8080"), instance("10.0.0.6:8080")
 
-    assert await api.register(first, second) == OK_BODY
+    assert OK_BODY == await api.register(first, second)
     assert lookup_answer(service(SERVICE, first, second)) == await api.lookup()
 
 
@@ -45,13 +44,13 @@ async def test_register_again_replaces_the_stored_instance(seeded: Api) -> None:
     """Registering a live instance again replaces its data (the lease is new)."""
     moved = instance(port=9090, status="starting")
 
-    assert await seeded.register(moved) == OK_BODY
+    assert OK_BODY == await seeded.register(moved)
     assert lookup_answer(service(SERVICE, moved)) == await seeded.lookup()
 
 
 async def test_register_skips_null_entries(api: Api) -> None:
     """Null entries of a batch are skipped, not failed."""
-    assert await api.call(REGISTER, {"instances": [None, instance(), None]}) == OK_BODY
+    assert OK_BODY == await api.call(REGISTER, {"instances": [None, instance(), None]})
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
 
 
@@ -71,7 +70,7 @@ async def test_register_region_is_compared_ignoring_case(api: Api) -> None:
     """regionId `sha` is the node's region `SHA`."""
     lower = instance(regionId="sha")
 
-    assert await api.register(lower) == OK_BODY
+    assert OK_BODY == await api.register(lower)
     assert lookup_answer(service(SERVICE, lower)) == await api.lookup()
 
 
@@ -119,13 +118,13 @@ async def test_other_zone_accepted_by_default(api: Api) -> None:
     """By default (the shipped configuration) an instance of another zone is accepted."""
     elsewhere = instance(zoneId="zone-2")
 
-    assert await api.register(elsewhere) == OK_BODY
+    assert OK_BODY == await api.register(elsewhere)
     assert lookup_answer(service(SERVICE, elsewhere)) == await api.lookup()
 
 
 async def test_heartbeat_of_known_instance_succeeds(seeded: Api) -> None:
     """A heartbeat of a registered instance answers the canonical success."""
-    assert await seeded.heartbeat(instance()) == OK_BODY
+    assert OK_BODY == await seeded.heartbeat(instance())
 
 
 async def test_heartbeat_of_unknown_instance_is_data_not_found(api: Api) -> None:
@@ -141,14 +140,14 @@ async def test_heartbeat_message_names_the_instance(api: Api) -> None:
 
     answer = await api.heartbeat(grouped)
 
-    assert (answer["failedInstances"][0]["errorMessage"]
-            == "sha/zone-1/demo.service/g1/10.0.0.5:8080: " + NOT_EXISTING)
+    assert ("sha/zone-1/demo.service/g1/10.0.0.5:8080: " + NOT_EXISTING
+            == answer["failedInstances"][0]["errorMessage"])
     assert partial(failed(grouped, "data-not-found", NOT_EXISTING)) == answer
 
 
 async def test_heartbeat_never_changes_stored_data(seeded: Api) -> None:
     """A heartbeat carrying other data renews the lease but keeps the registered data."""
-    assert await seeded.heartbeat(instance(port=1, status="down")) == OK_BODY
+    assert OK_BODY == await seeded.heartbeat(instance(port=1, status="down"))
     assert lookup_answer(service(SERVICE, instance())) == await seeded.lookup()
 
 
@@ -164,7 +163,7 @@ async def test_heartbeat_keeps_the_lease_alive(seeded: Api) -> None:
     """Heartbeats every 15 s keep an instance past its 20 s TTL; silence then expires it."""
     for _ in range(3):
         seeded.sweep(15)
-        assert await seeded.heartbeat(instance()) == OK_BODY
+        assert OK_BODY == await seeded.heartbeat(instance())
     seeded.sweep(15)
     assert lookup_answer(service(SERVICE, instance())) == await seeded.lookup()
 
@@ -184,7 +183,7 @@ async def test_lease_expires_after_ttl(seeded: Api) -> None:
 async def test_legacy_instance_gets_the_legacy_lease(api: Api) -> None:
     """An instance with metadata `java_registry` lives 90 s without heartbeats (§3.1)."""
     legacy = instance(metadata={"java_registry": "yes"})
-    assert await api.register(legacy) == OK_BODY
+    assert OK_BODY == await api.register(legacy)
 
     api.sweep(60)
     assert lookup_answer(service(SERVICE, legacy)) == await api.lookup()
@@ -194,21 +193,21 @@ async def test_legacy_instance_gets_the_legacy_lease(api: Api) -> None:
 
 async def test_unregister_removes_the_instance(seeded: Api) -> None:
     """Unregister answers success and the instance is gone from lookups at once."""
-    assert await seeded.unregister(instance()) == OK_BODY
+    assert OK_BODY == await seeded.unregister(instance())
     assert lookup_answer(service(SERVICE)) == await seeded.lookup()
 
 
 async def test_unregister_of_unknown_instance_is_success(api: Api) -> None:
     """Unregistering an instance that is not registered is still success (§4.1)."""
-    assert await api.unregister(instance()) == OK_BODY
+    assert OK_BODY == await api.unregister(instance())
 
 
 async def test_instance_identity_ignores_case(seeded: Api) -> None:
     """Service and instance ids are compared lower-cased: `DEMO.SERVICE.V1`/`10.0.0.5:8080`."""
     shouted = instance(serviceId=SERVICE.upper(), regionId="sha")
 
-    assert await seeded.heartbeat(shouted) == OK_BODY
-    assert await seeded.unregister(shouted) == OK_BODY
+    assert OK_BODY == await seeded.heartbeat(shouted)
+    assert OK_BODY == await seeded.unregister(shouted)
     assert lookup_answer(service(SERVICE)) == await seeded.lookup()
 
 
@@ -220,7 +219,7 @@ async def test_node_not_up_is_service_unavailable(make_api: MakeApi, path: str) 
     assert registry_fail("service-unavailable",
                          "Serivce registry is not in up state. Current status: starting"
                          ) == await api.call(path, {"instances": [instance()]})
-    assert api.node.registry.instance_count == 0
+    assert 0 == api.node.registry.instance_count
 
 
 async def test_register_rate_limited_on_third_call(make_api: MakeApi) -> None:
@@ -228,38 +227,36 @@ async def test_register_rate_limited_on_third_call(make_api: MakeApi) -> None:
     nothing; the limit holds only for that operation and frees up as the window slides."""
     api = await make_api(rate_limits={"registry.register": 2})
     one, two, three = (instance(f"10.0.0.{n}:80") for n in (1, 2, 3))
-    assert await api.register(one) == OK_BODY
-    assert await api.register(two) == OK_BODY
+    assert OK_BODY == await api.register(one)
+    assert OK_BODY == await api.register(two)
 
     assert registry_fail("rate-limited", "Request is rate limited.") == await api.register(three)
     assert lookup_answer(service(SERVICE, one, two)) == await api.lookup()
-    assert await api.heartbeat(one) == OK_BODY
+    assert OK_BODY == await api.heartbeat(one)
 
     api.clock.advance(10)
-    assert await api.register(three) == OK_BODY
+    assert OK_BODY == await api.register(three)
     assert lookup_answer(service(SERVICE, one, two, three)) == await api.lookup()
 
 
 async def test_unregister_rate_limited_changes_nothing(make_api: MakeApi) -> None:
     """A rate-limited unregister answers `rate-limited` and leaves the instance registered."""
     api = await make_api(rate_limits={"registry.unregister": 0})
-    assert await api.register(instance()) == OK_BODY
+    assert OK_BODY == await api.register(instance())
 
-    answer = await api.unregister(instance())
-
-    assert answer == {"failedInstances": None, "responseStatus": RATE_LIMITED}
+    assert {"failedInstances": None, "responseStatus": RATE_LIMITED} == await api.unregister(
+        instance())
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
 
 
 async def test_heartbeat_rate_limited_does_not_renew(make_api: MakeApi) -> None:
     """A rate-limited heartbeat does not renew the lease: the instance expires on time."""
     api = await make_api(rate_limits={"registry.heartbeat": 0})
-    assert await api.register(instance()) == OK_BODY
+    assert OK_BODY == await api.register(instance())
     api.clock.advance(15)
 
-    answer = await api.heartbeat(instance())
-
-    assert answer == {"failedInstances": None, "responseStatus": RATE_LIMITED}
+    assert {"failedInstances": None, "responseStatus": RATE_LIMITED} == await api.heartbeat(
+        instance())
     api.sweep(5.5)
     assert lookup_answer(service(SERVICE)) == await api.lookup()
 

@@ -98,10 +98,9 @@ async def test_cluster_nodes(api: Api) -> None:
 @pytest.mark.parametrize("kind", ["registry", "discovery"])
 async def test_up_nodes(api: Api, kind: str) -> None:
     """up-registry-nodes / up-discovery-nodes list this node's URL and zone (Appendix A)."""
-    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json", {"regionId": REGION,
-                                                                     "zoneId": ZONE})
-
-    assert answer == {"nodes": [{"url": NODE_URL, "zone": ZONE_JSON}], "responseStatus": SUCCESS}
+    assert {"nodes": [{"url": NODE_URL, "zone": ZONE_JSON}], "responseStatus": SUCCESS} == (
+        await api.call(f"/api/cluster/up-{kind}-nodes.json", {"regionId": REGION,
+                                                               "zoneId": ZONE}))
 
 
 @pytest.mark.parametrize("kind", ["registry", "discovery"])
@@ -110,8 +109,8 @@ async def test_up_nodes_get_form(api: Api, kind: str) -> None:
     response = await api.get(f"/api/cluster/up-{kind}-nodes.json", {"regionId": REGION,
                                                                       "zoneId": ZONE})
 
-    assert response.json() == {"nodes": [{"url": NODE_URL, "zone": ZONE_JSON}],
-                               "responseStatus": SUCCESS}
+    assert {"nodes": [{"url": NODE_URL, "zone": ZONE_JSON}],
+            "responseStatus": SUCCESS} == response.json()
 
 
 @pytest.mark.parametrize("kind", ["registry", "discovery"])
@@ -120,10 +119,8 @@ async def test_up_nodes_of_another_zone_when_not_allowed(make_api: MakeApi, kind
     api = await make_api(allow_registry_from_other_zone=False,
                          allow_discovery_from_other_zone=False)
 
-    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
-                            {"regionId": REGION, "zoneId": "zone-2"})
-
-    assert answer == NO_NODES
+    assert NO_NODES == await api.call(f"/api/cluster/up-{kind}-nodes.json",
+                                      {"regionId": REGION, "zoneId": "zone-2"})
 
 
 @pytest.mark.parametrize("kind", ["registry", "discovery"])
@@ -133,10 +130,8 @@ async def test_up_nodes_of_another_region_when_not_allowed(make_api: MakeApi, ki
     api = await make_api(allow_registry_from_other_zone=False,
                          allow_discovery_from_other_zone=False)
 
-    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
-                            {"regionId": "FRA", "zoneId": ZONE})
-
-    assert answer == NO_NODES
+    assert NO_NODES == await api.call(f"/api/cluster/up-{kind}-nodes.json",
+                                      {"regionId": "FRA", "zoneId": ZONE})
 
 
 @pytest.mark.parametrize("kind", ["registry", "discovery"])
@@ -144,10 +139,8 @@ async def test_up_nodes_of_a_node_not_up(make_api: MakeApi, kind: str) -> None:
     """A node that is still starting lists no up node."""
     api = await make_api(up=False)
 
-    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
-                            {"regionId": REGION, "zoneId": ZONE})
-
-    assert answer == NO_NODES
+    assert NO_NODES == await api.call(f"/api/cluster/up-{kind}-nodes.json",
+                                      {"regionId": REGION, "zoneId": ZONE})
 
 
 @pytest.mark.parametrize("kind", ["registry", "discovery"])
@@ -155,10 +148,8 @@ async def test_up_nodes_rate_limited(make_api: MakeApi, kind: str) -> None:
     """The cluster limiter refuses up-*-nodes with a null node list."""
     api = await make_api(rate_limits={f"cluster.up-{kind}-nodes": 0})
 
-    answer = await api.call(f"/api/cluster/up-{kind}-nodes.json",
-                            {"regionId": REGION, "zoneId": ZONE})
-
-    assert answer == {"nodes": None, "responseStatus": RATE_LIMITED}
+    assert {"nodes": None, "responseStatus": RATE_LIMITED} == await api.call(
+        f"/api/cluster/up-{kind}-nodes.json", {"regionId": REGION, "zoneId": ZONE})
 
 
 async def test_status_rate_limits(make_api: MakeApi) -> None:
@@ -166,48 +157,43 @@ async def test_status_rate_limits(make_api: MakeApi) -> None:
     node.json (never limited, used for peer polling) still answers."""
     api = await make_api(rate_limits={"status": 0, "status.get-leases": 0})
 
-    answers = [await api.call(f"/api/status/{name}.json")
-               for name in ("node", "cluster", "config", "leases", "legacy-leases")]
-
-    assert answers == [
-        {"nodeStatus": node_status(), "responseStatus": SUCCESS},
-        {"nodeCount": 0, "nodesStatus": None, "responseStatus": RATE_LIMITED},
-        {"properties": None, "responseStatus": RATE_LIMITED, "sources": None},
-        {**LEASE_NULLS, "responseStatus": RATE_LIMITED},
-        {**LEASE_NULLS, "responseStatus": RATE_LIMITED},
-    ]
+    assert {"nodeStatus": node_status(), "responseStatus": SUCCESS} == await api.call(
+        "/api/status/node.json")
+    assert {"nodeCount": 0, "nodesStatus": None, "responseStatus": RATE_LIMITED} == (
+        await api.call("/api/status/cluster.json"))
+    assert {"properties": None, "responseStatus": RATE_LIMITED, "sources": None} == (
+        await api.call("/api/status/config.json"))
+    assert {**LEASE_NULLS, "responseStatus": RATE_LIMITED} == await api.call(
+        "/api/status/leases.json")
+    assert {**LEASE_NULLS, "responseStatus": RATE_LIMITED} == await api.call(
+        "/api/status/legacy-leases.json")
 
 
 async def test_leases_limited_to_ten_per_window_by_default(seeded: Api) -> None:
     """leases.json is limited to 10 calls per 10 s by default (the shipped `get-leases:10`)."""
-    statuses = [(await seeded.call("/api/status/leases.json"))["responseStatus"]
-                for _ in range(10)]
+    for _ in range(10):
+        assert SUCCESS == (await seeded.call("/api/status/leases.json"))["responseStatus"]
 
-    answer = await seeded.call("/api/status/leases.json")
-
-    assert statuses == [SUCCESS] * 10
-    assert answer == {**LEASE_NULLS, "responseStatus": RATE_LIMITED}
+    assert {**LEASE_NULLS, "responseStatus": RATE_LIMITED} == await seeded.call(
+        "/api/status/leases.json")
 
 
 async def test_deployment(api: Api) -> None:
     """deployment.json describes where and how this node runs."""
-    answer = await api.call("/api/status/deployment.json")
-
-    assert answer == {"appId": "artemis", "ip": "127.0.0.1", "machineName": socket.gethostname(),
-                      "path": "", "port": 8080, "properties": {}, "protocol": "http",
-                      "regionId": REGION, "responseStatus": SUCCESS, "sources": {},
-                      "zoneId": ZONE}
+    assert {"appId": "artemis", "ip": "127.0.0.1", "machineName": socket.gethostname(),
+            "path": "", "port": 8080, "properties": {}, "protocol": "http", "regionId": REGION,
+            "responseStatus": SUCCESS, "sources": {}, "zoneId": ZONE} == await api.call(
+        "/api/status/deployment.json")
 
 
 async def test_deployment_rate_limited_has_zero_payload(make_api: MakeApi) -> None:
     """A rate-limited deployment.json keeps its shape with zero/null payload (§4.5)."""
     api = await make_api(rate_limits={"status.get-deployment": 0})
 
-    answer = await api.call("/api/status/deployment.json")
-
-    assert answer == {"appId": None, "ip": None, "machineName": None, "path": None, "port": 0,
-                      "properties": None, "protocol": None, "regionId": None,
-                      "responseStatus": RATE_LIMITED, "sources": None, "zoneId": None}
+    assert {"appId": None, "ip": None, "machineName": None, "path": None, "port": 0,
+            "properties": None, "protocol": None, "regionId": None,
+            "responseStatus": RATE_LIMITED, "sources": None, "zoneId": None} == await api.call(
+        "/api/status/deployment.json")
 
 
 # --- leases ----------------------------------------------------------------------------------
@@ -216,51 +202,43 @@ async def test_deployment_rate_limited_has_zero_payload(make_api: MakeApi) -> No
 async def test_leases(seeded: Api) -> None:
     """leases.json shows each lease with its times, and the self-preservation counters."""
     seeded.clock.advance(5)
-    assert await seeded.heartbeat(instance()) == OK_BODY
+    assert OK_BODY == await seeded.heartbeat(instance())
     seeded.node.registry.check_safety(seeded.clock.monotonic())
 
-    answer = await seeded.call("/api/status/leases.json")
-
-    assert answer == {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 1,
-                      "leaseUpdateCountLastTimeWindow": 1, "leaseUpdateMaxCount": 1,
-                      "leaseUpdateMaxCountLastUpdateTime": START_MS + 5000,
-                      "leases": {SERVICE: [lease(instance(), renewed_ms=START_MS + 5000)]},
-                      "responseStatus": SUCCESS}
+    assert {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 1,
+            "leaseUpdateCountLastTimeWindow": 1, "leaseUpdateMaxCount": 1,
+            "leaseUpdateMaxCountLastUpdateTime": START_MS + 5000,
+            "leases": {SERVICE: [lease(instance(), renewed_ms=START_MS + 5000)]},
+            "responseStatus": SUCCESS} == await seeded.call("/api/status/leases.json")
 
 
 async def test_leases_of_chosen_services(seeded: Api) -> None:
     """serviceIds (POST) / appIds (GET) choose the services listed; leaseCount stays the total."""
     other = instance("10.0.0.7:80", serviceId="other.service")
-    assert await seeded.register(other) == OK_BODY
+    assert OK_BODY == await seeded.register(other)
     base = {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 2,
             "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
             "leaseUpdateMaxCountLastUpdateTime": 0, "responseStatus": SUCCESS}
 
-    chosen = await seeded.call("/api/status/leases.json",
-                               {"serviceIds": [SERVICE, "nobody.here"]})
-    by_get = (await seeded.get("/api/status/leases.json", {"appIds": "other.service"})).json()
-    every = await seeded.call("/api/status/leases.json", {"serviceIds": []})
-
-    assert chosen == {**base, "leases": {SERVICE: [lease(instance())]}}
-    assert by_get == {**base, "leases": {"other.service": [lease(other)]}}
-    assert every == {**base, "leases": {SERVICE: [lease(instance())],
-                                        "other.service": [lease(other)]}}
+    assert {**base, "leases": {SERVICE: [lease(instance())]}} == await seeded.call(
+        "/api/status/leases.json", {"serviceIds": [SERVICE, "nobody.here"]})
+    response = await seeded.get("/api/status/leases.json", {"appIds": "other.service"})
+    assert {**base, "leases": {"other.service": [lease(other)]}} == response.json()
+    assert {**base, "leases": {SERVICE: [lease(instance())], "other.service": [lease(other)]}
+            } == await seeded.call("/api/status/leases.json", {"serviceIds": []})
 
 
 async def test_legacy_leases(api: Api) -> None:
     """legacy-leases.json lists only the java_registry instances, with their 90 s TTL."""
     legacy = instance("10.0.0.8:80", metadata={"java_registry": "true"})
-    assert await api.register(instance(), legacy) == OK_BODY
+    assert OK_BODY == await api.register(instance(), legacy)
 
-    answer = await api.call("/api/status/legacy-leases.json")
-    normal = await api.call("/api/status/leases.json")
-
-    assert answer == {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 1,
-                      "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
-                      "leaseUpdateMaxCountLastUpdateTime": 0,
-                      "leases": {SERVICE: [lease(legacy, ttl=90000)]},
-                      "responseStatus": SUCCESS}
-    assert (normal["leaseCount"], normal["leases"]) == (1, {SERVICE: [lease(instance())]})
+    assert {"isSafe": True, "isSafeCheckEnabled": True, "leaseCount": 1,
+            "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
+            "leaseUpdateMaxCountLastUpdateTime": 0,
+            "leases": {SERVICE: [lease(legacy, ttl=90000)]},
+            "responseStatus": SUCCESS} == await api.call("/api/status/legacy-leases.json")
+    assert {SERVICE: [lease(instance())]} == (await api.call("/api/status/leases.json"))["leases"]
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -273,7 +251,7 @@ async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
     response = await api.post("/api/status/config.json")
 
     assert ADMIN_TOKEN.encode() not in response.content
-    assert response.json() == {"properties": {
+    assert {"properties": {
         "admin_token": "***", "allow_discovery_from_other_zone": "true",
         "allow_registry_from_other_zone": "true", "change_log_size": "200000",
         "context_path": "", "gzip_min_bytes": "8192", "host": "127.0.0.1", "lease_ttl": "20.0",
@@ -282,11 +260,11 @@ async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
         "rate_limit_enabled": "true", "rate_limits": "registry.register=5", "region": REGION,
         "self_preservation": "true", "self_preservation_min_count": "50",
         "self_preservation_percentage": "85", "self_preservation_reset_interval": "600.0",
-        "self_preservation_window": "10.0", "snapshot_count": "60",
+        "self_preservation_window": "10.0", "shutdown_timeout": "5.0", "snapshot_count": "60",
         "snapshot_interval": "1.0", "sweep_interval": "0.1", "url": "", "zone": ZONE},
         "responseStatus": SUCCESS,
         "sources": {"config-file": 1, "defaults": 0, "environment": 2, "flags": 3},
-    }
+    } == response.json()
 
 
 # --- health ----------------------------------------------------------------------------------
@@ -296,7 +274,7 @@ async def test_health_of_an_up_node(seeded: Api) -> None:
     """GET /health of an up node is 200 with its status and instance count."""
     response = await seeded.get("/health")
 
-    assert (response.status_code, response.json()) == (200, {"instances": 1, "status": "up"})
+    assert (200, {"instances": 1, "status": "up"}) == (response.status_code, response.json())
 
 
 async def test_health_of_a_starting_node(make_api: MakeApi) -> None:
@@ -305,8 +283,8 @@ async def test_health_of_a_starting_node(make_api: MakeApi) -> None:
 
     response = await api.get("/health")
 
-    assert (response.status_code, response.json()) == (503, {"instances": 0,
-                                                             "status": "starting"})
+    assert (503, {"instances": 0, "status": "starting"}) == (response.status_code,
+                                                             response.json())
 
 
 # --- the self-preservation switch ------------------------------------------------------------
@@ -316,14 +294,15 @@ async def test_self_preservation_state(api: Api) -> None:
     """GET self-preservation.json shows both switches (on by default) and both states."""
     response = await api.get(SELF_PRESERVATION)
 
-    assert (response.status_code, response.json()) == (200, switch_state())
+    assert (200, switch_state()) == (response.status_code, response.json())
 
 
 async def test_self_preservation_switch_from_loopback(api: Api) -> None:
     """Without an admin token a call from 127.0.0.1 switches it; `legacy` follows unless given."""
     assert switch_state(False, False) == await api.call(SELF_PRESERVATION, {"enabled": False})
-    leases = await api.call("/api/status/leases.json")
-    assert (leases["isSafe"], leases["isSafeCheckEnabled"]) == (True, False)
+    assert {"isSafe": True, "isSafeCheckEnabled": False} == {
+        k: v for k, v in (await api.call("/api/status/leases.json")).items()
+        if k in ("isSafe", "isSafeCheckEnabled")}
     assert switch_state(True, False) == await api.call(SELF_PRESERVATION,
                                                        {"enabled": True, "legacy": False})
     assert switch_state(True, False) == (await api.get(SELF_PRESERVATION)).json()
@@ -354,9 +333,8 @@ async def test_self_preservation_switch_refused(make_api: MakeApi, host: str, to
 
     answer = await api.call(SELF_PRESERVATION, {"enabled": False}, headers=headers)
 
-    after = (await api.get(SELF_PRESERVATION)).json()
-
-    assert (answer["responseStatus"], after) == (ADMIN_REFUSED, switch_state())
+    assert (ADMIN_REFUSED, switch_state()) == (answer["responseStatus"],
+                                               (await api.get(SELF_PRESERVATION)).json())
 
 
 async def test_self_preservation_refusal_keeps_the_endpoint_shape(make_api: MakeApi) -> None:
@@ -364,20 +342,18 @@ async def test_self_preservation_refusal_keeps_the_endpoint_shape(make_api: Make
     keys present and null, plus the responseStatus."""
     api = await make_api(client_host="10.1.2.3")
 
-    answer = await api.call(SELF_PRESERVATION, {"enabled": False})
-
-    assert answer == {"enabled": None, "isSafe": None, "legacyEnabled": None,
-                      "legacyIsSafe": None, "responseStatus": ADMIN_REFUSED}
+    assert {"enabled": None, "isSafe": None, "legacyEnabled": None, "legacyIsSafe": None,
+            "responseStatus": ADMIN_REFUSED} == await api.call(SELF_PRESERVATION,
+                                                               {"enabled": False})
 
 
 async def test_self_preservation_switch_bad_body(api: Api) -> None:
     """A switch body that is not `{"enabled": bool}` is `bad-request` and changes nothing."""
     answer = await api.call(SELF_PRESERVATION, {"enabled": "off"})
-    after = (await api.get(SELF_PRESERVATION)).json()
 
-    assert (answer["responseStatus"], after) == (
-        fail("bad-request", "request body: Expected `bool`, got `str` - at `$.enabled`"),
-        switch_state())
+    assert (fail("bad-request", "request body: Expected `bool`, got `str` - at `$.enabled`"),
+            switch_state()) == (answer["responseStatus"],
+                                (await api.get(SELF_PRESERVATION)).json())
 
 
 # --- context path ----------------------------------------------------------------------------
@@ -388,12 +364,12 @@ async def test_context_path_serves_endpoints_only_under_it(make_api: MakeApi) ->
     node's URL includes it."""
     api = await make_api(context_path="/artemis-web")
 
-    assert await api.register(instance()) == OK_BODY
+    assert OK_BODY == await api.register(instance())
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
-    assert await api.call("/api/status/node.json") == {
-        "nodeStatus": node_status(url=NODE_URL + "/artemis-web"), "responseStatus": SUCCESS}
-    assert (await api.get("/health")).status_code == 200
+    assert {"nodeStatus": node_status(url=NODE_URL + "/artemis-web"),
+            "responseStatus": SUCCESS} == await api.call("/api/status/node.json")
+    assert 200 == (await api.get("/health")).status_code
     for path in (REGISTER, LOOKUP, "/api/status/node.json", "/health"):
         response = await api.client.post(path, json={})
-        assert (response.status_code, response.json()) == (
-            404, {"responseStatus": fail("bad-request", f"no endpoint at {path}")})
+        assert (404, {"responseStatus": fail("bad-request", f"no endpoint at {path}")}) == (
+            response.status_code, response.json())

@@ -67,8 +67,8 @@ async def sdk_post(api: Api, path: str, body: Any) -> Any:
     """POST `body` the SDK's way and return the JSON answer (HTTP 200 required)."""
     response = await api.client.post(path, content=chunked(gzip.compress(jackson(body))),
                                      headers=sdk_headers())
-    sent_as = response.request.headers["transfer-encoding"]
-    assert (sent_as, response.status_code) == ("chunked", 200)
+    assert ("chunked", 200) == (response.request.headers["transfer-encoding"],
+                                response.status_code)
     return response.json()
 
 
@@ -102,7 +102,7 @@ def unsorted_keys(raw: bytes) -> list[str]:
 
 async def test_sdk_register_gzip_chunked_duplicate_headers(api: Api) -> None:
     """A register sent as the SDK sends it (gzip, chunked, headers twice) succeeds."""
-    assert await sdk_post(api, REGISTER, {"instances": [instance()]}) == OK_BODY
+    assert OK_BODY == await sdk_post(api, REGISTER, {"instances": [instance()]})
     assert lookup_answer(service(SERVICE, instance())) == await api.lookup()
 
 
@@ -121,11 +121,11 @@ async def test_sdk_start_up_flow(api: Api) -> None:
     batch = {"instances": [instance()]}
 
     assert nodes == await sdk_post(api, "/api/cluster/up-registry-nodes.json", where)
-    assert await sdk_post(api, UNREGISTER, batch) == OK_BODY
+    assert OK_BODY == await sdk_post(api, UNREGISTER, batch)
     assert partial(failed(instance(), "data-not-found", NOT_EXISTING)) == await sdk_post(
         api, HEARTBEAT, batch)
-    assert await sdk_post(api, REGISTER, batch) == OK_BODY
-    assert await sdk_post(api, HEARTBEAT, batch) == OK_BODY
+    assert OK_BODY == await sdk_post(api, REGISTER, batch)
+    assert OK_BODY == await sdk_post(api, HEARTBEAT, batch)
     assert nodes == await sdk_post(api, "/api/cluster/up-discovery-nodes.json", where)
     assert lookup_answer(service(SERVICE, instance())) == await sdk_post(api, LOOKUP, _SDK_LOOKUP)
 
@@ -134,17 +134,14 @@ async def test_x_gzip_is_gzip(api: Api) -> None:
     """`Content-Encoding: x-gzip` (an old alias) is inflated as gzip."""
     body = gzip.compress(jackson({"instances": [instance()]}))
 
-    answer = await api.call(REGISTER, content=body, headers={"Content-Encoding": "x-gzip"})
-
-    assert answer == OK_BODY
+    assert OK_BODY == await api.call(REGISTER, content=body,
+                                     headers={"Content-Encoding": "x-gzip"})
 
 
 async def test_content_type_is_not_checked(api: Api) -> None:
     """The body is read as JSON whatever Content-Type says (documented difference)."""
-    answer = await api.call(REGISTER, {"instances": [instance()]},
-                            headers={"Content-Type": "text/plain"})
-
-    assert answer == OK_BODY
+    assert OK_BODY == await api.call(REGISTER, {"instances": [instance()]},
+                                     headers={"Content-Type": "text/plain"})
 
 
 async def test_lookup_request_keys_in_any_case(seeded: Api) -> None:
@@ -159,13 +156,13 @@ async def test_lookup_answers_follow_the_registry(api: Api) -> None:
     """The same lookup body asked again sees every register, unregister and expiry at once."""
     a, b = instance("10.0.0.1:80"), instance("10.0.0.2:80")
     assert lookup_answer(service(SERVICE)) == await api.lookup()
-    assert await api.register(a) == OK_BODY
+    assert OK_BODY == await api.register(a)
     assert lookup_answer(service(SERVICE, a)) == await api.lookup()
-    assert await api.register(b) == OK_BODY
+    assert OK_BODY == await api.register(b)
     assert lookup_answer(service(SERVICE, a, b)) == await api.lookup()
-    assert await api.register({**a, "port": 81}) == OK_BODY
+    assert OK_BODY == await api.register({**a, "port": 81})
     assert lookup_answer(service(SERVICE, {**a, "port": 81}, b)) == await api.lookup()
-    assert await api.unregister(a) == OK_BODY
+    assert OK_BODY == await api.unregister(a)
     assert lookup_answer(service(SERVICE, b)) == await api.lookup()
     api.sweep(21)
     assert lookup_answer(service(SERVICE)) == await api.lookup()
@@ -177,7 +174,7 @@ async def test_lookup_answers_follow_the_registry(api: Api) -> None:
 async def test_minimal_instance_is_answered_with_every_key(api: Api) -> None:
     """An instance sent with four keys is answered with all 13, nulls written and port 0."""
     sent = {"instanceId": "i-1", "regionId": REGION, "serviceId": SERVICE, "url": "http://h/"}
-    assert await api.register(sent) == OK_BODY
+    assert OK_BODY == await api.register(sent)
 
     response = await api.post(LOOKUP, _SDK_LOOKUP)
 
@@ -217,13 +214,13 @@ async def test_cors_headers(api: Api) -> None:
     preflight = await api.client.options(REGISTER, headers={
         "Origin": "http://ui", "Access-Control-Request-Method": "POST"})
 
-    cors = {k: v for k, v in preflight.headers.items() if k.startswith("access-control-")}
-
-    assert answer.headers["access-control-allow-origin"] == "*"
-    assert (preflight.status_code, cors) == (200, {
-        "access-control-allow-origin": "*", "access-control-allow-methods": "*",
-        "access-control-allow-headers": "*", "access-control-expose-headers": "*",
-        "access-control-allow-credentials": "true", "access-control-max-age": "3600"})
+    assert "*" == answer.headers["access-control-allow-origin"]
+    assert (200, {"access-control-allow-origin": "*", "access-control-allow-methods": "*",
+                  "access-control-allow-headers": "*", "access-control-expose-headers": "*",
+                  "access-control-allow-credentials": "true",
+                  "access-control-max-age": "3600"}) == (
+        preflight.status_code,
+        {k: v for k, v in preflight.headers.items() if k.startswith("access-control-")})
 
 
 # --- gzip answers ----------------------------------------------------------------------------
@@ -233,7 +230,7 @@ async def test_large_answer_is_gzipped_for_clients_that_accept_it(api: Api) -> N
     """An answer of 8 KiB or more goes gzip-compressed to a client sending Accept-Encoding: gzip
     and plain to one that does not."""
     fleet = [instance(f"10.0.{n // 250}.{n % 250}:8080") for n in range(60)]
-    assert await api.register(*fleet) == OK_BODY
+    assert OK_BODY == await api.register(*fleet)
     version = await api.snapshot()
     expected = {"checksum": (await api.call(SERVICE_PATH, {"discoveryConfig": {
         "serviceId": SERVICE}}))["checksum"], "responseStatus": SUCCESS,

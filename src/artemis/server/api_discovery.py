@@ -27,6 +27,7 @@ _DELTA_NOT_FOUND: Final = (b'{"checksum":null,"delta":null,"responseStatus":'
 # What a cached lookup answer depends on: per service asked, the state seen and its revision.
 _Deps = tuple[tuple[str, ServiceState | None, int], ...]
 _LOOKUP_CACHE_SIZE: Final = 4096
+_LOOKUP_CACHE_KEY_BYTES: Final = 4096  # larger lookups are not cached: bounds the cache's memory
 
 
 class Discovery:
@@ -105,9 +106,10 @@ class Discovery:
             deps.append((key, state, 0 if state is None else state.revision))
             parts.append(self._service(config.service_id)[0])
         answer = b"".join((_LOOKUP_HEAD, b",".join(parts), b"]}"))
-        if len(self._lookups) >= _LOOKUP_CACHE_SIZE:
-            self._lookups.clear()
-        self._lookups[request.body] = (tuple(deps), answer)
+        if len(request.body) <= _LOOKUP_CACHE_KEY_BYTES:
+            if len(self._lookups) >= _LOOKUP_CACHE_SIZE:
+                self._lookups.clear()
+            self._lookups[request.body] = (tuple(deps), answer)
         return answer
 
     def service(self, request: Request) -> bytes:

@@ -79,14 +79,16 @@ class Status:
         if not self.node.allowed("cluster", identity):
             return route.fail("rate-limited", "Request is rate limited.")
         if request.method == "GET":
-            zone = request.query("zoneId")
+            region, zone = request.query("regionId"), request.query("zoneId")
         else:
-            zone = request.json(wire.GetServiceNodesRequest).zone_id
+            asked = request.json(wire.GetServiceNodesRequest)
+            region, zone = asked.region_id, asked.zone_id
         status = self.node_status()
         serves = self.node.state.serves_registry if registry else self.node.state.serves_discovery
         other_zone = (status.allow_registry_from_other_zone if registry
                       else status.allow_discovery_from_other_zone)
-        same_zone = zone is None or zone.lower() == (self.zone.zone_id or "").lower()
+        same_zone = ((zone is None or zone.lower() == (self.zone.zone_id or "").lower())
+                     and (region is None or region.lower() == (self.zone.region_id or "").lower()))
         nodes = [self.service_node] if serves and (other_zone or same_zone) else []
         if not nodes:
             return route.fail("data-not-found", "No available service nodes.")
@@ -226,6 +228,8 @@ class Status:
                 switch = msgspec.json.decode(request.body or b"{}", type=SelfPreservationSwitch)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise BadRequest(f"request body: {exc}") from None
+            except RecursionError:
+                raise BadRequest("request body: JSON is nested too deeply") from None
             registry.safe.set_enabled(switch.enabled)
             registry.legacy_safe.set_enabled(
                 switch.enabled if switch.legacy is None else switch.legacy)
@@ -254,7 +258,8 @@ class Status:
                                                     null_fields=_LEASE_NULLS),
             "/api/status/config.json": Route(both, handler=self.config_json,
                                              null_fields={"properties": None, "sources": None}),
-            "/api/status/deployment.json": Route(both, handler=self.deployment_json),
+            "/api/status/deployment.json": Route(both, handler=self.deployment_json,
+                                                 null_fields=_DEPLOYMENT_NULLS),
             "/api/status/runtime.json": Route(frozenset({"GET"}), handler=self.runtime_json),
             "/api/cluster/nodes.json": Route(both, handler=self.nodes_json,
                                              null_fields={"nodes": None}),
@@ -262,7 +267,10 @@ class Status:
                                                          null_fields={"nodes": None}),
             "/api/cluster/up-discovery-nodes.json": Route(both, handler=self.up_discovery_nodes,
                                                           null_fields={"nodes": None}),
-            "/api/admin/self-preservation.json": Route(both, handler=self.self_preservation),
+            "/api/admin/self-preservation.json": Route(
+                both, handler=self.self_preservation,
+                null_fields={"enabled": None, "isSafe": None, "legacyEnabled": None,
+                             "legacyIsSafe": None}),
             "/health": Route(frozenset({"GET", "HEAD"}), handler=self.health, reads_body=False),
         }
         return self._routes
@@ -272,6 +280,12 @@ _LEASE_NULLS: Final = {
     "isSafe": False, "isSafeCheckEnabled": False, "leaseCount": 0,
     "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
     "leaseUpdateMaxCountLastUpdateTime": 0, "leases": None,
+}
+
+
+_DEPLOYMENT_NULLS: Final = {
+    "appId": None, "ip": None, "machineName": None, "path": None, "port": 0, "properties": None,
+    "protocol": None, "regionId": None, "sources": None, "zoneId": None,
 }
 
 

@@ -194,17 +194,25 @@ class App:
             return body
         if encoding.strip().lower() not in ("gzip", "x-gzip"):
             raise BadRequest(f"Content-Encoding {encoding!r} is not supported; use gzip")
-        unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            data = unpacker.decompress(body, self.max_body_bytes + 1)
-        except zlib.error as exc:
-            raise BadRequest(f"request body is not valid gzip: {exc}") from None
-        if len(data) > self.max_body_bytes:
-            raise BadRequest(f"request body is larger than {self.max_body_bytes} bytes "
-                             "once decompressed")
-        if not unpacker.eof:
-            raise BadRequest("request body is not valid gzip: it ends too early")
-        return data
+        limit = self.max_body_bytes
+        parts: list[bytes] = []
+        size = 0
+        rest = body
+        while True:  # a gzip body may be several members, one after another (RFC 1952)
+            unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                data = unpacker.decompress(rest, limit + 1 - size)
+            except zlib.error as exc:
+                raise BadRequest(f"request body is not valid gzip: {exc}") from None
+            size += len(data)
+            if size > limit:
+                raise BadRequest(f"request body is larger than {limit} bytes once decompressed")
+            if not unpacker.eof:
+                raise BadRequest("request body is not valid gzip: it ends too early")
+            parts.append(data)
+            rest = unpacker.unused_data
+            if not rest:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _respond(self, route: Route, request: Request) -> Response:
         try:
@@ -280,6 +288,7 @@ class App:
         await self._rsgi_general(scope, proto)
 
     async def _rsgi_general(self, scope: Any, proto: Any) -> None:
+        close = False
         if scope.proto != "http":
             if scope.proto == "ws" and self._websocket is not None:
                 await self._websocket("rsgi", scope, proto)
@@ -308,6 +317,8 @@ class App:
                         body = await proto()  # already known to fit
                     else:
                         body, problem = await self._read_rsgi(proto)
+                        if problem is not None:  # the rest of the body was not read
+                            close = True
                 if problem is None:
                     try:
                         body = self._decompress(body, headers.get("content-encoding"))
@@ -319,6 +330,8 @@ class App:
                 request = Request(method, path, scope.query_string, headers, body, scope.client)
                 response = await self._respond(route, request)
         out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
+        if close:  # tell the client this connection is done, so it does not reuse it
+            out_headers = [*out_headers, ("connection", "close")]
         proto.response_bytes(response.status, out_headers, out_body)
 
     async def _read_rsgi(self, proto: Any) -> tuple[bytes, str | None]:

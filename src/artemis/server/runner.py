@@ -3,8 +3,8 @@
 One process, one event loop, one copy of the registry (granian's own I/O thread parses HTTP).
 
 Start order: bind the listening socket, start the node's loops (the node is then `up`), serve.
-Stop order on SIGTERM or SIGINT: stop accepting and let in-flight requests finish (granian), then
-stop the node's loops.
+Stop order on SIGTERM or SIGINT: stop accepting and let in-flight requests finish (granian, for at
+most `shutdown_timeout` seconds; then they are cut), then stop the node's loops.
 """
 
 from __future__ import annotations
@@ -46,15 +46,36 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         backlog=1024,
     )
     loop = asyncio.get_running_loop()
+    serving: asyncio.Future[None] | None = None
+    cut = False
+
+    def cut_in_flight() -> None:
+        nonlocal cut
+        if serving is not None and not serving.done():
+            log.warning("requests still in flight after %ss: closing them",
+                        settings.shutdown_timeout)
+            cut = True
+            serving.cancel()
+
+    def stop() -> None:
+        log.info("stopping: no new connections; finishing requests in flight")
+        server.stop()  # type: ignore[no-untyped-call]
+        loop.call_later(settings.shutdown_timeout, cut_in_flight)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, server.stop)
+            loop.add_signal_handler(signum, stop)
     async with node.running():
         log.info("artemis node %s serving on %s:%s (region %s, zone %s)",
                  settings.node_url, settings.host, settings.port, settings.region, settings.zone)
         if ready is not None:
             ready.set()
-        await server.serve()
+        serving = asyncio.ensure_future(server.serve())
+        try:
+            await serving
+        except asyncio.CancelledError:
+            if not cut:
+                raise
     log.info("artemis node %s stopped", settings.node_url)
 
 

@@ -92,6 +92,9 @@ class Settings:
     admin_token: str = field(default="", metadata=_doc(
         "Bearer token for the node's admin switches; without one they answer only 127.0.0.1.",
         secret=True))
+    shutdown_timeout: float = field(default=5.0, metadata=_doc(
+        "Seconds a stopping node waits for requests in flight before it closes them.",
+        lo=0.1, hi=600.0))
     log_level: str = field(default="info", metadata=_doc(
         "debug, info, warning or error.", choices=("debug", "info", "warning", "error")))
 
