@@ -52,7 +52,7 @@ def new(rev: int, instance: Instance, *, wall: int = WALL, prev: int | None = No
     """The `new` change a register of `instance` is expected to record."""
     assert instance.service_id is not None
     assert instance.instance_id is not None
-    return Change(rev, "new", instance, wall, instance.service_id.lower(),
+    return Change(rev, "new", wall, instance.service_id.lower(),
                   instance.instance_id.lower(), prev, h(instance), wire.encode(instance),
                   h(instance) if service_checksum is None else service_checksum)
 
@@ -61,7 +61,7 @@ def delete(rev: int, instance: Instance, *, wall: int = WALL, service_checksum: 
     """The `delete` change the removal of the stored `instance` is expected to record."""
     assert instance.service_id is not None
     assert instance.instance_id is not None
-    return Change(rev, "delete", instance, wall, instance.service_id.lower(),
+    return Change(rev, "delete", wall, instance.service_id.lower(),
                   instance.instance_id.lower(), h(instance), None, wire.encode(instance),
                   service_checksum)
 
@@ -574,7 +574,8 @@ def test_reload_records_a_reload_change(registry: Registry) -> None:
     change = registry.reload("Svc", WALL + 1)
     fake = Instance(service_id="Svc", instance_id="reload", ip="0.0.0.0",
                     url="http://serviceId/reload")
-    assert Change(2, "reload", fake, WALL + 1, "svc", "reload", None, None, b"", h(i)) == change
+    assert Change(2, "reload", WALL + 1, "svc", "reload", None, None, wire.encode(fake),
+                  h(i)) == change
     assert (b'{"changeTime":1700000000001,"changeType":"reload","instance":{"groupId":null,'
             b'"healthCheckUrl":null,"instanceId":"reload","ip":"0.0.0.0","machineName":null,'
             b'"metadata":null,"port":0,"protocol":null,"regionId":null,"serviceId":"Svc",'

@@ -22,7 +22,9 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import msgspec
 
 from artemis import wire
 from artemis.wire import Instance
@@ -35,12 +37,19 @@ __all__ = ["Change", "ChangeLog", "Delta", "Snapshot", "Versions", "checksum_hex
 SUCCESS_STATUS: Final = b'{"errorCode":"success","message":"","status":"success"}'
 
 
-class Change(NamedTuple):
-    """One change of the registry, as the log keeps it."""
+_instance_decoder: Final = msgspec.json.Decoder(Instance)
+
+
+def decode_instance(encoded: bytes) -> Instance:
+    """An Instance back from the canonical JSON the core keeps."""
+    return _instance_decoder.decode(encoded)
+
+
+class Change(msgspec.Struct, frozen=True, gc=False):
+    """One change of the registry, as the log keeps it (never tracked by the GC)."""
 
     revision: int
     kind: str  # "new" | "delete" | "reload"
-    instance: Instance
     change_time: int  # epoch ms
     service: str  # lower-case service id
     key: str  # lower-case instance id
@@ -49,11 +58,14 @@ class Change(NamedTuple):
     encoded: bytes  # the instance's canonical JSON
     service_checksum: int  # checksum of the service right after this change
 
+    @property
+    def instance(self) -> Instance:
+        return decode_instance(self.encoded)
+
     def encode(self, kind: str | None = None) -> bytes:
         """This change as an InstanceChange JSON object."""
         return b"".join((b'{"changeTime":', str(self.change_time).encode(), b',"changeType":"',
-                         (kind or self.kind).encode(), b'","instance":',
-                         self.encoded or wire.encode(self.instance), b"}"))
+                         (kind or self.kind).encode(), b'","instance":', self.encoded, b"}"))
 
 
 def checksum_hex(checksum: int) -> str:
