@@ -80,6 +80,9 @@ class RunningNode:
             self.process.wait(timeout=STOP_DEADLINE)
 
 
+StartNode = Callable[..., RunningNode]
+
+
 def _healthy(node: RunningNode) -> bool | None:
     if node.process.poll() is not None:
         pytest.fail(f"artemis server exited with {node.process.returncode}:\n{node.output()}")

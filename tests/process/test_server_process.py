@@ -10,16 +10,13 @@ import signal
 import socket
 import time
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.process.conftest import RunningNode, poll
+from tests.process.conftest import StartNode, poll
 from tests.server.harness import checksum
-
-StartNode = Callable[..., RunningNode]
 
 SERVICE = "demo.service.v1"
 SUCCESS = {"errorCode": "success", "message": "", "status": "success"}

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Change", "ChangeLog", "Delta", "Snapshot", "Versions", "checksum_hex", "drive"]
 
 SUCCESS_STATUS: Final = b'{"errorCode":"success","message":"","status":"success"}'
+DELTA_CACHE_BYTES: Final = 64 * 1024 * 1024  # deltas are cached until the next snapshot, up to this
 
 
 _instance_decoder: Final = msgspec.json.Decoder(Instance)
@@ -106,31 +107,52 @@ class ChangeLog:
 
 @dataclass(slots=True)
 class Snapshot:
+    """One version of the discovery answer. Only the newest keeps its services' bytes; an older
+    one is kept for its revision (where its delta starts) and drops them when superseded."""
+
     version: int
     revision: int
-    services: dict[str, bytes]  # lower-case service id -> encoded Service
+    services: dict[str, bytes] | None  # lower-case service id -> encoded Service
     checksum: int
     instance_count: int
-    _body: bytes | None = None
+    _parts: list[bytes] | None = None
+
+    def parts(self) -> list[bytes]:
+        """The whole services.json answer for this version, as parts to send one after another
+        (joining tens of megabytes would stall the event loop)."""
+        if self._parts is None:
+            if self.services is None:
+                raise RuntimeError(f"snapshot {self.version} is superseded: it keeps no data")
+            parts = [b'{"checksum":"', checksum_hex(self.checksum).encode(),
+                     b'","responseStatus":', SUCCESS_STATUS, b',"services":[']
+            for i, service in enumerate(self.services.values()):
+                if i:
+                    parts.append(b",")
+                parts.append(service)
+            parts += [b'],"version":', str(self.version).encode(), b"}"]
+            self._parts = parts
+        return self._parts
 
     def body(self) -> bytes:
-        """The whole services.json answer for this version, encoded once."""
-        if self._body is None:
-            self._body = b"".join((
-                b'{"checksum":"', checksum_hex(self.checksum).encode(),
-                b'","responseStatus":', SUCCESS_STATUS, b',"services":[',
-                b",".join(self.services.values()), b'],"version":', str(self.version).encode(),
-                b"}",
-            ))
-        return self._body
+        """The whole answer in one buffer (tests and small registries)."""
+        return b"".join(self.parts())
+
+    def supersede(self) -> None:
+        self.services = None
+        self._parts = None
 
 
 @dataclass(frozen=True, slots=True)
 class Delta:
     from_version: int
     version: int
-    body: bytes  # the whole services-delta.json answer
+    parts: list[bytes]  # the whole services-delta.json answer, in parts
     changes: int
+    size: int
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
 
 T = TypeVar("T")
@@ -158,6 +180,7 @@ class Versions:
                          registry.instance_count)
         self._snapshots: deque[Snapshot] = deque([first], maxlen=self._keep)
         self._deltas: dict[int, Delta] = {}
+        self._delta_bytes = 0  # the cached deltas' size, bounded by DELTA_CACHE_BYTES
 
     @property
     def current(self) -> Snapshot:
@@ -179,7 +202,7 @@ class Versions:
         prev = self.current
         if reg.revision == prev.revision:
             return None
-        services = dict(prev.services)
+        services = dict(prev.services or {})
         chunk = self._chunk
         rounds = 0
         while len(reg.dirty) > chunk and rounds < 3:
@@ -194,8 +217,10 @@ class Versions:
             self._take(services, key)
         snapshot = Snapshot(max(prev.version + 1, wall_ms), reg.revision, services, reg.checksum,
                             reg.instance_count)
+        prev.supersede()
         self._snapshots.append(snapshot)
         self._deltas.clear()
+        self._delta_bytes = 0
         return snapshot
 
     def _take(self, services: dict[str, bytes], key: str) -> None:
@@ -245,23 +270,29 @@ class Versions:
             else:
                 continue
             by_service.setdefault(service, []).append(last.encode(kind))
-            names.setdefault(service, last.instance.service_id or service)
+            if service not in names and service not in self._registry.services:
+                names[service] = last.instance.service_id or service  # a service now gone
             if n % (self._chunk * 10) == 0:
                 yield
         state_ids = self._registry.services
-        parts = []
-        for service, items in by_service.items():
+        parts = [b'{"checksum":"', checksum_hex(target.checksum).encode(), b'","delta":{']
+        for n, (service, items) in enumerate(by_service.items()):
             state = state_ids.get(service)
-            name = state.service_id if state is not None else names[service]
-            parts.append(wire.encode(name) + b":[" + b",".join(items) + b"]")
-        body = b"".join((
-            b'{"checksum":"', checksum_hex(target.checksum).encode(), b'","delta":{',
-            b",".join(parts), b'},"responseStatus":', SUCCESS_STATUS, b',"version":',
-            str(target.version).encode(), b"}",
-        ))
-        delta = Delta(from_version, target.version, body, sum(len(v) for v in by_service.values()))
-        if self.current is target:
+            name = state.service_id if state is not None else names.get(service, service)
+            parts += [b"," if n else b"", wire.encode(name), b":["]
+            for i, item in enumerate(items):
+                if i:
+                    parts.append(b",")
+                parts.append(item)
+            parts.append(b"]")
+        parts += [b'},"responseStatus":', SUCCESS_STATUS, b',"version":',
+                  str(target.version).encode(), b"}"]
+        size = sum(map(len, parts))
+        delta = Delta(from_version, target.version, parts,
+                      sum(len(v) for v in by_service.values()), size)
+        if self.current is target and self._delta_bytes + size <= DELTA_CACHE_BYTES:
             self._deltas[from_version] = delta
+            self._delta_bytes += size
         return delta
 
     def __repr__(self) -> str:

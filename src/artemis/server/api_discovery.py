@@ -11,7 +11,7 @@ from typing import Final
 from artemis import wire
 from artemis.core.registry import ServiceState, encode_service
 from artemis.core.versions import checksum_hex
-from artemis.server.http import BadRequest, Request, Route, status_bytes
+from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node, drive_async
 from artemis.wire import GetServiceRequest, GetServicesDeltaRequest, LookupRequest
 
@@ -130,7 +130,7 @@ class Discovery:
         return b"".join((b'{"checksum":"', checksum_hex(checksum).encode(),
                          b'","responseStatus":', _SUCCESS, b',"service":', encoded, b"}"))
 
-    def services(self, request: Request) -> bytes:
+    def services(self, request: Request) -> bytes | Pieces:
         if request.method == "POST":
             request.json(wire.GetServicesRequest)  # read for its shape only, as the original
         node = self.node
@@ -138,9 +138,9 @@ class Discovery:
             return self.services_route.fail(
                 "service-unavailable",
                 f"Service discovery is not in up state. Current status: {node.state.status}")
-        return node.versions.current.body()
+        return Pieces(node.versions.current.parts())
 
-    async def delta(self, request: Request) -> bytes:
+    async def delta(self, request: Request) -> bytes | Pieces:
         body: GetServicesDeltaRequest = request.json(GetServicesDeltaRequest)
         node = self.node
         if not node.state.serves_discovery:
@@ -148,7 +148,7 @@ class Discovery:
                 "service-unavailable",
                 f"Service discovery is not in up state. Current status: {node.state.status}")
         delta = await drive_async(node.versions.delta(body.version))
-        return _DELTA_NOT_FOUND if delta is None else delta.body
+        return _DELTA_NOT_FOUND if delta is None else Pieces(delta.parts, delta.size)
 
 
 def routes(node: Node) -> dict[str, Route]:

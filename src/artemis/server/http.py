@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qs
@@ -39,6 +39,7 @@ __all__ = [
 log = logging.getLogger("artemis.http")
 
 JSON: Final = "application/json"
+_STREAM_GROUP: Final = 256 * 1024  # answers larger than this are streamed in groups this big
 _CORS: Final = [("access-control-allow-origin", "*")]
 _JSON_HEADERS: Final = [("content-type", JSON), *_CORS]
 _JSON_GZIP_HEADERS: Final = [
@@ -110,16 +111,42 @@ class Request:
         return f"Request({self.method} {self.path}, {len(self.body)} bytes from {self.client})"
 
 
+class Pieces:
+    """An answer in parts: sent part group by part group when large, never joined in one piece
+    on the event loop (copying tens of megabytes at once stalls it for tens of milliseconds)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: list[bytes], size: int | None = None) -> None:
+        self.parts = parts
+        self.size = sum(map(len, parts)) if size is None else size
+
+    def groups(self, target: int = _STREAM_GROUP) -> Iterator[bytes]:
+        group: list[bytes] = []
+        size = 0
+        for part in self.parts:
+            group.append(part)
+            size += len(part)
+            if size >= target:
+                yield b"".join(group)
+                group, size = [], 0
+        if group:
+            yield b"".join(group)
+
+    def __repr__(self) -> str:
+        return f"Pieces({len(self.parts)} parts, {self.size} bytes)"
+
+
 @dataclass(slots=True)
 class Response:
-    body: bytes
+    body: bytes | Pieces
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSON
 
 
-Handler = Callable[[Request], Response | bytes]
-AsyncHandler = Callable[[Request], Awaitable[Response | bytes]]
+Handler = Callable[[Request], Response | bytes | Pieces]
+AsyncHandler = Callable[[Request], Awaitable[Response | bytes | Pieces]]
 
 
 @dataclass(slots=True)
@@ -137,23 +164,31 @@ class Route:
 
 
 class _Gzipped:
-    """Compressed copies of the last few large bodies (snapshots and deltas are asked often)."""
+    """Compressed copies of the last few large answers (snapshots and deltas are asked often)."""
 
     __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._entries: list[tuple[bytes, bytes]] = []
+        self._entries: list[tuple[object, bytes | Pieces]] = []
 
-    async def get(self, body: bytes) -> bytes:
+    async def get(self, body: bytes | Pieces) -> bytes | Pieces:
         for source, compressed in self._entries:
-            if source is body:
+            if source is body or (isinstance(body, Pieces) and isinstance(source, Pieces)
+                                  and source.parts is body.parts):
                 return compressed
-        if len(body) >= _GZIP_IN_THREAD:
-            compressed = await asyncio.to_thread(_gzip, body)  # zlib lets go of the GIL
+        result: bytes | Pieces
+        if isinstance(body, Pieces):
+            # Part group by part group in a worker thread: zlib lets go of the GIL.
+            packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            out = [await asyncio.to_thread(packer.compress, group) for group in body.groups()]
+            out.append(packer.flush())
+            result = Pieces(out)
+        elif len(body) >= _GZIP_IN_THREAD:
+            result = await asyncio.to_thread(_gzip, body)
         else:
-            compressed = _gzip(body)
-        self._entries = [(body, compressed), *self._entries[:7]]
-        return compressed
+            result = _gzip(body)
+        self._entries = [(body, result), *self._entries[:7]]
+        return result
 
 
 _GZIP_IN_THREAD: Final = 256 * 1024
@@ -229,9 +264,12 @@ class App:
         return result if isinstance(result, Response) else Response(result)
 
     async def _encode_out(self, response: Response, accept_encoding: str | None
-                          ) -> tuple[list[tuple[str, str]], bytes]:
+                          ) -> tuple[list[tuple[str, str]], bytes | Pieces]:
         body = response.body
-        if (len(body) >= self.gzip_min_bytes and accept_encoding and "gzip" in accept_encoding
+        if isinstance(body, Pieces) and body.size < _STREAM_GROUP:
+            body = b"".join(body.parts)
+        size = body.size if isinstance(body, Pieces) else len(body)
+        if (size >= self.gzip_min_bytes and accept_encoding and "gzip" in accept_encoding
                 and response.content_type == JSON):
             headers = _JSON_GZIP_HEADERS
             body = await self._gzipped.get(body)
@@ -283,7 +321,7 @@ class App:
                 response = result if isinstance(result, Response) else Response(result)
                 out_headers, out_body = await self._encode_out(
                     response, headers.get("accept-encoding"))
-                proto.response_bytes(response.status, out_headers, out_body)
+                await _rsgi_send(proto, response.status, out_headers, out_body)
                 return
         await self._rsgi_general(scope, proto)
 
@@ -332,7 +370,7 @@ class App:
         out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
         if close:  # tell the client this connection is done, so it does not reuse it
             out_headers = [*out_headers, ("connection", "close")]
-        proto.response_bytes(response.status, out_headers, out_body)
+        await _rsgi_send(proto, response.status, out_headers, out_body)
 
     async def _read_rsgi(self, proto: Any) -> tuple[bytes, str | None]:
         limit = self.max_body_bytes
@@ -438,10 +476,26 @@ class _AsgiHeaders:
         return self._map.get(name, default)
 
 
-async def _asgi_send(send: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+async def _rsgi_send(proto: Any, status: int, headers: list[tuple[str, str]],
+                     body: bytes | Pieces) -> None:
+    if isinstance(body, bytes):
+        proto.response_bytes(status, headers, body)
+        return
+    transport = proto.response_stream(status, headers)
+    for group in body.groups():
+        await transport.send_bytes(group)
+
+
+async def _asgi_send(send: Any, status: int, headers: list[tuple[str, str]],
+                     body: bytes | Pieces) -> None:
     await send({
         "type": "http.response.start",
         "status": status,
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
     })
-    await send({"type": "http.response.body", "body": body})
+    if isinstance(body, bytes):
+        await send({"type": "http.response.body", "body": body})
+        return
+    for group in body.groups():
+        await send({"type": "http.response.body", "body": group, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
