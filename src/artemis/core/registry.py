@@ -118,35 +118,32 @@ class Lease(msgspec.Struct, gc=False):
         return now > self.renewed + self.ttl
 
 
-class ServiceState:
-    """The live instances of one service, with its checksum and its encoded answer."""
+class ServiceState(msgspec.Struct, gc=False):
+    """The live instances of one service, with its checksum and its encoded answer.
 
-    __slots__ = ("_body", "checksum", "key", "leases", "revision", "service_id")
+    Never tracked by the garbage collector (it holds only strings, numbers, bytes and a dict of
+    untracked leases), so ten thousand services add nothing to a full collection.
+    """
 
-    def __init__(self, key: str, service_id: str) -> None:
-        self.key = key
-        self.service_id = service_id  # as first registered; answers echo the id asked for
-        self.leases: dict[str, Lease] = {}
-        self.checksum = 0
-        self.revision = 0
-        self._body: bytes | None = None
+    key: str
+    service_id: str  # as first registered; answers echo the id asked for
+    leases: dict[str, Lease] = msgspec.field(default_factory=dict)
+    checksum: int = 0
+    revision: int = 0
+    cached_body: bytes | None = None
 
     def body(self) -> bytes:
         """The Service JSON of this service, encoded once per revision."""
-        body = self._body
+        body = self.cached_body
         if body is None:
-            body = self._body = encode_service(
+            body = self.cached_body = encode_service(
                 self.service_id, (lease.encoded for lease in self.leases.values())
             )
         return body
 
     def touched(self, revision: int) -> None:
         self.revision = revision
-        self._body = None
-
-    def __repr__(self) -> str:
-        return (f"ServiceState({self.service_id!r}, instances={len(self.leases)}, "
-                f"rev={self.revision})")
+        self.cached_body = None
 
 
 def encode_service(service_id: str, instances: Iterable[bytes]) -> bytes:

@@ -244,21 +244,27 @@ class Versions:
             return None
         # Copied first: the log grows while this generator yields.
         entries = list(islice(since, target.revision - start.revision))
-        # per instance: (prev_hash of its first change, its last change)
-        folded: dict[tuple[str, str], tuple[int | None, Change]] = {}
+        # Per instance, the prev_hash of its first change and its last change. Keyed by a string
+        # and holding no tuples, so that folding 100,000 changes creates no object the garbage
+        # collector has to track (a full collection over them would stall the loop).
+        first: dict[str, int | None] = {}
+        last_of: dict[str, Change] = {}
         for i, change in enumerate(entries, 1):
             if change.kind == "reload":
                 continue
-            ident = (change.service, change.key)
-            slot = folded.get(ident)
-            folded[ident] = (change.prev_hash if slot is None else slot[0], change)
+            ident = change.service + "\0" + change.key
+            if ident not in first:
+                first[ident] = change.prev_hash
+            last_of[ident] = change
             if i % (self._chunk * 10) == 0:
                 yield
         if self.current is not target:  # a newer snapshot appeared meanwhile: start over
             return (yield from self.delta(from_version))
         by_service: dict[str, list[bytes]] = {}
         names: dict[str, str] = {}
-        for n, ((service, _), (prev_hash, last)) in enumerate(folded.items(), 1):
+        for n, (ident, last) in enumerate(last_of.items(), 1):
+            prev_hash = first[ident]
+            service = last.service
             if last.kind == "delete":
                 if prev_hash is None:
                     continue  # came and went between the two versions
@@ -276,15 +282,15 @@ class Versions:
                 yield
         state_ids = self._registry.services
         parts = [b'{"checksum":"', checksum_hex(target.checksum).encode(), b'","delta":{']
+        done = 0
         for n, (service, items) in enumerate(by_service.items()):
             state = state_ids.get(service)
             name = state.service_id if state is not None else names.get(service, service)
-            parts += [b"," if n else b"", wire.encode(name), b":["]
-            for i, item in enumerate(items):
-                if i:
-                    parts.append(b",")
-                parts.append(item)
-            parts.append(b"]")
+            parts += [b"," if n else b"", wire.encode(name), b":[", b",".join(items), b"]"]
+            done += len(items)
+            if done >= self._chunk * 10:
+                done = 0
+                yield
         parts += [b'},"responseStatus":', SUCCESS_STATUS, b',"version":',
                   str(target.version).encode(), b"}"]
         size = sum(map(len, parts))

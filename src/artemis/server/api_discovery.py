@@ -147,7 +147,7 @@ class Discovery:
             return self.delta_route.fail(
                 "service-unavailable",
                 f"Service discovery is not in up state. Current status: {node.state.status}")
-        delta = await drive_async(node.versions.delta(body.version))
+        delta = await drive_async(node.versions.delta(body.version), node.steps, "delta")
         return _DELTA_NOT_FOUND if delta is None else Pieces(delta.parts, delta.size)
 
 

@@ -196,6 +196,7 @@ class Status:
             "evictedTotal": node.registry.evicted_total,
             "instances": node.registry.instance_count,
             "loopLag": node.lag.summary(_seconds(request.query("window"))),
+            "longestStepMs": node.steps.summary(),
             "rateLimited": {name: limiter.rejected for name, limiter in node.limiters.items()},
             "responseStatus": _SUCCESS,
             "revision": node.registry.revision,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import deque
@@ -27,7 +28,7 @@ from artemis.core.registry import Registry, RegistryConfig
 from artemis.core.versions import Change, Versions
 from artemis.server.settings import Settings
 
-__all__ = ["LoopLag", "Node", "drive_async"]
+__all__ = ["LoopLag", "Node", "StepTimes", "drive_async"]
 
 log = logging.getLogger("artemis.node")
 
@@ -35,14 +36,46 @@ T = TypeVar("T")
 Subscriber = Callable[[Sequence[Change]], None]
 
 
-async def drive_async(gen: Generator[None, None, T]) -> T:
-    """Run a chunked core computation, giving the event loop back between chunks."""
+async def drive_async(gen: Generator[None, None, T], steps: StepTimes | None = None,
+                      name: str = "") -> T:
+    """Run a chunked core computation, giving the event loop back between chunks; the longest
+    chunk is recorded in `steps` under `name`."""
     while True:
+        started = time.perf_counter()
         try:
             next(gen)
         except StopIteration as stop:
+            if steps is not None:
+                steps.record(name, time.perf_counter() - started)
             return stop.value  # type: ignore[no-any-return]
+        if steps is not None:
+            steps.record(name, time.perf_counter() - started)
         await asyncio.sleep(0)
+
+
+class StepTimes:
+    """The longest uninterrupted step of each kind of background work, and of the garbage
+    collector: what the event loop could not escape while it ran."""
+
+    def __init__(self) -> None:
+        self.longest: dict[str, float] = {}
+        self._gc_started = 0.0
+
+    def record(self, name: str, seconds: float) -> None:
+        if seconds > self.longest.get(name, 0.0):
+            self.longest[name] = seconds
+
+    def gc_callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.record(f"gc{info.get('generation', 0)}", time.perf_counter() - self._gc_started)
+
+    def summary(self) -> dict[str, float]:
+        return {name: round(seconds * 1000, 3) for name, seconds in sorted(self.longest.items())}
+
+    def reset(self) -> None:
+        self.longest.clear()
 
 
 class LoopLag:
@@ -118,6 +151,7 @@ class Node:
             for name in ("registry", "replication", "cluster", "status")
         }
         self.lag = LoopLag()
+        self.steps = StepTimes()
         self._subscribers: list[Subscriber] = []
         self.snapshots_taken = 0
 
@@ -152,7 +186,8 @@ class Node:
         self.publish(self.registry.sweep(self.clock.monotonic(), self.clock.wall_ms()))
 
     async def snapshot_once(self) -> None:
-        snapshot = await drive_async(self.versions.build(self.clock.wall_ms()))
+        snapshot = await drive_async(self.versions.build(self.clock.wall_ms()), self.steps,
+                                     "snapshot")
         if snapshot is not None:
             self.snapshots_taken += 1
 
@@ -178,6 +213,7 @@ class Node:
         tasks = [asyncio.create_task(self._every(interval, step), name=name)
                  for name, interval, step in loops]
         tasks.append(asyncio.create_task(self.lag.run(), name="loop lag"))
+        gc.callbacks.append(self.steps.gc_callback)
         self.mark_up()
         try:
             yield self
@@ -185,6 +221,7 @@ class Node:
             for task in reversed(tasks):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            gc.callbacks.remove(self.steps.gc_callback)
 
     def __repr__(self) -> str:
         return f"Node({self.settings.node_url!r}, {self.state.status}, {self.registry!r})"
