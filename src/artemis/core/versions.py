@@ -244,58 +244,68 @@ class Versions:
             return None
         # Copied first: the log grows while this generator yields.
         entries = list(islice(since, target.revision - start.revision))
-        # Per instance, the prev_hash of its first change and its last change. Keyed by a string
-        # and holding no tuples, so that folding 100,000 changes creates no object the garbage
-        # collector has to track (a full collection over them would stall the loop).
-        first: dict[str, int | None] = {}
-        last_of: dict[str, Change] = {}
-        for i, change in enumerate(entries, 1):
-            if change.kind == "reload":
-                continue
-            ident = change.service + "\0" + change.key
-            if ident not in first:
-                first[ident] = change.prev_hash
-            last_of[ident] = change
-            if i % (self._chunk * 10) == 0:
+        # Per service, per instance: the prev_hash of its first change and the position of its
+        # last change in `entries`. Keys are the strings the changes already hold and values are
+        # ints, so folding 100,000 changes allocates almost nothing and nothing the garbage
+        # collector has to walk (which would stall the loop on a large registry).
+        first: dict[str, dict[str, int | None]] = {}
+        last_of: dict[str, dict[str, int]] = {}
+        step = self._chunk * 4
+        for i, change in enumerate(entries):
+            if change.kind != "reload":
+                seen = first.get(change.service)
+                if seen is None:
+                    seen = first[change.service] = {}
+                    last_of[change.service] = {}
+                if change.key not in seen:
+                    seen[change.key] = change.prev_hash
+                last_of[change.service][change.key] = i
+            if i % step == 0:
                 yield
         if self.current is not target:  # a newer snapshot appeared meanwhile: start over
             return (yield from self.delta(from_version))
-        by_service: dict[str, list[bytes]] = {}
-        names: dict[str, str] = {}
-        for n, (ident, last) in enumerate(last_of.items(), 1):
-            prev_hash = first[ident]
-            service = last.service
-            if last.kind == "delete":
-                if prev_hash is None:
-                    continue  # came and went between the two versions
-                kind = "delete"
-            elif prev_hash is None:
-                kind = "new"
-            elif prev_hash != last.hash:
-                kind = "change"
-            else:
-                continue
-            by_service.setdefault(service, []).append(last.encode(kind))
-            if service not in names and service not in self._registry.services:
-                names[service] = last.instance.service_id or service  # a service now gone
-            if n % (self._chunk * 10) == 0:
-                yield
-        state_ids = self._registry.services
+        services = self._registry.services
         parts = [b'{"checksum":"', checksum_hex(target.checksum).encode(), b'","delta":{']
-        done = 0
-        for n, (service, items) in enumerate(by_service.items()):
-            state = state_ids.get(service)
-            name = state.service_id if state is not None else names.get(service, service)
-            parts += [b"," if n else b"", wire.encode(name), b":[", b",".join(items), b"]"]
-            done += len(items)
-            if done >= self._chunk * 10:
+        count = done = 0
+        for service, positions in last_of.items():
+            firsts = first[service]
+            out = bytearray()
+            for key, position in positions.items():
+                last = entries[position]
+                prev_hash = firsts[key]
+                if last.kind == "delete":
+                    if prev_hash is None:
+                        continue  # came and went between the two versions
+                    kind = b"delete"
+                elif prev_hash is None:
+                    kind = b"new"
+                elif prev_hash != last.hash:
+                    kind = b"change"
+                else:
+                    continue
+                out += b',{"changeTime":' if out else b'{"changeTime":'
+                out += str(last.change_time).encode()
+                out += b',"changeType":"'
+                out += kind
+                out += b'","instance":'
+                out += last.encoded
+                out += b"}"
+                count += 1
+            done += len(positions)
+            if out:
+                state = services.get(service)
+                name = (state.service_id if state is not None
+                        else entries[next(iter(positions.values()))].instance.service_id or service)
+                parts += [b"," if len(parts) > 3 else b"", wire.encode(name), b":[", bytes(out),
+                          b"]"]
+            if done >= step:
                 done = 0
                 yield
+        del first, last_of
         parts += [b'},"responseStatus":', SUCCESS_STATUS, b',"version":',
                   str(target.version).encode(), b"}"]
         size = sum(map(len, parts))
-        delta = Delta(from_version, target.version, parts,
-                      sum(len(v) for v in by_service.values()), size)
+        delta = Delta(from_version, target.version, parts, count, size)
         if self.current is target and self._delta_bytes + size <= DELTA_CACHE_BYTES:
             self._deltas[from_version] = delta
             self._delta_bytes += size

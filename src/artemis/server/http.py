@@ -187,8 +187,23 @@ class _Gzipped:
             result = await asyncio.to_thread(_gzip, body)
         else:
             result = _gzip(body)
-        self._entries = [(body, result), *self._entries[:7]]
+        # newest first, at most _GZIP_CACHE_BYTES of compressed answers
+        kept: list[tuple[object, bytes | Pieces]] = [(body, result)]
+        total = _size(result)
+        for entry in self._entries:
+            total += _size(entry[1])
+            if total > _GZIP_CACHE_BYTES or len(kept) >= 8:
+                break
+            kept.append(entry)
+        self._entries = kept
         return result
+
+
+_GZIP_CACHE_BYTES: Final = 16 * 1024 * 1024
+
+
+def _size(body: bytes | Pieces) -> int:
+    return body.size if isinstance(body, Pieces) else len(body)
 
 
 _GZIP_IN_THREAD: Final = 256 * 1024

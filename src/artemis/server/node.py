@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import time
@@ -33,6 +35,19 @@ __all__ = ["LoopLag", "Node", "StepTimes", "drive_async"]
 log = logging.getLogger("artemis.node")
 
 T = TypeVar("T")
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, where the C library has it (Linux with glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_malloc_trim = _find_malloc_trim()
 Subscriber = Callable[[Sequence[Change]], None]
 
 
@@ -154,6 +169,7 @@ class Node:
         self.steps = StepTimes()
         self._subscribers: list[Subscriber] = []
         self.snapshots_taken = 0
+        self._trimmed_at = self.started_mono
 
     # --- changes -------------------------------------------------------------------------
 
@@ -190,6 +206,21 @@ class Node:
                                      "snapshot")
         if snapshot is not None:
             self.snapshots_taken += 1
+        self.trim_memory()
+
+    def trim_memory(self) -> None:
+        """Give memory freed by large answers back to the system, at most every 10 s.
+
+        Deltas and whole snapshots of a large registry are tens of megabytes that live for one
+        request; the C allocator keeps such freed blocks and the process's size only grows.
+        """
+        now = self.clock.monotonic()
+        if _malloc_trim is None or now - self._trimmed_at < 10.0:
+            return
+        self._trimmed_at = now
+        started = time.perf_counter()
+        _malloc_trim(0)
+        self.steps.record("trim", time.perf_counter() - started)
 
     async def _every(self, interval: float, step: Callable[[], Any]) -> None:
         while True:
