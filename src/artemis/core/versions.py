@@ -196,6 +196,10 @@ class Versions:
                 return snapshot
         return None
 
+    def cached_delta(self, from_version: int) -> Delta | None:
+        """The delta from `from_version` if it is cached for the current snapshot."""
+        return self._deltas.get(from_version)
+
     def build(self, wall_ms: int) -> Generator[None, None, Snapshot | None]:
         """Take a snapshot if anything changed since the last one; yields between chunks."""
         reg = self._registry

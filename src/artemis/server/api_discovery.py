@@ -10,7 +10,7 @@ from typing import Final
 
 from artemis import wire
 from artemis.core.registry import ServiceState, encode_service
-from artemis.core.versions import checksum_hex
+from artemis.core.versions import Delta, Snapshot, checksum_hex
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node, drive_async
 from artemis.wire import GetServiceRequest, GetServicesDeltaRequest, LookupRequest
@@ -37,6 +37,9 @@ class Discovery:
         # are answered without decoding anything. An entry is used only while every service it
         # names is still the same object at the same revision.
         self._lookups: dict[bytes, tuple[_Deps, bytes]] = {}
+        # The same Pieces for the same snapshot or delta, so each is gzipped at most once.
+        self._services_answer: tuple[Snapshot, Pieces] | None = None
+        self._delta_answers: dict[int, tuple[Delta, Pieces]] = {}
         self.region = node.settings.region.lower()
         self.zone = node.settings.zone.lower()
         self.lookup_route = Route(frozenset({"POST"}), handler=self.lookup,
@@ -138,7 +141,11 @@ class Discovery:
             return self.services_route.fail(
                 "service-unavailable",
                 f"Service discovery is not in up state. Current status: {node.state.status}")
-        return Pieces(node.versions.current.parts())
+        current = node.versions.current
+        cached = self._services_answer
+        if cached is None or cached[0] is not current:
+            cached = self._services_answer = (current, Pieces(current.parts()))
+        return cached[1]
 
     async def delta(self, request: Request) -> bytes | Pieces:
         body: GetServicesDeltaRequest = request.json(GetServicesDeltaRequest)
@@ -148,7 +155,18 @@ class Discovery:
                 "service-unavailable",
                 f"Service discovery is not in up state. Current status: {node.state.status}")
         delta = await drive_async(node.versions.delta(body.version), node.steps, "delta")
-        return _DELTA_NOT_FOUND if delta is None else Pieces(delta.parts, delta.size)
+        if delta is None:
+            return _DELTA_NOT_FOUND
+        cached = self._delta_answers.get(body.version)
+        if cached is not None and cached[0] is delta:
+            return cached[1]
+        answer = Pieces(delta.parts, delta.size)
+        # Kept (with its gzipped copy) only as long as the core keeps the delta itself.
+        self._delta_answers = {v: entry for v, entry in self._delta_answers.items()
+                               if node.versions.cached_delta(v) is entry[0]}
+        if node.versions.cached_delta(body.version) is delta:
+            self._delta_answers[body.version] = (delta, answer)
+        return answer
 
 
 def routes(node: Node) -> dict[str, Route]:

@@ -115,11 +115,12 @@ class Pieces:
     """An answer in parts: sent part group by part group when large, never joined in one piece
     on the event loop (copying tens of megabytes at once stalls it for tens of milliseconds)."""
 
-    __slots__ = ("parts", "size")
+    __slots__ = ("gzipped", "parts", "size")
 
     def __init__(self, parts: list[bytes], size: int | None = None) -> None:
         self.parts = parts
         self.size = sum(map(len, parts)) if size is None else size
+        self.gzipped: Pieces | None = None  # compressed once, kept as long as this answer
 
     def groups(self, target: int = _STREAM_GROUP) -> Iterator[bytes]:
         group: list[bytes] = []
@@ -164,34 +165,38 @@ class Route:
 
 
 class _Gzipped:
-    """Compressed copies of the last few large answers (snapshots and deltas are asked often)."""
+    """Compressed copies of the last few large answers.
+
+    An answer in Pieces keeps its own compressed copy (handlers hand out the same Pieces for the
+    same snapshot or delta, so it lives exactly as long as they do); single buffers are kept here,
+    the newest first, up to _GZIP_CACHE_BYTES.
+    """
 
     __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._entries: list[tuple[object, bytes | Pieces]] = []
+        self._entries: list[tuple[bytes, bytes]] = []
 
     async def get(self, body: bytes | Pieces) -> bytes | Pieces:
-        for source, compressed in self._entries:
-            if source is body or (isinstance(body, Pieces) and isinstance(source, Pieces)
-                                  and source.parts is body.parts):
-                return compressed
-        result: bytes | Pieces
         if isinstance(body, Pieces):
-            # Part group by part group in a worker thread: zlib lets go of the GIL.
-            packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            out = [await asyncio.to_thread(packer.compress, group) for group in body.groups()]
-            out.append(packer.flush())
-            result = Pieces(out)
-        elif len(body) >= _GZIP_IN_THREAD:
+            if body.gzipped is None:
+                # Part group by part group in a worker thread: zlib lets go of the GIL.
+                packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+                out = [await asyncio.to_thread(packer.compress, group) for group in body.groups()]
+                out.append(packer.flush())
+                body.gzipped = Pieces(out)
+            return body.gzipped
+        for source, compressed in self._entries:
+            if source is body:
+                return compressed
+        if len(body) >= _GZIP_IN_THREAD:
             result = await asyncio.to_thread(_gzip, body)
         else:
             result = _gzip(body)
-        # newest first, at most _GZIP_CACHE_BYTES of compressed answers
-        kept: list[tuple[object, bytes | Pieces]] = [(body, result)]
-        total = _size(result)
+        kept = [(body, result)]
+        total = len(body) + len(result)
         for entry in self._entries:
-            total += _size(entry[1])
+            total += len(entry[0]) + len(entry[1])
             if total > _GZIP_CACHE_BYTES or len(kept) >= 8:
                 break
             kept.append(entry)
@@ -199,11 +204,7 @@ class _Gzipped:
         return result
 
 
-_GZIP_CACHE_BYTES: Final = 16 * 1024 * 1024
-
-
-def _size(body: bytes | Pieces) -> int:
-    return body.size if isinstance(body, Pieces) else len(body)
+_GZIP_CACHE_BYTES: Final = 16 * 1024 * 1024  # sources and copies together
 
 
 _GZIP_IN_THREAD: Final = 256 * 1024
