@@ -254,7 +254,7 @@ class Versions:
         # collector has to walk (which would stall the loop on a large registry).
         first: dict[str, dict[str, int | None]] = {}
         last_of: dict[str, dict[str, int]] = {}
-        step = self._chunk * 4
+        step = self._chunk * 2
         for i, change in enumerate(entries):
             if change.kind != "reload":
                 seen = first.get(change.service)
