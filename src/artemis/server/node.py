@@ -56,41 +56,46 @@ async def drive_async(gen: Generator[None, None, T], steps: StepTimes | None = N
     """Run a chunked core computation, giving the event loop back between chunks; the longest
     chunk is recorded in `steps` under `name`."""
     while True:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             next(gen)
         except StopIteration as stop:
             if steps is not None:
-                steps.record(name, time.perf_counter() - started)
+                steps.record(name, time.perf_counter() - started, time.thread_time() - cpu)
             return stop.value  # type: ignore[no-any-return]
         if steps is not None:
-            steps.record(name, time.perf_counter() - started)
+            steps.record(name, time.perf_counter() - started, time.thread_time() - cpu)
         await asyncio.sleep(0)
 
 
 class StepTimes:
     """The longest uninterrupted step of each kind of background work, and of the garbage
-    collector: what the event loop could not escape while it ran."""
+    collector: what the event loop could not escape while it ran. Wall time includes the time
+    the operating system gave the CPU to other processes; CPU time is the node's own work."""
 
     def __init__(self) -> None:
         self.longest: dict[str, float] = {}
-        self._gc_started = 0.0
+        self.longest_cpu: dict[str, float] = {}
+        self._gc_started = (0.0, 0.0)
 
-    def record(self, name: str, seconds: float) -> None:
+    def record(self, name: str, seconds: float, cpu_seconds: float = 0.0) -> None:
         if seconds > self.longest.get(name, 0.0):
             self.longest[name] = seconds
+        if cpu_seconds > self.longest_cpu.get(name, 0.0):
+            self.longest_cpu[name] = cpu_seconds
 
     def gc_callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._gc_started = time.perf_counter()
+            self._gc_started = (time.perf_counter(), time.thread_time())
         else:
-            self.record(f"gc{info.get('generation', 0)}", time.perf_counter() - self._gc_started)
+            self.record(f"gc{info.get('generation', 0)}",
+                        time.perf_counter() - self._gc_started[0],
+                        time.thread_time() - self._gc_started[1])
 
-    def summary(self) -> dict[str, float]:
-        return {name: round(seconds * 1000, 3) for name, seconds in sorted(self.longest.items())}
-
-    def reset(self) -> None:
-        self.longest.clear()
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {name: {"wallMs": round(seconds * 1000, 3),
+                       "cpuMs": round(self.longest_cpu.get(name, 0.0) * 1000, 3)}
+                for name, seconds in sorted(self.longest.items())}
 
 
 class LoopLag:
@@ -218,9 +223,9 @@ class Node:
         if _malloc_trim is None or now - self._trimmed_at < 10.0:
             return
         self._trimmed_at = now
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         _malloc_trim(0)
-        self.steps.record("trim", time.perf_counter() - started)
+        self.steps.record("trim", time.perf_counter() - started, time.thread_time() - cpu)
 
     async def _every(self, interval: float, step: Callable[[], Any]) -> None:
         while True:
