@@ -146,6 +146,8 @@ class Response:
     content_type: str = JSON
 
 
+_PREFLIGHT: Final = Response(b"")  # the answer to a CORS preflight (OPTIONS)
+
 Handler = Callable[[Request], Response | bytes | Pieces]
 AsyncHandler = Callable[[Request], Awaitable[Response | bytes | Pieces]]
 
@@ -281,6 +283,8 @@ class App:
 
     async def _encode_out(self, response: Response, accept_encoding: str | None
                           ) -> tuple[list[tuple[str, str]], bytes | Pieces]:
+        if response is _PREFLIGHT:
+            return _PREFLIGHT_HEADERS, b""
         body = response.body
         if isinstance(body, Pieces) and body.size < _STREAM_GROUP:
             body = b"".join(body.parts)
@@ -342,51 +346,56 @@ class App:
         await self._rsgi_general(scope, proto)
 
     async def _rsgi_general(self, scope: Any, proto: Any) -> None:
-        close = False
         if scope.proto != "http":
             if scope.proto == "ws" and self._websocket is not None:
                 await self._websocket("rsgi", scope, proto)
             else:
                 proto.close(1008)
             return
-        path = scope.path
-        method = scope.method
-        route = self.routes.get(path)
+
+        async def read(length: str | None) -> tuple[bytes, str | None]:
+            if length is not None:
+                return await proto(), None  # already known to fit
+            return await self._read_rsgi(proto)
+
         headers = scope.headers
-        if route is None:
-            response = self._not_found(path)
-        elif method not in route.methods:
-            if method == "OPTIONS":
-                proto.response_empty(200, _PREFLIGHT_HEADERS)
-                return
-            response = self._wrong_method(route, method, path)
-        else:
-            body = b""
-            problem = None
-            if route.reads_body and method != "GET":
-                length = headers.get("content-length")
-                problem = self._content_length_problem(length)
-                if problem is None:
-                    if length is not None:
-                        body = await proto()  # already known to fit
-                    else:
-                        body, problem = await self._read_rsgi(proto)
-                        if problem is not None:  # the rest of the body was not read
-                            close = True
-                if problem is None:
-                    try:
-                        body = self._decompress(body, headers.get("content-encoding"))
-                    except BadRequest as exc:
-                        problem = str(exc)
-            if problem is not None:
-                response = Response(route.fail("bad-request", problem))
-            else:
-                request = Request(method, path, scope.query_string, headers, body, scope.client)
-                response = await self._respond(route, request)
+        response, close = await self._dispatch(scope.method, scope.path, scope.query_string,
+                                               headers, scope.client, read)
         out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
         if close:  # tell the client this connection is done, so it does not reuse it
             out_headers = [*out_headers, ("connection", "close")]
         await _rsgi_send(proto, response.status, out_headers, out_body)
+
+    async def _dispatch(self, method: str, path: str, query: str, headers: Any, client: str,
+                        read: Callable[[str | None], Awaitable[tuple[bytes, str | None]]]
+                        ) -> tuple[Response, bool]:
+        """The answer to a request, and whether its connection must close (its body was not
+        read to the end); `read(content_length)` reads the body within the size limit."""
+        route = self.routes.get(path)
+        if route is None:
+            return self._not_found(path), False
+        if method not in route.methods:
+            if method == "OPTIONS":
+                return _PREFLIGHT, False
+            return self._wrong_method(route, method, path), False
+        body = b""
+        problem = None
+        close = False
+        if route.reads_body and method != "GET":
+            length = headers.get("content-length")
+            problem = self._content_length_problem(length)
+            if problem is None:
+                body, problem = await read(length)
+                close = problem is not None
+            if problem is None:
+                try:
+                    body = self._decompress(body, headers.get("content-encoding"))
+                except BadRequest as exc:
+                    problem = str(exc)
+        if problem is not None:
+            return Response(route.fail("bad-request", problem)), close
+        request = Request(method, path, query, headers, body, client)
+        return await self._respond(route, request), False
 
     async def _read_rsgi(self, proto: Any) -> tuple[bytes, str | None]:
         limit = self.max_body_bytes
@@ -412,38 +421,18 @@ class App:
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return
-        path = scope["path"]
-        method = scope["method"]
         headers = _AsgiHeaders(scope["headers"])
-        route = self.routes.get(path)
         client = scope.get("client")
-        client_text = f"{client[0]}:{client[1]}" if client else ""
-        if route is None:
-            response = self._not_found(path)
-        elif method not in route.methods:
-            if method == "OPTIONS":
-                await _asgi_send(send, 200, _PREFLIGHT_HEADERS, b"")
-                return
-            response = self._wrong_method(route, method, path)
-        else:
-            problem = None
-            body = b""
-            if route.reads_body and method != "GET":
-                problem = self._content_length_problem(headers.get("content-length"))
-                if problem is None:
-                    body, problem = await self._read_asgi(receive)
-                if problem is None:
-                    try:
-                        body = self._decompress(body, headers.get("content-encoding"))
-                    except BadRequest as exc:
-                        problem = str(exc)
-            if problem is not None:
-                response = Response(route.fail("bad-request", problem))
-            else:
-                query = scope.get("query_string", b"").decode("latin-1")
-                request = Request(method, path, query, headers, body, client_text)
-                response = await self._respond(route, request)
+
+        async def read(length: str | None) -> tuple[bytes, str | None]:
+            return await self._read_asgi(receive)
+
+        response, close = await self._dispatch(
+            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"),
+            headers, f"{client[0]}:{client[1]}" if client else "", read)
         out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
+        if close:
+            out_headers = [*out_headers, ("connection", "close")]
         await _asgi_send(send, response.status, out_headers, out_body)
 
     async def _read_asgi(self, receive: Any) -> tuple[bytes, str | None]:

@@ -134,6 +134,16 @@ class LoopLag:
         self.max_lag = 0.0
 
 
+def _safe_checker(settings: Settings, window: float) -> SafeCheckerConfig:
+    return SafeCheckerConfig(
+        enabled=settings.self_preservation,
+        window=window,
+        percentage_threshold=settings.self_preservation_percentage,
+        max_count_threshold=settings.self_preservation_min_count,
+        max_count_reset_interval=settings.self_preservation_reset_interval,
+    )
+
+
 class Node:
     """One registry node (see the module doc)."""
 
@@ -147,20 +157,8 @@ class Node:
             lease_ttl=settings.lease_ttl,
             legacy_lease_ttl=settings.legacy_lease_ttl,
             allow_registry_from_other_zone=settings.allow_registry_from_other_zone,
-            safe_checker=SafeCheckerConfig(
-                enabled=settings.self_preservation,
-                window=settings.self_preservation_window,
-                percentage_threshold=settings.self_preservation_percentage,
-                max_count_threshold=settings.self_preservation_min_count,
-                max_count_reset_interval=settings.self_preservation_reset_interval,
-            ),
-            legacy_safe_checker=SafeCheckerConfig(
-                enabled=settings.self_preservation,
-                window=settings.legacy_self_preservation_window,
-                percentage_threshold=settings.self_preservation_percentage,
-                max_count_threshold=settings.self_preservation_min_count,
-                max_count_reset_interval=settings.self_preservation_reset_interval,
-            ),
+            safe_checker=_safe_checker(settings, settings.self_preservation_window),
+            legacy_safe_checker=_safe_checker(settings, settings.legacy_self_preservation_window),
             change_log_size=settings.change_log_size,
         ))
         self.versions = Versions(self.registry, settings.snapshot_count, self.clock.wall_ms())
