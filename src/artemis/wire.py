@@ -47,6 +47,7 @@ __all__ = [
     "ServiceGroup",
     "ServiceNode",
     "ServiceNodeStatus",
+    "Subscription",
     "Zone",
     "decode",
     "encode",
@@ -110,6 +111,17 @@ class InstancesResponse(_Wire, kw_only=True, frozen=True):
 class DiscoveryConfig(_Wire, kw_only=True, frozen=True):
     discovery_data: dict[str, str] | None = None
     region_id: str | None = None
+    service_id: str | None = None
+    zone_id: str | None = None
+
+
+class Subscription(_Wire, kw_only=True, frozen=True):
+    """A push subscription: a DiscoveryConfig, plus the `revision` token of the last change the
+    client saw, to be sent what it missed."""
+
+    discovery_data: dict[str, str] | None = None
+    region_id: str | None = None
+    revision: str | None = None
     service_id: str | None = None
     zone_id: str | None = None
 

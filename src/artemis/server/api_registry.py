@@ -15,7 +15,7 @@ from artemis.server.http import BadRequest, Request, Route, status_bytes
 from artemis.server.node import Node
 from artemis.wire import Instance, InstancesRequest
 
-__all__ = ["InstancesOperation", "routes"]
+__all__ = ["InstancesOperation", "RegistryApi", "routes"]
 
 SUCCESS_BODY: Final = b'{"failedInstances":null,"responseStatus":' + status_bytes(
     "success", "", "success") + b"}"
@@ -67,13 +67,20 @@ class InstancesOperation:
         return answer(result)
 
 
-def routes(node: Node) -> dict[str, Route]:
-    registry = node.registry
-    return {
-        "/api/registry/register.json":
-            InstancesOperation(node, "register", registry.register).route,
-        "/api/registry/heartbeat.json":
-            InstancesOperation(node, "heartbeat", registry.heartbeat).route,
-        "/api/registry/unregister.json":
-            InstancesOperation(node, "unregister", registry.unregister).route,
-    }
+class RegistryApi:
+    """The three registry operations; heartbeat is shared with the heartbeat WebSocket."""
+
+    def __init__(self, node: Node) -> None:
+        registry = node.registry
+        self.register = InstancesOperation(node, "register", registry.register)
+        self.heartbeat = InstancesOperation(node, "heartbeat", registry.heartbeat)
+        self.unregister = InstancesOperation(node, "unregister", registry.unregister)
+        self.routes = {
+            "/api/registry/register.json": self.register.route,
+            "/api/registry/heartbeat.json": self.heartbeat.route,
+            "/api/registry/unregister.json": self.unregister.route,
+        }
+
+
+def routes(node: Node) -> RegistryApi:
+    return RegistryApi(node)

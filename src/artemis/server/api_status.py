@@ -18,6 +18,7 @@ from artemis.core.lease import SafeChecker
 from artemis.core.registry import Lease, describe
 from artemis.server.http import BadRequest, Request, Response, Route
 from artemis.server.node import Node
+from artemis.server.push import PushServer
 from artemis.wire import ServiceNode, ServiceNodeStatus, Zone
 
 __all__ = ["routes"]
@@ -38,8 +39,9 @@ def _stamp(ms: float) -> str:
 
 
 class Status:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, push: PushServer | None = None) -> None:
         self.node = node
+        self.push = push
         s = node.settings
         self.zone = Zone(region_id=s.region, zone_id=s.zone)
         self.service_node = ServiceNode(url=s.node_url, zone=self.zone)
@@ -197,6 +199,7 @@ class Status:
             "instances": node.registry.instance_count,
             "loopLag": node.lag.summary(_seconds(request.query("window"))),
             "longestStepMs": node.steps.summary(),
+            "push": self.push.stats() if self.push is not None else {},
             "rateLimited": {name: limiter.rejected for name, limiter in node.limiters.items()},
             "responseStatus": _SUCCESS,
             "revision": node.registry.revision,
@@ -205,6 +208,12 @@ class Status:
             "snapshotsTaken": node.snapshots_taken,
             "uptimeSeconds": round(node.clock.monotonic() - node.started_mono, 3),
         })
+
+    def connections(self, request: Request) -> bytes:
+        """The original's WebSocket session counts, as strings (§4.5)."""
+        counts = self.push.counts() if self.push is not None else {"registry": 0,
+                                                                   "discovery": 0}
+        return _sorted.encode({k: str(v) for k, v in counts.items()})
 
     # --- admin ---------------------------------------------------------------------------
 
@@ -268,6 +277,8 @@ class Status:
                                                          null_fields={"nodes": None}),
             "/api/cluster/up-discovery-nodes.json": Route(both, handler=self.up_discovery_nodes,
                                                           null_fields={"nodes": None}),
+            "/api/status/message/connections.json": Route(frozenset({"GET"}),
+                                                          handler=self.connections),
             "/api/admin/self-preservation.json": Route(
                 both, handler=self.self_preservation,
                 null_fields={"enabled": None, "isSafe": None, "legacyEnabled": None,
@@ -311,6 +322,6 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-def routes(node: Node) -> dict[str, Route]:
-    return Status(node).build()
+def routes(node: Node, push: PushServer | None = None) -> dict[str, Route]:
+    return Status(node, push).build()
 

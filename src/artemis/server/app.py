@@ -5,14 +5,17 @@ from __future__ import annotations
 from artemis.server import api_discovery, api_registry, api_status
 from artemis.server.http import App
 from artemis.server.node import Node
+from artemis.server.push import PushServer
 
 __all__ = ["build_app"]
 
 
 def build_app(node: Node) -> App:
     """The RSGI/ASGI application serving `node`; its ASGI lifespan runs the node's loops."""
-    routes = {**api_registry.routes(node), **api_discovery.routes(node),
-              **api_status.routes(node)}
+    registry = api_registry.routes(node)
+    push = PushServer(node, registry.heartbeat)
+    routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push)}
     s = node.settings
     return App(routes, context_path=s.context_path, max_body_bytes=s.max_body_bytes,
-               gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running)
+               gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running,
+               websockets=push.endpoints())

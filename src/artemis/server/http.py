@@ -15,11 +15,12 @@ Error answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
 import msgspec
@@ -32,6 +33,8 @@ __all__ = [
     "Request",
     "Response",
     "Route",
+    "WebSocket",
+    "WsHandler",
     "fail_body",
     "status_bytes",
 ]
@@ -148,6 +151,94 @@ class Response:
 
 _PREFLIGHT: Final = Response(b"")  # the answer to a CORS preflight (OPTIONS)
 
+class WebSocket(Protocol):
+    """One accepted WebSocket, whatever the interface: text and binary messages in, text out."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next message; None once the peer has closed."""
+
+    async def send(self, text: str) -> None:
+        """Send a text frame; raises ConnectionError once the socket is closed."""
+
+    def close(self, code: int) -> None:
+        """Close with `code` (the reason travels in a last frame: RSGI carries none)."""
+
+
+WsHandler = Callable[[WebSocket, str], Awaitable[None]]
+
+
+class _RsgiWebSocket:
+    __slots__ = ("_closed", "_proto", "_transport")
+
+    def __init__(self, proto: Any, transport: Any) -> None:
+        self._proto = proto
+        self._transport = transport
+        self._closed = False
+
+    async def receive(self) -> str | bytes | None:
+        if self._closed:
+            return None
+        try:
+            message = await self._transport.receive()
+        except Exception:  # granian's protocol errors: the socket is gone
+            return None
+        if message.kind == 0:  # close
+            return None
+        data: str | bytes = message.data
+        return data
+
+    async def send(self, text: str) -> None:
+        if self._closed:
+            raise ConnectionError("the WebSocket is closed")
+        try:
+            await self._transport.send_str(text)
+        except Exception as exc:
+            raise ConnectionError(str(exc)) from None
+
+    def close(self, code: int) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self._proto.close(code)
+
+
+class _AsgiWebSocket:
+    __slots__ = ("_closed", "_receive", "_send")
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self._receive = receive
+        self._send = send
+        self._closed = False
+
+    async def receive(self) -> str | bytes | None:
+        if self._closed:
+            return None
+        message = await self._receive()
+        if message["type"] != "websocket.receive":
+            return None
+        text: str | None = message.get("text")
+        return text if text is not None else message.get("bytes", b"")
+
+    async def send(self, text: str) -> None:
+        if self._closed:
+            raise ConnectionError("the WebSocket is closed")
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except Exception as exc:
+            raise ConnectionError(str(exc)) from None
+
+    def close(self, code: int) -> None:
+        if not self._closed:
+            self._closed = True
+            task = asyncio.ensure_future(self._send({"type": "websocket.close", "code": code}))
+            task.add_done_callback(_ignore_result)
+
+
+def _ignore_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 Handler = Callable[[Request], Response | bytes | Pieces]
 AsyncHandler = Callable[[Request], Awaitable[Response | bytes | Pieces]]
 
@@ -223,13 +314,14 @@ class App:
     def __init__(self, routes: Mapping[str, Route], *, context_path: str = "",
                  max_body_bytes: int = 4 * 1024 * 1024, gzip_min_bytes: int = 8192,
                  lifespan: Callable[[], Any] | None = None,
-                 websocket: Callable[..., Awaitable[None]] | None = None) -> None:
+                 websockets: Mapping[str, WsHandler] | None = None) -> None:
         self.routes = {context_path + path: route for path, route in routes.items()}
         self.context_path = context_path
         self.max_body_bytes = max_body_bytes
         self.gzip_min_bytes = gzip_min_bytes
         self._lifespan = lifespan
-        self._websocket = websocket
+        self.websockets = {context_path + path: handler
+                           for path, handler in (websockets or {}).items()}
         self._gzipped = _Gzipped()
 
     # --- the common path -----------------------------------------------------------------
@@ -347,10 +439,15 @@ class App:
 
     async def _rsgi_general(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
-            if scope.proto == "ws" and self._websocket is not None:
-                await self._websocket("rsgi", scope, proto)
-            else:
+            handler = self.websockets.get(scope.path) if scope.proto == "ws" else None
+            if handler is None:
                 proto.close(1008)
+                return
+            try:
+                transport = await proto.accept()
+            except Exception:  # the client went away during the handshake
+                return
+            await handler(_RsgiWebSocket(proto, transport), scope.client)
             return
 
         async def read(length: str | None) -> tuple[bytes, str | None]:
@@ -416,10 +513,15 @@ class App:
             await self._asgi_lifespan(receive, send)
             return
         if kind == "websocket":
-            if self._websocket is not None:
-                await self._websocket("asgi", scope, receive, send)
-            else:
+            handler = self.websockets.get(scope["path"])
+            message = await receive()
+            if handler is None or message["type"] != "websocket.connect":
                 await send({"type": "websocket.close", "code": 1008})
+                return
+            await send({"type": "websocket.accept"})
+            client = scope.get("client")
+            await handler(_AsgiWebSocket(receive, send),
+                          f"{client[0]}:{client[1]}" if client else "")
             return
         headers = _AsgiHeaders(scope["headers"])
         client = scope.get("client")

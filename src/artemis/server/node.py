@@ -19,7 +19,7 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from artemis.clock import Clock, SystemClock
@@ -171,6 +171,8 @@ class Node:
         self.lag = LoopLag()
         self.steps = StepTimes()
         self._subscribers: list[Subscriber] = []
+        self._loops: list[tuple[str, float, Callable[[], Any]]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self.snapshots_taken = 0
         self._trimmed_at = self.started_mono
 
@@ -189,6 +191,22 @@ class Node:
                 subscriber(changes)
             except Exception:
                 log.exception("a change subscriber failed; the others still get the changes")
+
+    def add_loop(self, name: str, interval: float, step: Callable[[], Any]) -> None:
+        """Run `step` every `interval` seconds while the node runs (register before running)."""
+        self._loops.append((name, interval, step))
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Await `closer` when the node starts to stop, before its loops end."""
+        self._closers.append(closer)
+
+    async def closing(self) -> None:
+        """The node is stopping: let every part that holds connections close them."""
+        for closer in self._closers:
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing %s failed", closer)
 
     # --- status --------------------------------------------------------------------------
 
@@ -243,6 +261,7 @@ class Node:
             ("lease sweeper", s.sweep_interval, self.sweep_once),
             ("self-preservation", 1.0, lambda: self.registry.check_safety(self.clock.monotonic())),
             ("snapshotter", s.snapshot_interval, self.snapshot_once),
+            *self._loops,
         ]
         tasks = [asyncio.create_task(self._every(interval, step), name=name)
                  for name, interval, step in loops]
@@ -252,6 +271,7 @@ class Node:
         try:
             yield self
         finally:
+            await self.closing()
             for task in reversed(tasks):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -63,8 +63,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             serving.cancel()
 
     def stop() -> None:
-        log.info("stopping: no new connections; finishing requests in flight")
-        server.stop()  # type: ignore[no-untyped-call]
+        log.info("stopping: closing WebSocket sessions, no new connections, finishing requests")
+        closing = asyncio.ensure_future(node.closing())  # WebSockets first: they never end
+        closing.add_done_callback(lambda _: server.stop())  # type: ignore[no-untyped-call]
         loop.call_later(settings.shutdown_timeout, cut_in_flight)
 
     for signum in (signal.SIGTERM, signal.SIGINT):

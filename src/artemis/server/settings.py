@@ -84,6 +84,24 @@ class Settings:
         "Most instances in one register, heartbeat or unregister request.", lo=1))
     gzip_min_bytes: int = field(default=8192, metadata=_doc(
         "Answers at least this large are gzipped for clients that accept gzip.", lo=0))
+    ws_session_ttl: float = field(default=360.0, metadata=_doc(
+        "Seconds after which a WebSocket session is closed, so clients spread over the nodes "
+        "again (the original's 6 minutes).", lo=1.0, hi=86_400.0))
+    ws_max_sessions: int = field(default=10_000, metadata=_doc(
+        "Most WebSocket sessions (push and heartbeat) a node holds at once.", lo=1))
+    ws_max_subscriptions: int = field(default=1_000, metadata=_doc(
+        "Most services one push session subscribes to.", lo=1))
+    ws_max_frame_bytes: int = field(default=1024 * 1024, metadata=_doc(
+        "Largest WebSocket message accepted from a client.", lo=1024))
+    ws_send_queue: int = field(default=1_000, metadata=_doc(
+        "Changes queued for one push session before its queued changes are replaced by "
+        "reloads; a session still behind after that is closed.", lo=2))
+    ws_send_timeout: float = field(default=10.0, metadata=_doc(
+        "Seconds one push frame may take to send before its session is closed as too slow.",
+        lo=0.1, hi=600.0))
+    ws_coalesce_ms: int = field(default=0, metadata=_doc(
+        "Milliseconds a push session waits to batch a burst of changes, sending only the last "
+        "change of each instance (0: off).", lo=0, hi=10_000))
     rate_limit_enabled: bool = field(default=True, metadata=_doc(
         "Enforce the per-operation rate limits."))
     rate_limits: dict[str, int] = field(default_factory=dict, metadata=_doc(

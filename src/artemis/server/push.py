@@ -1,0 +1,315 @@
+"""The WebSocket endpoints: push of instance changes, and heartbeats (§4.11).
+
+  /ws/discovery/instance-change      the client sends DiscoveryConfig frames (optionally with
+                                     `revision`, the last token it saw); it is sent InstanceChange
+                                     frames of those services
+  /ws/discovery/all-instance-change  every change of every service (a frame with `revision`
+                                     resumes from it)
+  /ws/registry/heartbeat             each HeartbeatRequest frame is answered by one
+                                     HeartbeatResponse frame, exactly as heartbeat.json answers
+
+Close codes: 1000 session reached its maximum age (the client reconnects, to any node), 1001 node
+shutting down, 1003 binary frame, 1009 frame too large, 1013 too many sessions, 4008 too slow to
+keep up. Before a close for a reason other than age or shutdown, the session is sent an error frame
+`{"responseStatus": {...}}` naming it (granian's RSGI interface carries no close reason).
+A malformed or refused subscription gets an error frame and the session goes on.
+
+Each push session has a sender task that drains its queue; the core decides what is queued
+(artemis.core.push). Stuck senders and sessions past their age are closed by a sweeper every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Final
+
+from artemis import wire
+from artemis.core.push import DISCOVERY, EVERYTHING, PushHub, PushSession, Refused
+from artemis.core.versions import Change
+from artemis.server.api_registry import InstancesOperation
+from artemis.server.http import BadRequest, WebSocket, WsHandler, status_bytes
+from artemis.server.node import Node
+
+__all__ = ["PushServer"]
+
+log = logging.getLogger("artemis.push")
+
+CLOSE_AGE: Final = 1000
+CLOSE_SHUTDOWN: Final = 1001
+CLOSE_BINARY: Final = 1003
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_FULL: Final = 1013
+CLOSE_TOO_SLOW: Final = 4008
+
+
+def error_frame(code: str, message: str) -> str:
+    return (b'{"responseStatus":' + status_bytes(code, message) + b"}").decode()
+
+
+class _Session:
+    """The shell's side of one WebSocket session: its socket and, for push, its sender."""
+
+    __slots__ = ("closed", "created", "kind", "push", "sender", "sending_since", "wake", "ws")
+
+    def __init__(self, ws: WebSocket, kind: str, push: PushSession | None) -> None:
+        self.ws = ws
+        self.kind = kind
+        self.push = push
+        self.created = time.monotonic()
+        self.wake = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
+        self.sending_since = 0.0  # monotonic time the pending send started, 0 when none
+        self.closed = False
+
+    def close(self, code: int, frame: str | None = None) -> None:
+        """Close now; `frame` (an error frame) is sent first if the socket takes it at once."""
+        if self.closed:
+            return
+        self.closed = True
+        if frame is not None and self.sending_since == 0.0:
+            task = asyncio.ensure_future(self._last_words(code, frame))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return
+        self.ws.close(code)
+        self.wake.set()
+
+    async def _last_words(self, code: int, frame: str) -> None:
+        try:
+            await asyncio.wait_for(self.ws.send(frame), 1.0)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self.ws.close(code)
+            self.wake.set()
+
+
+class PushServer:
+    """The three WebSocket endpoints of one node."""
+
+    def __init__(self, node: Node, heartbeat: InstancesOperation) -> None:
+        s = node.settings
+        self.node = node
+        self.heartbeat_op = heartbeat
+        self.hub = PushHub(secrets.token_hex(8), max_queue=s.ws_send_queue,
+                           max_sessions=s.ws_max_sessions,
+                           max_subscriptions=s.ws_max_subscriptions)
+        self.sessions: set[_Session] = set()
+        self._by_push: dict[int, _Session] = {}
+        self.frames_sent = 0
+        self.closed_too_slow = 0
+        self.heartbeat_frames = 0
+        node.subscribe(self.on_changes)
+        node.add_loop("push sweeper", 1.0, self.sweep)
+        node.on_close(self.close_all)
+
+    def endpoints(self) -> dict[str, WsHandler]:
+        return {
+            "/ws/discovery/instance-change": self.discovery,
+            "/ws/discovery/all-instance-change": self.all_changes,
+            "/ws/registry/heartbeat": self.heartbeat,
+        }
+
+    def counts(self) -> dict[str, int]:
+        registry = sum(1 for s in self.sessions if s.kind == "registry")
+        return {"registry": registry, "discovery": len(self.sessions) - registry}
+
+    # --- fan-out ---------------------------------------------------------------------------
+
+    def on_changes(self, changes: Sequence[Change]) -> None:
+        for push in self.hub.publish(changes):
+            session = self._by_push.get(push.id)
+            if session is None:
+                continue
+            if push.too_slow:
+                self._too_slow(session, f"{len(push.queue)} changes queued and still behind")
+            else:
+                session.wake.set()
+
+    def _too_slow(self, session: _Session, why: str) -> None:
+        if not session.closed:
+            self.closed_too_slow += 1
+            log.warning("closing push session %s: too slow (%s)", session.push, why)
+            session.close(CLOSE_TOO_SLOW, error_frame("too-slow", f"session closed: {why}"))
+
+    async def _send_loop(self, session: _Session, push: PushSession) -> None:
+        coalesce = self.node.settings.ws_coalesce_ms / 1000
+        while not session.closed:
+            await session.wake.wait()
+            session.wake.clear()
+            if coalesce and not session.closed:
+                await asyncio.sleep(coalesce)
+            while push.queue and not session.closed:
+                for frame in self.hub.drain(push, coalesce > 0):
+                    session.sending_since = time.monotonic()
+                    try:
+                        await session.ws.send(frame.text)
+                    except ConnectionError:
+                        session.closed = True
+                        return
+                    finally:
+                        session.sending_since = 0.0
+                    self.frames_sent += 1
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def _open(self, ws: WebSocket, kind: str) -> _Session | None:
+        if len(self.sessions) >= self.node.settings.ws_max_sessions:
+            refusal = _Session(ws, kind, None)
+            refusal.close(CLOSE_FULL, error_frame(
+                "service-unavailable", f"this node already holds {len(self.sessions)} "
+                "WebSocket sessions, its limit; try another node or later"))
+            return None
+        push = None
+        if kind != "registry":
+            try:
+                push = self.hub.open(kind, time.monotonic())
+            except Refused as exc:
+                _Session(ws, kind, None).close(CLOSE_FULL, error_frame("service-unavailable",
+                                                                       str(exc)))
+                return None
+        session = _Session(ws, kind, push)
+        self.sessions.add(session)
+        if push is not None:
+            self._by_push[push.id] = session
+            session.sender = asyncio.create_task(self._send_loop(session, push),
+                                                 name="push sender")
+        return session
+
+    async def _end(self, session: _Session) -> None:
+        self.sessions.discard(session)
+        if session.push is not None:
+            self._by_push.pop(session.push.id, None)
+            self.hub.close(session.push)
+        session.closed = True
+        if session.sender is not None:
+            session.sender.cancel()
+            await asyncio.gather(session.sender, return_exceptions=True)
+        session.ws.close(CLOSE_AGE)
+
+    async def _frames(self, session: _Session) -> list[str]:
+        """The next text frame, or [] when the session is over (closed, or closed here for a
+        binary or oversized frame)."""
+        message = await session.ws.receive()
+        if message is None or session.closed:
+            return []
+        if isinstance(message, bytes):
+            session.close(CLOSE_BINARY, error_frame(
+                "bad-request", "binary frames are not understood; send JSON text frames"))
+            return []
+        limit = self.node.settings.ws_max_frame_bytes
+        if len(message) > limit:
+            session.close(CLOSE_TOO_BIG, error_frame(
+                "bad-request", f"a frame of {len(message)} characters is over the limit of "
+                f"{limit}"))
+            return []
+        return [message]
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    async def discovery(self, ws: WebSocket, client: str) -> None:
+        await self._push_session(ws, DISCOVERY)
+
+    async def all_changes(self, ws: WebSocket, client: str) -> None:
+        await self._push_session(ws, EVERYTHING)
+
+    async def _push_session(self, ws: WebSocket, kind: str) -> None:
+        session = self._open(ws, kind)
+        if session is None or session.push is None:
+            return
+        push = session.push
+        try:
+            while frames := await self._frames(session):
+                problem = self._subscribe(session, push, frames[0])
+                if problem is not None:
+                    await self._reply(session, problem)
+                elif push.too_slow:
+                    self._too_slow(session, "the changes it asked to be replayed do not fit")
+                session.wake.set()
+        finally:
+            await self._end(session)
+
+    def _subscribe(self, session: _Session, push: PushSession, text: str) -> str | None:
+        """Apply one subscription frame; an error frame to answer, or None."""
+        try:
+            sub = wire.decode(text.encode(), wire.Subscription)
+        except wire.DecodeError as exc:
+            return error_frame("bad-request", f"subscription frame: {exc}")
+        node = self.node
+        registry = node.registry
+        wall = node.clock.wall_ms()
+        if session.kind == EVERYTHING:
+            if sub.revision:
+                services = [(key, state.service_id) for key, state in registry.services.items()]
+                self.hub.resume_all(push, sub.revision, registry.log, registry.revision, wall,
+                                    services)
+            return None
+        service_id = sub.service_id
+        if service_id is None or not service_id or service_id.isspace():
+            return error_frame("bad-request", "subscription frame: serviceId is null or blank")
+        if len(service_id) > 256 or not service_id.isprintable():
+            return error_frame("bad-request", "subscription frame: serviceId is longer than "
+                               "256 characters or has control characters")
+        region = sub.region_id
+        if region is not None and region.lower() != node.settings.region.lower():
+            return error_frame("no-permission", f"regionId is not the same as the discovery "
+                               f"node. regionId: {region}, discovery node.regionId: "
+                               f"{node.settings.region}")
+        try:
+            self.hub.subscribe(push, service_id, sub.revision, registry.log, registry.revision,
+                               wall)
+        except Refused as exc:
+            return error_frame("bad-request", str(exc))
+        return None
+
+    async def _reply(self, session: _Session, frame: str) -> None:
+        try:
+            await session.ws.send(frame)
+        except ConnectionError:
+            session.closed = True
+
+    async def heartbeat(self, ws: WebSocket, client: str) -> None:
+        session = self._open(ws, "registry")
+        if session is None:
+            return
+        op = self.heartbeat_op
+        try:
+            while frames := await self._frames(session):
+                try:
+                    body = wire.decode(frames[0].encode(), wire.InstancesRequest)
+                    answer = op.run(body)
+                except (wire.DecodeError, BadRequest) as exc:
+                    text = str(exc)
+                    prefix = "" if isinstance(exc, BadRequest) else "heartbeat frame: "
+                    answer = op.route.fail("bad-request", prefix + text)
+                self.heartbeat_frames += 1
+                await self._reply(session, answer.decode())
+        finally:
+            await self._end(session)
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Close sessions past their maximum age and push sessions stuck in a send."""
+        s = self.node.settings
+        now = time.monotonic()
+        for session in list(self.sessions):
+            if session.closed:
+                continue
+            if now - session.created >= s.ws_session_ttl:
+                session.close(CLOSE_AGE)
+            elif session.sending_since and now - session.sending_since >= s.ws_send_timeout:
+                self._too_slow(session, f"one frame took over {s.ws_send_timeout}s to send")
+
+    async def close_all(self) -> None:
+        """The node is stopping: close every session with 1001 (going away)."""
+        for session in list(self.sessions):
+            session.close(CLOSE_SHUTDOWN)
+
+    def stats(self) -> dict[str, int]:
+        return {**self.counts(), "framesSent": self.frames_sent,
+                "framesQueued": self.hub.frames_queued, "closedTooSlow": self.closed_too_slow,
+                "heartbeatFrames": self.heartbeat_frames}
