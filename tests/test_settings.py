@@ -41,7 +41,8 @@ def test_defaults() -> None:
         "max_body_bytes": 4 * 1024 * 1024, "max_batch": 5000, "gzip_min_bytes": 8192,
         "ws_session_ttl": 360.0, "ws_max_sessions": 10_000, "ws_max_subscriptions": 1000,
         "ws_max_frame_bytes": 1024 * 1024, "ws_send_queue": 1000, "ws_send_timeout": 10.0,
-        "ws_coalesce_ms": 0, "rate_limit_enabled": True, "rate_limits": {}, "admin_token": "", "shutdown_timeout": 5.0,
+        "ws_coalesce_ms": 0, "rate_limit_enabled": True, "rate_limits": {}, "admin_token": "",
+        "shutdown_timeout": 5.0,
         "log_level": "info",
     } == dataclasses.asdict(Settings.load())
     assert Settings() == Settings.load(None, {}, {})

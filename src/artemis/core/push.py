@@ -42,7 +42,8 @@ class Refused(Exception):
 
 class Frame(msgspec.Struct, frozen=True, gc=False):
     service: str  # lower-case service id
-    key: str  # lower-case instance id, "reload" for a reload
+    key: str  # lower-case instance id ("reload" for a reload: see `kind`)
+    kind: str  # "new", "delete" or "reload"
     revision: int
     change_time: int  # epoch ms
     text: str  # the InstanceChange JSON with its revision token
@@ -127,7 +128,7 @@ class PushHub:
         if not token:
             return None
         run, _, number = token.rpartition(".")
-        if run != self.run_id or not number.isdigit():
+        if run != self.run_id or not (number.isascii() and number.isdigit()) or len(number) > 19:
             return None
         return int(number)
 
@@ -189,13 +190,14 @@ class PushHub:
     def frame(self, change: Change) -> Frame:
         text = b"".join((change.encode()[:-1], b',"revision":"',
                          self.token(change.revision).encode(), b'"}')).decode()
-        return Frame(change.service, change.key, change.revision, change.change_time, text)
+        return Frame(change.service, change.key, change.kind, change.revision, change.change_time,
+                     text)
 
     def _reload(self, key: str, service_id: str, revision: int, wall_ms: int) -> Frame:
         text = b"".join((b'{"changeTime":', str(wall_ms).encode(),
                          b',"changeType":"reload","instance":', reload_instance(service_id),
                          b',"revision":"', self.token(revision).encode(), b'"}')).decode()
-        return Frame(key, "reload", revision, wall_ms, text)
+        return Frame(key, "reload", "reload", revision, wall_ms, text)
 
     def publish(self, changes: Sequence[Change]) -> set[PushSession]:
         """Queue each change for its service's subscribers and the all-changes sessions;
@@ -251,14 +253,15 @@ class PushHub:
             return [queue.popleft() for _ in range(min(limit, len(queue)))]
         frames = list(queue)
         queue.clear()
-        last: dict[tuple[str, str], int] = {}
+        last: dict[tuple[str, str, bool], int] = {}
         reloaded: dict[str, int] = {}
         for position, frame in enumerate(frames):
-            last[(frame.service, frame.key)] = position
-            if frame.key == "reload":
+            is_reload = frame.kind == "reload"
+            last[(frame.service, frame.key, is_reload)] = position
+            if is_reload:
                 reloaded[frame.service] = position
         return [frame for position, frame in enumerate(frames)
-                if last[(frame.service, frame.key)] == position
+                if last[(frame.service, frame.key, frame.kind == "reload")] == position
                 and position >= reloaded.get(frame.service, -1)]
 
     def __repr__(self) -> str:

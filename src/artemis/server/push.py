@@ -8,10 +8,13 @@
   /ws/registry/heartbeat             each HeartbeatRequest frame is answered by one
                                      HeartbeatResponse frame, exactly as heartbeat.json answers
 
-Close codes: 1000 session reached its maximum age (the client reconnects, to any node), 1001 node
-shutting down, 1003 binary frame, 1009 frame too large, 1013 too many sessions, 4008 too slow to
-keep up. Before a close for a reason other than age or shutdown, the session is sent an error frame
-`{"responseStatus": {...}}` naming it (granian's RSGI interface carries no close reason).
+Closing: a session is closed when it reaches its maximum age (the client reconnects, to any node),
+when the node shuts down, for a binary frame, a frame too large, too many sessions, or a subscriber
+too slow to keep up. Before a close for a reason other than age or shutdown, the session is sent an
+error frame `{"responseStatus": {...}}` whose message names the reason and the close code meant
+(1003, 1009, 1013, 4008). Granian's RSGI interface sends no code or reason in the close frame
+itself (clients see 1005, "no status"), so the error frame is where a client reads why; age and
+shutdown closes send no frame, since the Java SDK reads every frame as an InstanceChange.
 A malformed or refused subscription gets an error frame and the session goes on.
 
 Each push session has a sender task that drains its queue; the core decides what is queued
@@ -46,14 +49,18 @@ CLOSE_FULL: Final = 1013
 CLOSE_TOO_SLOW: Final = 4008
 
 
-def error_frame(code: str, message: str) -> str:
+def error_frame(code: str, message: str, close: int | None = None) -> str:
+    """An error answer on a WebSocket; with `close`, the message says the session closes."""
+    if close is not None:
+        message = f"{message} (session closed, code {close})"
     return (b'{"responseStatus":' + status_bytes(code, message) + b"}").decode()
 
 
 class _Session:
     """The shell's side of one WebSocket session: its socket and, for push, its sender."""
 
-    __slots__ = ("closed", "created", "kind", "push", "sender", "sending_since", "wake", "ws")
+    __slots__ = ("closed", "closing", "created", "kind", "push", "sender", "sending_since",
+                 "wake", "ws")
 
     def __init__(self, ws: WebSocket, kind: str, push: PushSession | None) -> None:
         self.ws = ws
@@ -64,6 +71,7 @@ class _Session:
         self.sender: asyncio.Task[None] | None = None
         self.sending_since = 0.0  # monotonic time the pending send started, 0 when none
         self.closed = False
+        self.closing: asyncio.Task[None] | None = None  # last words being sent before a close
 
     def close(self, code: int, frame: str | None = None) -> None:
         """Close now; `frame` (an error frame) is sent first if the socket takes it at once."""
@@ -71,8 +79,8 @@ class _Session:
             return
         self.closed = True
         if frame is not None and self.sending_since == 0.0:
-            task = asyncio.ensure_future(self._last_words(code, frame))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self.closing = asyncio.ensure_future(self._last_words(code, frame))
+            self.closing.add_done_callback(lambda t: t.cancelled() or t.exception())
             return
         self.ws.close(code)
         self.wake.set()
@@ -133,7 +141,8 @@ class PushServer:
         if not session.closed:
             self.closed_too_slow += 1
             log.warning("closing push session %s: too slow (%s)", session.push, why)
-            session.close(CLOSE_TOO_SLOW, error_frame("too-slow", f"session closed: {why}"))
+            session.close(CLOSE_TOO_SLOW, error_frame("too-slow", f"too slow: {why}",
+                                                      CLOSE_TOO_SLOW))
 
     async def _send_loop(self, session: _Session, push: PushSession) -> None:
         coalesce = self.node.settings.ws_coalesce_ms / 1000
@@ -161,15 +170,15 @@ class PushServer:
             refusal = _Session(ws, kind, None)
             refusal.close(CLOSE_FULL, error_frame(
                 "service-unavailable", f"this node already holds {len(self.sessions)} "
-                "WebSocket sessions, its limit; try another node or later"))
+                "WebSocket sessions, its limit; try another node or later", CLOSE_FULL))
             return None
         push = None
         if kind != "registry":
             try:
                 push = self.hub.open(kind, time.monotonic())
             except Refused as exc:
-                _Session(ws, kind, None).close(CLOSE_FULL, error_frame("service-unavailable",
-                                                                       str(exc)))
+                _Session(ws, kind, None).close(CLOSE_FULL, error_frame(
+                    "service-unavailable", str(exc), CLOSE_FULL))
                 return None
         session = _Session(ws, kind, push)
         self.sessions.add(session)
@@ -180,15 +189,18 @@ class PushServer:
         return session
 
     async def _end(self, session: _Session) -> None:
+        """The session's handler is done: forget it, and close its socket (with the code of a
+        close already under way, once its error frame is sent)."""
         self.sessions.discard(session)
         if session.push is not None:
             self._by_push.pop(session.push.id, None)
             self.hub.close(session.push)
-        session.closed = True
+        session.close(CLOSE_AGE)  # nothing if a close is already under way
         if session.sender is not None:
             session.sender.cancel()
             await asyncio.gather(session.sender, return_exceptions=True)
-        session.ws.close(CLOSE_AGE)
+        if session.closing is not None:
+            await asyncio.gather(session.closing, return_exceptions=True)
 
     async def _frames(self, session: _Session) -> list[str]:
         """The next text frame, or [] when the session is over (closed, or closed here for a
@@ -198,13 +210,14 @@ class PushServer:
             return []
         if isinstance(message, bytes):
             session.close(CLOSE_BINARY, error_frame(
-                "bad-request", "binary frames are not understood; send JSON text frames"))
+                "bad-request", "binary frames are not understood; send JSON text frames",
+                CLOSE_BINARY))
             return []
         limit = self.node.settings.ws_max_frame_bytes
         if len(message) > limit:
             session.close(CLOSE_TOO_BIG, error_frame(
                 "bad-request", f"a frame of {len(message)} characters is over the limit of "
-                f"{limit}"))
+                f"{limit}", CLOSE_TOO_BIG))
             return []
         return [message]
 
