@@ -176,10 +176,11 @@ class _RsgiWebSocket:
         self._closed = False
 
     async def receive(self) -> str | bytes | None:
-        if self._closed:
+        transport = self._transport
+        if self._closed or transport is None:
             return None
         try:
-            message = await self._transport.receive()
+            message = await transport.receive()
         except Exception:  # granian's protocol errors: the socket is gone
             return None
         if message.kind == 0:  # close
@@ -188,10 +189,11 @@ class _RsgiWebSocket:
         return data
 
     async def send(self, text: str) -> None:
-        if self._closed:
+        transport = self._transport
+        if self._closed or transport is None:
             raise ConnectionError("the WebSocket is closed")
         try:
-            await self._transport.send_str(text)
+            await transport.send_str(text)
         except Exception as exc:
             raise ConnectionError(str(exc)) from None
 
@@ -200,6 +202,9 @@ class _RsgiWebSocket:
             self._closed = True
             with contextlib.suppress(Exception):
                 self._proto.close(code)
+            # granian finishes the closing handshake once nothing holds the transport any more
+            self._transport = None
+            self._proto = None
 
 
 class _AsgiWebSocket:

@@ -196,11 +196,13 @@ class PushServer:
             self._by_push.pop(session.push.id, None)
             self.hub.close(session.push)
         session.close(CLOSE_AGE)  # nothing if a close is already under way
-        if session.sender is not None:
-            session.sender.cancel()
-            await asyncio.gather(session.sender, return_exceptions=True)
-        if session.closing is not None:
-            await asyncio.gather(session.closing, return_exceptions=True)
+        sender, closing = session.sender, session.closing
+        session.sender = session.closing = None  # no cycle left through the tasks
+        if sender is not None:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        if closing is not None:
+            await asyncio.gather(closing, return_exceptions=True)
 
     async def _frames(self, session: _Session) -> list[str]:
         """The next text frame, or [] when the session is over (closed, or closed here for a
