@@ -191,11 +191,7 @@ class Registry:
     def register(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                  check_zone: bool = True) -> BatchResult:
         result = BatchResult()
-        for instance in instances:
-            if instance is None:
-                continue
-            if self._rejected(instance, check_zone, result):
-                continue
+        for instance in self._valid(instances, check_zone, result):
             self._register(instance, now, wall_ms, result.changes)
             result.succeeded.append(instance)
         return result
@@ -205,11 +201,7 @@ class Registry:
         result = BatchResult()
         renewed = legacy_renewed = 0
         services = self.services
-        for instance in instances:
-            if instance is None:
-                continue
-            if self._rejected(instance, check_zone, result):
-                continue
+        for instance in self._valid(instances, check_zone, result):
             state = services.get(instance.service_id.lower())  # type: ignore[union-attr]
             lease = None if state is None else state.leases.get(
                 instance.instance_id.lower())  # type: ignore[union-attr]
@@ -239,11 +231,7 @@ class Registry:
     def unregister(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                    check_zone: bool = True) -> BatchResult:
         result = BatchResult()
-        for instance in instances:
-            if instance is None:
-                continue
-            if self._rejected(instance, check_zone, result):
-                continue
+        for instance in self._valid(instances, check_zone, result):
             state = self.services.get(instance.service_id.lower())  # type: ignore[union-attr]
             if state is not None:
                 lease = state.leases.get(instance.instance_id.lower())  # type: ignore[union-attr]
@@ -303,6 +291,14 @@ class Registry:
         return self.lease_count + self.legacy_lease_count
 
     # --- internals -----------------------------------------------------------------------
+
+    def _valid(self, instances: Sequence[Instance | None], check_zone: bool,
+               result: BatchResult) -> Iterator[Instance]:
+        """The instances of a batch that pass the checks; the others go to `result.failed`
+        (nulls are skipped, as the original skips them)."""
+        for instance in instances:
+            if instance is not None and not self._rejected(instance, check_zone, result):
+                yield instance
 
     def _rejected(self, instance: Instance, check_zone: bool, result: BatchResult) -> bool:
         problem = self._problem(instance, check_zone)
