@@ -34,6 +34,7 @@ __all__ = [
     "GetServicesDeltaRequest",
     "GetServicesDeltaResponse",
     "GetServicesRequest",
+    "GetServicesResponse",
     "Instance",
     "InstanceChange",
     "InstancesRequest",
@@ -41,6 +42,8 @@ __all__ = [
     "LeaseStatus",
     "LeasesStatusRequest",
     "LookupRequest",
+    "LookupResponse",
+    "PushedChange",
     "ResponseStatus",
     "RouteRule",
     "Service",
@@ -175,6 +178,27 @@ class GetServiceResponse(_Wire, kw_only=True, frozen=True):
     checksum: str | None = None
     response_status: ResponseStatus
     service: Service | None = None
+
+
+class LookupResponse(_Wire, kw_only=True, frozen=True):
+    response_status: ResponseStatus
+    services: list[Service] | None = None
+
+
+class GetServicesResponse(_Wire, kw_only=True, frozen=True):
+    checksum: str | None = None
+    response_status: ResponseStatus
+    services: list[Service] | None = None
+    version: int = 0
+
+
+class PushedChange(_Wire, kw_only=True, frozen=True):
+    """A pushed InstanceChange with its revision token."""
+
+    change_time: int = 0
+    change_type: str | None = None
+    instance: Instance | None = None
+    revision: str | None = None
 
 
 class InstanceChange(_Wire, kw_only=True, frozen=True, gc=False):

@@ -1,0 +1,112 @@
+"""The blocking face of the clients, for code without an event loop.
+
+Each sync client runs its async client on an event loop in a daemon thread of its own; every
+method hands a coroutine to that loop and waits for its result. Listeners run on that thread.
+
+    with SyncRegistryClient("http://127.0.0.1:8080", region="SHA") as registry:
+        registry.register(Instance(service_id="demo", instance_id="a", url="http://a"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from artemis.client.discovery import DiscoveryClient, Listener
+from artemis.client.registry import RegistryClient
+from artemis.wire import Instance, Service
+
+__all__ = ["SyncDiscoveryClient", "SyncRegistryClient"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class SyncRegistryClient:
+    """RegistryClient, blocking. Same arguments."""
+
+    def __init__(self, servers: str | Sequence[str], **options: Any) -> None:
+        self._thread = _LoopThread("artemis-registry")
+        self._client: RegistryClient = self._thread.run(_make(RegistryClient, servers, options))
+
+    def register(self, *instances: Instance) -> None:
+        self._thread.run(self._client.register(*instances))
+
+    def unregister(self, *instances: Instance) -> None:
+        self._thread.run(self._client.unregister(*instances))
+
+    @property
+    def instances(self) -> list[Instance]:
+        return self._client.instances
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._client.stats)
+
+    def close(self) -> None:
+        try:
+            self._thread.run(self._client.close())
+        finally:
+            self._thread.stop()
+
+    def __enter__(self) -> SyncRegistryClient:
+        self._thread.run(self._client.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncDiscoveryClient:
+    """DiscoveryClient, blocking. Same arguments."""
+
+    def __init__(self, servers: str | Sequence[str], **options: Any) -> None:
+        self._thread = _LoopThread("artemis-discovery")
+        self._client: DiscoveryClient = self._thread.run(_make(DiscoveryClient, servers, options))
+
+    def get_service(self, service_id: str) -> Service:
+        return self._thread.run(self._client.get_service(service_id))
+
+    def instances(self, service_id: str) -> list[Instance]:
+        return self._thread.run(self._client.instances(service_id))
+
+    def cached(self, service_id: str) -> Service | None:
+        return self._client.cached(service_id)
+
+    def add_listener(self, service_id: str, listener: Listener) -> None:
+        self._thread.loop.call_soon_threadsafe(self._client.add_listener, service_id, listener)
+
+    def close(self) -> None:
+        try:
+            self._thread.run(self._client.close())
+        finally:
+            self._thread.stop()
+
+    def __enter__(self) -> SyncDiscoveryClient:
+        self._thread.run(self._client.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _make(kind: Callable[..., T], servers: str | Sequence[str],
+                options: dict[str, Any]) -> T:
+    """Build the async client inside its loop (its connections belong to that loop)."""
+    return kind(servers, **options)

@@ -1,0 +1,169 @@
+"""The client's one I/O seam: POST a JSON body to a node, open a WebSocket to a node.
+
+Two implementations ship: `NetworkTransport` (httpx and websockets, for real nodes) and
+`InProcessTransport` (an app in the same process, through its ASGI face; no sockets), used by
+tests and by anyone embedding a node. Lower-layer errors become `TransportError` here and nowhere
+else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Protocol
+
+import httpx
+import websockets
+
+from artemis.client.errors import TransportError
+
+__all__ = ["ClientWebSocket", "InProcessTransport", "NetworkTransport", "Transport"]
+
+
+class ClientWebSocket(Protocol):
+    async def send(self, text: str) -> None: ...
+
+    async def recv(self) -> str:
+        """The next text frame; raises TransportError once the socket is closed."""
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def post(self, base_url: str, path: str, body: bytes) -> bytes:
+        """POST `body` (JSON) to `base_url + path`; the answer's body."""
+
+    async def connect(self, base_url: str, path: str) -> ClientWebSocket:
+        """Open a WebSocket to `base_url + path` (http -> ws, https -> wss)."""
+
+    async def aclose(self) -> None: ...
+
+
+def ws_url(base_url: str, path: str) -> str:
+    if base_url.startswith("https://"):
+        return "wss://" + base_url[len("https://"):] + path
+    if base_url.startswith("http://"):
+        return "ws://" + base_url[len("http://"):] + path
+    return base_url + path
+
+
+class NetworkTransport:
+    """Real nodes over HTTP/1.1 (httpx, connections pooled) and WebSockets (websockets)."""
+
+    def __init__(self, *, timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            headers={"Content-Type": "application/json", "Accept": "application/json"})
+        self._connect_timeout = connect_timeout
+
+    async def post(self, base_url: str, path: str, body: bytes) -> bytes:
+        try:
+            answer = await self._http.post(base_url + path, content=body)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{base_url}: {type(exc).__name__}: {exc}") from None
+        if answer.status_code >= 500:
+            raise TransportError(f"{base_url}: HTTP {answer.status_code}")
+        return answer.content
+
+    async def connect(self, base_url: str, path: str) -> ClientWebSocket:
+        try:
+            ws = await websockets.connect(ws_url(base_url, path), max_size=None,
+                                          open_timeout=self._connect_timeout)
+        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            raise TransportError(f"{base_url}: WebSocket: {exc}") from None
+        return _NetworkWebSocket(ws)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class _NetworkWebSocket:
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send(text)
+        except websockets.WebSocketException as exc:
+            raise TransportError(f"WebSocket: {exc}") from None
+
+    async def recv(self) -> str:
+        try:
+            message = await self._ws.recv()
+        except websockets.WebSocketException as exc:
+            raise TransportError(f"WebSocket: {exc}") from None
+        return message if isinstance(message, str) else message.decode()
+
+    async def close(self) -> None:
+        with contextlib.suppress(websockets.WebSocketException, OSError):
+            await self._ws.close()
+
+
+class InProcessTransport:
+    """A node's app in this process, through its ASGI face: HTTP and WebSockets, no sockets."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                       base_url="http://in-process")
+        self._sockets: set[_InProcessWebSocket] = set()
+
+    async def post(self, base_url: str, path: str, body: bytes) -> bytes:
+        try:
+            answer = await self._http.post(path, content=body)
+        except httpx.HTTPError as exc:  # pragma: no cover - the app answers every request
+            raise TransportError(f"in-process: {exc}") from None
+        return answer.content
+
+    async def connect(self, base_url: str, path: str) -> ClientWebSocket:
+        ws = _InProcessWebSocket(self._app, path)
+        await ws.open()
+        self._sockets.add(ws)
+        return ws
+
+    async def aclose(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        await self._http.aclose()
+
+
+class _InProcessWebSocket:
+    """One ASGI WebSocket session of the app, driven through two queues."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {"type": "websocket", "path": path, "headers": [], "query_string": b"",
+                 "client": ("127.0.0.1", 0), "subprotocols": []}
+        self._task = asyncio.ensure_future(app(scope, self._to_app.get, self._from_app.put))
+        self._closed = False
+
+    async def open(self) -> None:
+        await self._to_app.put({"type": "websocket.connect"})
+        message = await self._from_app.get()
+        if message["type"] != "websocket.accept":
+            raise TransportError(f"in-process WebSocket refused: {message}")
+
+    async def send(self, text: str) -> None:
+        if self._closed or self._task.done():
+            raise TransportError("in-process WebSocket is closed")
+        await self._to_app.put({"type": "websocket.receive", "text": text})
+
+    async def recv(self) -> str:
+        if self._closed:
+            raise TransportError("in-process WebSocket is closed")
+        message = await self._from_app.get()
+        if message["type"] != "websocket.send":
+            self._closed = True
+            raise TransportError(f"in-process WebSocket closed: {message.get('code')}")
+        text: str = message.get("text") or message.get("bytes", b"").decode()
+        return text
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._to_app.put({"type": "websocket.disconnect", "code": 1000})
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 2)
