@@ -1,14 +1,17 @@
 """Every shell example in README.md and docs/ runs: curl examples against a real node (in the
 order each document gives them), `artemis server` command lines through the real flag parser,
-and the TOML example through the real settings loader."""
+the client commands (`artemis services|instances|cluster|watch|register`) as real processes
+against that node, and the TOML example through the real settings loader."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +21,15 @@ import pytest
 
 from artemis.cli import server_command
 from artemis.server.settings import Settings
-from tests.process.conftest import RunningNode, StartNode
+from tests.process.conftest import RunningNode, StartNode, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
+DOC_NODE = "http://127.0.0.1:8080"  # the node the documents talk to; the test node's URL here
+ONE_SHOT = frozenset({"services", "instances", "cluster"})
+UNTIL_INTERRUPTED = frozenset({"watch", "register"})
+CLIENT_DEADLINE = 10.0
 
 
 def blocks(path: Path, language: str) -> list[str]:
@@ -43,13 +50,15 @@ def commands(block: str) -> list[str]:
 def test_every_document_is_checked() -> None:
     """The documents with shell examples are the ones this test knows how to run."""
     with_sh = sorted(p.name for p in DOCS if blocks(p, "sh"))
-    assert ["README.md", "configuration.md", "operations.md", "performance.md"] == with_sh
+    assert ["README.md", "cli.md", "configuration.md", "operations.md",
+            "performance.md"] == with_sh
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if blocks(p, "sh")], ids=lambda p: p.name)
 def test_shell_examples_run(path: Path, start_node: StartNode, tmp_path: Path) -> None:
     """Each command of each shell block succeeds: curl answers JSON with a success status,
-    server command lines parse, benchmark commands answer --help."""
+    server command lines parse, client commands exit 0 (those that run until interrupted once
+    they printed a line and got SIGINT), benchmark commands answer --help."""
     node = start_node("--region", "default", "--zone", "default")
     toml = blocks(path, "toml")
     if toml:
@@ -94,6 +103,8 @@ def _run(command: str, node: RunningNode, cwd: Path) -> str | None:
         config = params.pop("config")
         Settings.load(cwd / config if config else None, env, params)
         return None
+    if program == "artemis" and words[1] in ONE_SHOT | UNTIL_INTERRUPTED:
+        return _run_client(command, words, env, node)
     if program.endswith("python") and words[1].startswith("benchmarks/"):
         done = subprocess.run([sys.executable, str(ROOT / words[1]), "--help"],
                               capture_output=True, text=True, timeout=30, check=False,
@@ -102,12 +113,52 @@ def _run(command: str, node: RunningNode, cwd: Path) -> str | None:
     return f"{command}: this test does not know how to run it"
 
 
+def _run_client(command: str, words: list[str], env: dict[str, str],
+                node: RunningNode) -> str | None:
+    """Run a client command as `python -m artemis` against the test node (the document's
+    127.0.0.1:8080 becomes its URL; without --server or ARTEMIS_SERVER, --server is added)."""
+    args = [w.replace(DOC_NODE, node.url) for w in words[1:]]
+    env = {k: v.replace(DOC_NODE, node.url) for k, v in env.items()}
+    if "--server" not in args and "ARTEMIS_SERVER" not in env:
+        args += ["--server", node.url]
+    argv = [sys.executable, "-m", "artemis", *args]
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("ARTEMIS_")}, **env}
+    if words[1] in ONE_SHOT:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False,
+                              env=full_env)
+        return None if done.returncode == 0 else f"{command}: exit {done.returncode} {done.stderr}"
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=full_env) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        ready, _, _ = select.select([process.stdout], [], [], CLIENT_DEADLINE)
+        first = process.stdout.readline() if ready else ""
+        process.send_signal(signal.SIGINT)  # nothing if it has exited already
+        try:
+            code = process.wait(timeout=CLIENT_DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return f"{command}: still running {CLIENT_DEADLINE} s after SIGINT"
+        errors = process.stderr.read()
+    if not first:
+        return f"{command}: printed nothing (exit {code}) {errors}"
+    return None if code == 0 else f"{command}: exit {code} after SIGINT {errors}"
+
+
 def test_a_failing_example_is_reported(start_node: StartNode, tmp_path: Path) -> None:
-    """A curl example whose answer is not a success, and an unknown flag, are reported."""
+    """A curl example whose answer is not a success, an unknown flag, a client command that
+    fails and one that cannot be interrupted are reported."""
     node = start_node()
     lookup = ("curl -s http://127.0.0.1:8080/api/discovery/lookup.json "
               "-d '{\"discoveryConfigs\":[{\"serviceId\":\"s\"}],\"regionId\":\"elsewhere\"}'")
     failed = _run(lookup, node, tmp_path)
-    assert (True, True) == (failed is not None and "no-permission" in failed,
-                            "No such option" in (_run("artemis server --nope", node, tmp_path)
-                                                 or ""))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    refused = _run("artemis instances s --region elsewhere", node, tmp_path) or ""
+    unreachable = _run(f"artemis register --service s --instance-id i --url http://i "
+                       f"--server {nowhere}", node, tmp_path) or ""
+    assert (True, True, True, True) == (
+        failed is not None and "no-permission" in failed,
+        "No such option" in (_run("artemis server --nope", node, tmp_path) or ""),
+        "exit 1 artemis: no-permission" in refused,
+        f"printed nothing (exit 1) artemis: cannot reach {nowhere}" in unreachable)

@@ -50,6 +50,7 @@ class _Entry:
     pending: list[wire.PushedChange] | None = None  # frames that came during a lookup
     listeners: list[Listener] = field(default_factory=list)
     fetched: bool = False
+    again: bool = False  # subscribed while a lookup was in flight: look up once more after it
 
     def service(self) -> Service:
         return Service(instances=list(self.instances.values()),
@@ -185,6 +186,11 @@ class DiscoveryClient:
                 self._apply(entry, change, notify=False)
             if first or before != entry.instances:
                 self._notify(entry, "reload")
+        redo = [e for e in entries if e.again]
+        for entry in redo:
+            entry.again = False
+        if redo:
+            await self._lookup(redo)
 
     # --- push ----------------------------------------------------------------------------
 
@@ -235,7 +241,11 @@ class DiscoveryClient:
                 await self._subscribe(entry)
             # Services never pushed to have no revision to resume from: look them up again
             # now that they are subscribed, so nothing from before the subscription is missed.
-            stale = [e for e in entries if e.fetched and e.revision is None]
+            stale = [e for e in entries if e.fetched and e.revision is None
+                     and e.pending is None]
+            for entry in entries:
+                if entry.pending is not None:
+                    entry.again = True  # its answer may predate the subscription
             if stale:
                 with contextlib.suppress(ArtemisError):
                     await self._lookup(stale)
