@@ -42,7 +42,8 @@ def test_defaults() -> None:
         "ws_session_ttl": 360.0, "ws_max_sessions": 10_000, "ws_max_subscriptions": 1000,
         "ws_max_frame_bytes": 1024 * 1024, "ws_send_queue": 1000, "ws_send_timeout": 10.0,
         "ws_coalesce_ms": 0, "rate_limit_enabled": True, "rate_limits": {}, "admin_token": "",
-        "shutdown_timeout": 5.0,
+        "metrics": True,
+        "log_format": "console", "tls_cert": "", "tls_key": "", "shutdown_timeout": 5.0,
         "log_level": "info",
     } == dataclasses.asdict(Settings.load())
     assert Settings() == Settings.load(None, {}, {})

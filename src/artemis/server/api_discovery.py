@@ -19,9 +19,6 @@ __all__ = ["routes"]
 
 _SUCCESS: Final = status_bytes("success", "", "success")
 _LOOKUP_HEAD: Final = b'{"responseStatus":' + _SUCCESS + b',"services":['
-_DELTA_NOT_FOUND: Final = (b'{"checksum":null,"delta":null,"responseStatus":'
-                           + status_bytes("data-not-found", "Delta is not found.")
-                           + b',"version":0}')
 
 
 # What a cached lookup answer depends on: per service asked, the state seen and its revision.
@@ -156,7 +153,7 @@ class Discovery:
                 f"Service discovery is not in up state. Current status: {node.state.status}")
         delta = await drive_async(node.versions.delta(body.version), node.steps, "delta")
         if delta is None:
-            return _DELTA_NOT_FOUND
+            return self.delta_route.fail("data-not-found", "Delta is not found.")
         cached = self._delta_answers.get(body.version)
         if cached is not None and cached[0] is delta:
             return cached[1]

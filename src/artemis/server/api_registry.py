@@ -64,6 +64,8 @@ class InstancesOperation:
         clock = node.clock
         result = self.operation(instances, clock.monotonic(), clock.wall_ms())
         node.publish(result.changes)
+        if result.failed and self.route.stats is not None:
+            self.route.stats.error("partial_fail")
         return answer(result)
 
 

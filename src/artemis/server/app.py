@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from artemis.server import api_discovery, api_registry, api_status
-from artemis.server.http import App
+from artemis.server.http import App, Request, Response, Route
+from artemis.server.metrics import CONTENT_TYPE, EndpointStats, render, scrape_registry
 from artemis.server.node import Node
 from artemis.server.push import PushServer
 
@@ -16,6 +17,20 @@ def build_app(node: Node) -> App:
     push = PushServer(node, registry.heartbeat)
     routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push)}
     s = node.settings
-    return App(routes, context_path=s.context_path, max_body_bytes=s.max_body_bytes,
-               gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running,
-               websockets=push.endpoints())
+    unmatched = None
+    if s.metrics:
+        endpoints = {path: EndpointStats(path) for path in routes}
+        for path, route in routes.items():
+            route.stats = endpoints[path]
+        unmatched = endpoints["unmatched"] = EndpointStats("unmatched")
+        collectors = scrape_registry(node, endpoints, push)
+
+        def scrape(request: Request) -> Response:
+            return Response(render(collectors), content_type=CONTENT_TYPE)
+
+        routes["/metrics"] = Route(frozenset({"GET"}), handler=scrape, reads_body=False)
+    app = App(routes, context_path=s.context_path, max_body_bytes=s.max_body_bytes,
+              gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running,
+              websockets=push.endpoints())
+    app.unmatched = unmatched
+    return app

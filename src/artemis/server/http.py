@@ -20,12 +20,14 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
 import msgspec
 
 from artemis import wire
+from artemis.server.metrics import EndpointStats
 
 __all__ = [
     "App",
@@ -257,8 +259,12 @@ class Route:
     async_handler: AsyncHandler | None = None
     null_fields: Mapping[str, Any] = field(default_factory=dict)
     reads_body: bool = True
+    stats: EndpointStats | None = None  # set when metrics are on
 
     def fail(self, code: str, message: str) -> bytes:
+        """An error answer of this endpoint (counted by code when metrics are on)."""
+        if self.stats is not None:
+            self.stats.error(code)
         return fail_body(self.null_fields, code, message)
 
 
@@ -327,14 +333,20 @@ class App:
         self._lifespan = lifespan
         self.websockets = {context_path + path: handler
                            for path, handler in (websockets or {}).items()}
+        # 404 and 405 answers, when metrics are on (routes carry their own stats)
+        self.unmatched: EndpointStats | None = None
         self._gzipped = _Gzipped()
 
     # --- the common path -----------------------------------------------------------------
 
     def _not_found(self, path: str) -> Response:
+        if self.unmatched is not None:
+            self.unmatched.error("not-found")
         return Response(fail_body({}, "bad-request", f"no endpoint at {path}"), status=404)
 
     def _wrong_method(self, route: Route, method: str, path: str) -> Response:
+        if self.unmatched is not None:
+            self.unmatched.error("method-not-allowed")
         allowed = ", ".join(sorted(route.methods | {"OPTIONS"}))
         return Response(fail_body({}, "bad-request", f"{method} is not allowed on {path}; "
                                   f"use {allowed}"), status=405, headers=[("allow", allowed)])
@@ -413,6 +425,7 @@ class App:
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         # The hot path: a known sync endpoint, a plain body of known small size, a small answer.
+        started = perf_counter()
         route = self.routes.get(scope.path)
         if route is not None and route.handler is not None and scope.proto == "http":
             method = scope.method
@@ -434,13 +447,23 @@ class App:
                                         "the node failed on this request; it is logged")
                 if type(result) is bytes and len(result) < self.gzip_min_bytes:
                     proto.response_bytes(200, _JSON_HEADERS, result)
-                    return
-                response = result if isinstance(result, Response) else Response(result)
-                out_headers, out_body = await self._encode_out(
-                    response, headers.get("accept-encoding"))
-                await _rsgi_send(proto, response.status, out_headers, out_body)
+                else:
+                    response = result if isinstance(result, Response) else Response(result)
+                    out_headers, out_body = await self._encode_out(
+                        response, headers.get("accept-encoding"))
+                    await _rsgi_send(proto, response.status, out_headers, out_body)
+                if route.stats is not None:
+                    route.stats.observe(perf_counter() - started)
                 return
         await self._rsgi_general(scope, proto)
+        if scope.proto == "http":
+            self._observe(scope.path, started)
+
+    def _observe(self, path: str, started: float) -> None:
+        route = self.routes.get(path)
+        stats = route.stats if route is not None else self.unmatched
+        if stats is not None:
+            stats.observe(perf_counter() - started)
 
     async def _rsgi_general(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
@@ -528,6 +551,7 @@ class App:
             await handler(_AsgiWebSocket(receive, send),
                           f"{client[0]}:{client[1]}" if client else "")
             return
+        started = perf_counter()
         headers = _AsgiHeaders(scope["headers"])
         client = scope.get("client")
 
@@ -541,6 +565,7 @@ class App:
         if close:
             out_headers = [*out_headers, ("connection", "close")]
         await _asgi_send(send, response.status, out_headers, out_body)
+        self._observe(scope["path"], started)
 
     async def _read_asgi(self, receive: Any) -> tuple[bytes, str | None]:
         chunks: list[bytes] = []

@@ -110,6 +110,14 @@ class Settings:
     admin_token: str = field(default="", metadata=_doc(
         "Bearer token for the node's admin switches; without one they answer only 127.0.0.1.",
         secret=True))
+    metrics: bool = field(default=True, metadata=_doc(
+        "Serve Prometheus metrics at /metrics and time every request for them."))
+    log_format: str = field(default="console", metadata=_doc(
+        "console (for people) or json (one object a line, for collectors).",
+        choices=("console", "json")))
+    tls_cert: str = field(default="", metadata=_doc(
+        "PEM certificate file: serve HTTPS and WSS instead of HTTP and WS (with tls_key)."))
+    tls_key: str = field(default="", metadata=_doc("PEM private key file of tls_cert."))
     shutdown_timeout: float = field(default=5.0, metadata=_doc(
         "Seconds a stopping node waits for requests in flight before it closes them.",
         lo=0.1, hi=600.0))
@@ -123,7 +131,8 @@ class Settings:
         if self.url:
             return self.url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}{self.context_path}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}{self.context_path}"
 
     def rate_limit(self, limiter: str, identity: str | None = None) -> int:
         merged = {**RATE_LIMIT_DEFAULTS, **self.rate_limits}
@@ -192,6 +201,9 @@ class Settings:
         for name in ("region", "zone"):
             if not getattr(self, name).strip():
                 raise fail(name, "must not be blank")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise fail("tls_cert" if not self.tls_cert else "tls_key",
+                       "must be given together with tls_cert and tls_key both set")
 
 
 SETTINGS: Final[dict[str, dataclasses.Field[Any]]] = {

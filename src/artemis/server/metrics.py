@@ -1,0 +1,186 @@
+"""Prometheus metrics: counted on the hot path as plain integers, turned into metrics when scraped.
+
+A request adds one to its endpoint's count and one to a latency bucket; an error answer adds one to
+its endpoint's code. Nothing else happens per request: `Collector.collect()` reads these counters
+and the node's state (instances, leases, push sessions, rate limiting, loop lag) when Prometheus
+asks for /metrics.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from artemis.server.node import Node
+    from artemis.server.push import PushServer
+
+__all__ = ["BUCKETS", "CONTENT_TYPE", "EndpointStats", "NodeCollector", "render",
+           "scrape_registry"]
+
+BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                  5.0)
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class EndpointStats:
+    """One endpoint's requests, latency buckets and error codes (plain numbers)."""
+
+    __slots__ = ("buckets", "codes", "count", "name", "total_seconds")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.total_seconds = 0.0
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.codes: dict[str, int] = {}
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total_seconds += seconds
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1
+
+    def error(self, code: str) -> None:
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+    def __repr__(self) -> str:
+        return f"EndpointStats({self.name!r}, count={self.count}, codes={self.codes})"
+
+
+class NodeCollector(Collector):
+    """Every metric of a node, computed at scrape time."""
+
+    def __init__(self, node: Node, endpoints: dict[str, EndpointStats],
+                 push: PushServer | None) -> None:
+        self.node = node
+        self.endpoints = endpoints
+        self.push = push
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._requests()
+        yield from self._registry()
+        yield from self._push()
+        yield from self._runtime()
+
+    def _requests(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("artemis_http_requests", "HTTP requests answered, by "
+                                       "endpoint and Artemis error code",
+                                       labels=["endpoint", "code"])
+        latency = HistogramMetricFamily("artemis_http_request_duration_seconds",
+                                        "Time to answer an HTTP request", labels=["endpoint"])
+        for name, stats in sorted(self.endpoints.items()):
+            if not stats.count:
+                continue
+            errors = 0
+            for code, count in sorted(stats.codes.items()):
+                requests.add_metric([name, code], count)
+                errors += count
+            requests.add_metric([name, "success"], max(0, stats.count - errors))
+            cumulative = 0
+            buckets = []
+            for bound, count in zip((*BUCKETS, float("inf")), stats.buckets, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([name], buckets, stats.total_seconds)
+        yield requests
+        yield latency
+
+    def _registry(self) -> Iterator[Metric]:
+        registry = self.node.registry
+        instances = GaugeMetricFamily("artemis_instances", "Registered instances (leases)",
+                                      labels=["lease"])
+        instances.add_metric(["normal"], registry.lease_count)
+        instances.add_metric(["legacy"], registry.legacy_lease_count)
+        yield instances
+        yield GaugeMetricFamily("artemis_services", "Services with at least one instance",
+                                value=len(registry.services))
+        yield CounterMetricFamily("artemis_evictions", "Leases removed because they expired",
+                                  value=registry.evicted_total)
+        yield CounterMetricFamily("artemis_registry_changes", "Changes recorded (the revision)",
+                                  value=registry.revision)
+        safe = GaugeMetricFamily("artemis_self_preservation_safe", "1 when expired leases are "
+                                 "evicted, 0 while self-preservation holds them",
+                                 labels=["lease"])
+        enabled = GaugeMetricFamily("artemis_self_preservation_enabled",
+                                    "1 when self-preservation is on", labels=["lease"])
+        now = self.node.clock.monotonic()
+        renewals = GaugeMetricFamily("artemis_lease_renewals_last_window",
+                                     "Renewals counted in the self-preservation window",
+                                     labels=["lease"])
+        for lease, checker in (("normal", registry.safe), ("legacy", registry.legacy_safe)):
+            status = checker.status(now)
+            safe.add_metric([lease], 1 if status.is_safe else 0)
+            enabled.add_metric([lease], 1 if status.enabled else 0)
+            renewals.add_metric([lease], status.count_last_window)
+        yield safe
+        yield enabled
+        yield renewals
+        limited = CounterMetricFamily("artemis_rate_limited", "Calls refused by a rate limit",
+                                      labels=["limiter", "operation"])
+        for name, limiter in sorted(self.node.limiters.items()):
+            for operation, count in sorted(limiter.rejected.items()):
+                limited.add_metric([name, operation], count)
+        yield limited
+        yield CounterMetricFamily("artemis_snapshots", "Discovery snapshots taken",
+                                  value=self.node.snapshots_taken)
+        up = GaugeMetricFamily("artemis_node_up", "1 when the node serves registry and "
+                               "discovery")
+        state = self.node.state
+        up.add_metric([], 1 if state.serves_registry and state.serves_discovery else 0)
+        yield up
+
+    def _push(self) -> Iterator[Metric]:
+        if self.push is None:
+            return
+        stats = self.push.stats()
+        sessions = GaugeMetricFamily("artemis_websocket_sessions", "Open WebSocket sessions",
+                                     labels=["kind"])
+        sessions.add_metric(["discovery"], stats["discovery"])
+        sessions.add_metric(["registry"], stats["registry"])
+        yield sessions
+        yield CounterMetricFamily("artemis_push_frames_sent", "Change frames sent to "
+                                  "subscribers", value=stats["framesSent"])
+        yield CounterMetricFamily("artemis_push_frames_queued", "Change frames queued for "
+                                  "subscribers", value=stats["framesQueued"])
+        yield CounterMetricFamily("artemis_push_sessions_dropped", "Push sessions closed "
+                                  "because they could not keep up", value=stats["closedTooSlow"])
+        yield CounterMetricFamily("artemis_websocket_heartbeat_frames", "Heartbeat frames "
+                                  "answered", value=stats["heartbeatFrames"])
+
+    def _runtime(self) -> Iterator[Metric]:
+        lag = self.node.lag.summary(60.0)
+        loop = GaugeMetricFamily("artemis_event_loop_lag_seconds", "How late the event loop "
+                                 "woke up over the last minute", labels=["quantile"])
+        loop.add_metric(["0.5"], lag["p50Ms"] / 1000)
+        loop.add_metric(["0.99"], lag["p99Ms"] / 1000)
+        loop.add_metric(["1"], lag["maxMs"] / 1000)
+        yield loop
+        steps = GaugeMetricFamily("artemis_longest_step_seconds", "Longest uninterrupted step "
+                                  "of background work and garbage collection (CPU time)",
+                                  labels=["step"])
+        for name, longest in sorted(self.node.steps.longest_cpu.items()):
+            steps.add_metric([name], longest)
+        yield steps
+
+
+def scrape_registry(node: Node, endpoints: dict[str, EndpointStats],
+                    push: PushServer | None) -> CollectorRegistry:
+    """The registry /metrics renders: the node's collector and the process's."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node, endpoints, push))
+    ProcessCollector(registry=registry)  # memory, CPU, open files of the node's process
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
