@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import subprocess
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from artemis.clock import FakeClock
 from artemis.server.app import build_app
 from artemis.server.http import App
 from artemis.server.node import Node
+from artemis.server.push import PushServer
 from artemis.server.settings import Settings
 from tests.process.conftest import RunningNode, poll, start_node  # noqa: F401
 
@@ -145,9 +147,9 @@ class FakeTransport:
     """A Transport that records every call and answers from a script.
 
     `post` takes the next scripted answer for the path (`on(path, ...)`), else the next of the
-    general script (`script(...)`), else `default` for the path; an Exception is raised, a callable
-    is awaited with (url, path, body). `connect` raises TransportError unless `websockets` is on;
-    the sockets it made are in `sockets`.
+    answers given to the constructor, else the `default` for the path; an Exception is raised,
+    a callable is awaited with (url, path, body). `connect` raises TransportError unless
+    `websockets` is on; the sockets it made are in `sockets`.
     """
 
     def __init__(self, *answers: Answer, websockets: bool = False) -> None:
@@ -157,11 +159,7 @@ class FakeTransport:
         self.defaults: dict[str, Answer] = {}
         self.websockets = websockets
         self.sockets: list[FakeSocket] = []
-        self.socket_opened = asyncio.Event()
         self.closed = False
-
-    def script(self, *answers: Answer) -> None:
-        self.general.extend(answers)
 
     def on(self, path: str, *answers: Answer) -> None:
         self.by_path.setdefault(path, deque()).extend(answers)
@@ -197,7 +195,6 @@ class FakeTransport:
             raise TransportError(f"{base_url}: WebSocket refused (fake)")
         socket = FakeSocket(base_url, path)
         self.sockets.append(socket)
-        self.socket_opened.set()
         return socket
 
     async def aclose(self) -> None:
@@ -274,8 +271,10 @@ class InProcessNode:
         """How many WebSocket sessions the node holds, by kind."""
         return self.push_server().counts()
 
-    def push_server(self) -> Any:
-        (server,) = {closer.__self__ for closer in self.node._closers}  # type: ignore[attr-defined]
+    def push_server(self) -> PushServer:
+        """The PushServer build_app made: it registered its close_all as a closer of the node."""
+        (server,) = {getattr(closer, "__self__", None) for closer in self.node._closers
+                     if isinstance(getattr(closer, "__self__", None), PushServer)}
         return server
 
 
@@ -334,7 +333,9 @@ async def close_within(client: RegistryClient | DiscoveryClient,
     if done:
         closing.result()
         return True
-    task = client._task  # the background task a hung close left behind
+    # A hung close is the client's bug; what follows only cleans up after it, through the
+    # client's private parts, so that the next test starts with nothing running.
+    task = client._task
     for _ in range(100):
         if task is None or task.done():
             break
@@ -417,6 +418,4 @@ def restart_node(tmp_path: Path) -> Iterator[Callable[[RunningNode], RunningNode
 
 
 def _clean_env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("ARTEMIS_")}

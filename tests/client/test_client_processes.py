@@ -8,6 +8,7 @@ sleep."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -92,7 +93,7 @@ async def test_instances_are_registered_again_after_the_node_restarts(
     assert -signal.SIGKILL == node.signal(signal.SIGKILL)
     errors = registry.stats["errors"]
     await eventually(lambda: registry.stats["errors"] > errors, "rounds fail while it is down")
-    again = restart_node(node)
+    again = await asyncio.to_thread(restart_node, node)  # the loop runs on while it starts
     await eventually(lambda: lists(again, "x"), "registered again after the restart",
                      deadline=FAULT_DEADLINE)
     assert registry.stats["reregistered"] >= 1

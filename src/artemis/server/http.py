@@ -25,9 +25,11 @@ from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
 import msgspec
+from opentelemetry import trace
 
 from artemis import wire
 from artemis.server.metrics import EndpointStats
+from artemis.server.tracing import Tracing
 
 __all__ = [
     "App",
@@ -151,7 +153,8 @@ class Response:
     content_type: str = JSON
 
 
-_PREFLIGHT: Final = Response(b"")  # the answer to a CORS preflight (OPTIONS)
+_PREFLIGHT: Final = Response(b"")
+_NO_SPAN: Final = contextlib.nullcontext()  # the answer to a CORS preflight (OPTIONS)
 
 class WebSocket(Protocol):
     """One accepted WebSocket, whatever the interface: text and binary messages in, text out."""
@@ -335,6 +338,7 @@ class App:
                            for path, handler in (websockets or {}).items()}
         # 404 and 405 answers, when metrics are on (routes carry their own stats)
         self.unmatched: EndpointStats | None = None
+        self.tracing: Tracing | None = None  # set when OTEL_* variables ask for traces
         self._gzipped = _Gzipped()
 
     # --- the common path -----------------------------------------------------------------
@@ -426,6 +430,17 @@ class App:
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         # The hot path: a known sync endpoint, a plain body of known small size, a small answer.
         started = perf_counter()
+        if self.tracing is not None and scope.proto == "http":
+            span = self.tracing.start(scope.method, scope.path, scope.headers)
+            if span is not None:
+                with trace.use_span(span, end_on_exit=False):
+                    status = await self._rsgi_traced(scope, proto, started)
+                self.tracing.end(span, status)
+                return
+        await self._rsgi_traced(scope, proto, started)
+
+    async def _rsgi_traced(self, scope: Any, proto: Any, started: float) -> int:
+        """Answer one RSGI request; the HTTP status it was answered with."""
         route = self.routes.get(scope.path)
         if route is not None and route.handler is not None and scope.proto == "http":
             method = scope.method
@@ -445,6 +460,7 @@ class App:
                     log.exception("internal error on %s %s", method, scope.path)
                     result = route.fail("internal-service-error",
                                         "the node failed on this request; it is logged")
+                status = 200
                 if type(result) is bytes and len(result) < self.gzip_min_bytes:
                     proto.response_bytes(200, _JSON_HEADERS, result)
                 else:
@@ -452,12 +468,14 @@ class App:
                     out_headers, out_body = await self._encode_out(
                         response, headers.get("accept-encoding"))
                     await _rsgi_send(proto, response.status, out_headers, out_body)
+                    status = response.status
                 if route.stats is not None:
                     route.stats.observe(perf_counter() - started)
-                return
-        await self._rsgi_general(scope, proto)
+                return status
+        status = await self._rsgi_general(scope, proto)
         if scope.proto == "http":
             self._observe(scope.path, started)
+        return status
 
     def _observe(self, path: str, started: float) -> None:
         route = self.routes.get(path)
@@ -465,18 +483,18 @@ class App:
         if stats is not None:
             stats.observe(perf_counter() - started)
 
-    async def _rsgi_general(self, scope: Any, proto: Any) -> None:
+    async def _rsgi_general(self, scope: Any, proto: Any) -> int:
         if scope.proto != "http":
             handler = self.websockets.get(scope.path) if scope.proto == "ws" else None
             if handler is None:
                 proto.close(1008)
-                return
+                return 404
             try:
                 transport = await proto.accept()
             except Exception:  # the client went away during the handshake
-                return
+                return 400
             await handler(_RsgiWebSocket(proto, transport), scope.client)
-            return
+            return 101
 
         async def read(length: str | None) -> tuple[bytes, str | None]:
             if length is not None:
@@ -490,6 +508,7 @@ class App:
         if close:  # tell the client this connection is done, so it does not reuse it
             out_headers = [*out_headers, ("connection", "close")]
         await _rsgi_send(proto, response.status, out_headers, out_body)
+        return response.status
 
     async def _dispatch(self, method: str, path: str, query: str, headers: Any, client: str,
                         read: Callable[[str | None], Awaitable[tuple[bytes, str | None]]]
@@ -553,6 +572,16 @@ class App:
             return
         started = perf_counter()
         headers = _AsgiHeaders(scope["headers"])
+        span = None
+        if self.tracing is not None:
+            span = self.tracing.start(scope["method"], scope["path"], headers)
+        with trace.use_span(span, end_on_exit=False) if span is not None else _NO_SPAN:
+            status = await self._asgi_http(scope, receive, send, headers, started)
+        if span is not None and self.tracing is not None:
+            self.tracing.end(span, status)
+
+    async def _asgi_http(self, scope: dict[str, Any], receive: Any, send: Any,
+                         headers: _AsgiHeaders, started: float) -> int:
         client = scope.get("client")
 
         async def read(length: str | None) -> tuple[bytes, str | None]:
@@ -566,6 +595,7 @@ class App:
             out_headers = [*out_headers, ("connection", "close")]
         await _asgi_send(send, response.status, out_headers, out_body)
         self._observe(scope["path"], started)
+        return response.status
 
     async def _read_asgi(self, receive: Any) -> tuple[bytes, str | None]:
         chunks: list[bytes] = []
