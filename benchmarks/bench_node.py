@@ -55,13 +55,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def node(*extra: str) -> Iterator[tuple[str, psutil.Process, list[str]]]:
+def node(*extra: str, env: dict[str, str] | None = None
+         ) -> Iterator[tuple[str, psutil.Process, list[str]]]:
     """Start a node on a free loopback port; yield (base url, process, command); stop it."""
     port = free_port()
     cmd = [sys.executable, "-m", "artemis", "server", "--port", str(port), "--region", REGION,
            "--zone", ZONE, "--log-level", "warning", "--rate-limits", HIGH_LIMITS,
            "--max-batch", "5000", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     try:
@@ -170,13 +172,13 @@ def wrk(url: str, duration: int, connections: int, script: str | None = None,
 
 
 def scenario_ceiling(args: argparse.Namespace) -> dict[str, Any]:
-    with node() as (base, proc, cmd):
+    with node(*args.node_args, env=args.node_env) as (base, proc, cmd):
         return {"command": cmd, **wrk(base + "/health", args.duration, args.connections,
                                       proc=proc)}
 
 
 def scenario_lookup(args: argparse.Namespace) -> dict[str, Any]:
-    with node() as (base, proc, cmd):
+    with node(*args.node_args, env=args.node_env) as (base, proc, cmd):
         register(base, [instance("lookup.service", i) for i in range(20)])
         body = json.dumps({"discoveryConfigs": [{"discoveryData": None, "regionId": None,
                                                  "serviceId": "lookup.service", "zoneId": None}],
@@ -190,7 +192,7 @@ def scenario_lookup(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scenario_heartbeat(args: argparse.Namespace) -> dict[str, Any]:
-    with node() as (base, proc, cmd):
+    with node(*args.node_args, env=args.node_env) as (base, proc, cmd):
         fleet = [instance("heartbeat.service", i) for i in range(1000)]
         register(base, fleet)
         bodies = [json.dumps({"instances": [inst]}) for inst in fleet]
@@ -317,7 +319,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--churn-seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--node-arg", dest="node_args", action="append", default=[],
+                        help="an extra flag for the node (repeat for more)")
+    parser.add_argument("--node-env", dest="node_env_list", action="append", default=[],
+                        help="NAME=VALUE in the node's environment (repeat for more)")
     args = parser.parse_args()
+    args.node_env = dict(item.split("=", 1) for item in args.node_env_list)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(),
                                            "python": sys.version.split()[0]}}
     for name in args.only.split(","):
