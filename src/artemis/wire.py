@@ -22,10 +22,15 @@ import msgspec
 
 __all__ = [
     "ALL_SERVICES_CONFIG_ID",
+    "ConfigResponse",
+    "ConnectionsResponse",
     "DecodeError",
+    "DeploymentResponse",
     "DiscoveryConfig",
+    "ErrorResponse",
     "FailedInstance",
     "GetClusterNodeStatusResponse",
+    "GetClusterNodesResponse",
     "GetClusterStatusResponse",
     "GetServiceNodesRequest",
     "GetServiceNodesResponse",
@@ -35,17 +40,21 @@ __all__ = [
     "GetServicesDeltaResponse",
     "GetServicesRequest",
     "GetServicesResponse",
+    "HealthResponse",
     "Instance",
     "InstanceChange",
     "InstancesRequest",
     "InstancesResponse",
     "LeaseStatus",
     "LeasesStatusRequest",
+    "LeasesStatusResponse",
     "LookupRequest",
     "LookupResponse",
     "PushedChange",
     "ResponseStatus",
     "RouteRule",
+    "RuntimeResponse",
+    "SelfPreservationResponse",
     "Service",
     "ServiceGroup",
     "ServiceNode",
@@ -265,6 +274,109 @@ class LeaseStatus(_Wire, kw_only=True, frozen=True):
     instance: str
     renewal_time: str
     ttl: int
+
+
+# --- answers the server writes by hand (described here for the OpenAPI document) ----------
+
+
+class ErrorResponse(_Wire, kw_only=True, frozen=True):
+    """A failed answer without an endpoint's payload: 404 and 405, or an endpoint with none."""
+
+    response_status: ResponseStatus
+
+
+class GetClusterNodesResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/cluster/nodes.json`: the status of every node of the cluster."""
+
+    nodes: list[ServiceNodeStatus] | None = None
+    response_status: ResponseStatus
+
+
+class LeasesStatusResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/status/leases.json` and `legacy-leases.json`: self-preservation state and leases
+    by service id."""
+
+    is_safe: bool = False
+    is_safe_check_enabled: bool = False
+    lease_count: int = 0
+    lease_update_count_last_time_window: int = 0
+    lease_update_max_count: int = 0
+    lease_update_max_count_last_update_time: int = 0
+    leases: dict[str, list[LeaseStatus]] | None = None
+    response_status: ResponseStatus
+
+
+class ConfigResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/status/config.json`: every public setting as text (secrets masked), and the
+    precedence of the places settings come from."""
+
+    properties: dict[str, str] | None = None
+    response_status: ResponseStatus
+    sources: dict[str, int] | None = None
+
+
+class DeploymentResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/status/deployment.json`: where this node runs."""
+
+    app_id: str | None = None
+    ip: str | None = None
+    machine_name: str | None = None
+    path: str | None = None
+    port: int = 0
+    properties: dict[str, str] | None = None
+    protocol: str | None = None
+    region_id: str | None = None
+    response_status: ResponseStatus
+    sources: dict[str, int] | None = None
+    zone_id: str | None = None
+
+
+class RuntimeResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/status/runtime.json`: the node's counters; a failed answer has only
+    `responseStatus`."""
+
+    change_log_size: int = 0
+    evicted_total: int = 0
+    instances: int = 0
+    loop_lag: dict[str, float] | None = None
+    longest_step_ms: dict[str, dict[str, float]] | None = None
+    push: dict[str, int] | None = None
+    rate_limited: dict[str, int] | None = None
+    response_status: ResponseStatus
+    revision: int = 0
+    services: int = 0
+    snapshot_versions: list[int] | None = None
+    snapshots_taken: int = 0
+    uptime_seconds: float = 0.0
+
+
+class ConnectionsResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/status/message/connections.json`: WebSocket session counts, as strings like the
+    original's; a failed answer has only `responseStatus`."""
+
+    discovery: str | None = None
+    registry: str | None = None
+    response_status: ResponseStatus | None = None
+
+
+class SelfPreservationResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/admin/self-preservation.json`: whether self-preservation is on and holding, for
+    the leases and the legacy leases."""
+
+    enabled: bool | None = None
+    is_safe: bool | None = None
+    legacy_enabled: bool | None = None
+    legacy_is_safe: bool | None = None
+    response_status: ResponseStatus
+
+
+class HealthResponse(_Wire, kw_only=True, frozen=True):
+    """`/health`: the node's status and instance count; a failed answer has only
+    `responseStatus`."""
+
+    instances: int = 0
+    response_status: ResponseStatus | None = None
+    status: str | None = None
 
 
 # --- decoding -------------------------------------------------------------------------------

@@ -48,10 +48,11 @@ class RoundRobinBalancer:
 
 
 class WeightedBalancer:
-    """A group by its weight in the service's first route rule, then an instance of it at
-    random. A group's instances are those it lists (`instances`, or `instanceIds`) or, failing
-    that, those whose group key (service/region/zone/group) starts with the group's key; with no
-    route rule, or no group with instances, every instance is a candidate."""
+    """A group by its weight in the service's first route rule that has a group with
+    instances, then an instance of it at random. A group's instances are those it lists
+    (`instances`, or `instanceIds`) or, failing that, those whose group key
+    (service/region/zone/group) starts with the group's key; with no route rule, or no group
+    with instances, every instance is a candidate."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()

@@ -82,6 +82,7 @@ class DiscoveryClient:
         self._ws: ClientWebSocket | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._polled_at = -1e18
         self.stats = {"frames": 0, "lookups": 0, "reconnects": 0, "polls": 0, "errors": 0}
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -165,10 +166,13 @@ class DiscoveryClient:
                 raise server_error(status.error_code, status.message)
         except ArtemisError:
             for entry in entries:
-                entry.pending = None
+                pending, entry.pending = entry.pending or [], None
+                if entry.fetched:  # keep the last known instances, with what was pushed since
+                    for change in pending:
+                        self._apply(entry, change, notify=True)
             if any(not e.fetched for e in entries):
                 raise
-            return  # keep serving the last known instances
+            return
         self.stats["lookups"] += 1
         by_key = {(s.service_id or "").lower(): s for s in answer.services or []}
         for entry in entries:
@@ -219,9 +223,11 @@ class DiscoveryClient:
                                                        else self.poll_interval))
 
     async def _poll_until(self, deadline: float) -> None:
-        """Look every cached service up now, then wait until `deadline`."""
+        """Look every cached service up if `poll_interval` has passed since the last poll,
+        then wait until `deadline`."""
         entries = [e for e in self._entries.values() if e.fetched]
-        if entries:
+        if entries and time.monotonic() - self._polled_at >= self.poll_interval:
+            self._polled_at = time.monotonic()
             self.stats["polls"] += 1
             with contextlib.suppress(ArtemisError):
                 await self._lookup(entries)
@@ -251,10 +257,12 @@ class DiscoveryClient:
                     await self._lookup(stale)
             last_poll = time.monotonic()
             while self._ws is not None:
-                try:
-                    text = await asyncio.wait_for(self._ws.recv(), self.poll_interval)
-                except TimeoutError:
-                    text = None
+                text = None
+                with contextlib.suppress(TimeoutError):
+                    # asyncio.timeout, not wait_for: wait_for can swallow a cancellation that
+                    # lands as a frame arrives, and close() would then wait forever
+                    async with asyncio.timeout(self.poll_interval):
+                        text = await self._ws.recv()
                 if text is not None:
                     self._on_frame(text)
                 if time.monotonic() - last_poll >= self.poll_interval * 6:

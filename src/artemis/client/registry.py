@@ -33,6 +33,7 @@ __all__ = ["RegistryClient"]
 
 log = logging.getLogger("artemis.client.registry")
 _REREGISTER: Final = frozenset({"data-not-found", "unknown"})
+_NODE_DOWN: Final = frozenset({"service-unavailable", "internal-service-error"})
 
 
 def _key(instance: Instance) -> str:
@@ -197,10 +198,13 @@ class RegistryClient:
                     self.caller.servers.failed(self._ws_url)
                 await self._drop_ws()
             else:
-                if answer.response_status.status == "fail" and \
-                        answer.response_status.error_code == "service-unavailable":
-                    await self._drop_ws()
-                return answer
+                status = answer.response_status
+                if not (status.status == "fail" and status.error_code in _NODE_DOWN):
+                    return answer
+                # the node cannot serve: leave it, and send this frame elsewhere over HTTP
+                if self._ws_url is not None:
+                    self.caller.servers.failed(self._ws_url)
+                await self._drop_ws()
         return await self.caller.call("/api/registry/heartbeat.json", frame,
                                       wire.InstancesResponse)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from artemis.client.discovery import DiscoveryClient, Listener
+from artemis.client.errors import ClientClosed
 from artemis.client.registry import RegistryClient
 from artemis.wire import Instance, Service
 
@@ -28,11 +29,18 @@ class _LoopThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
+        self.stopped = False
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self.stopped:
+            coro.close()
+            raise ClientClosed("this client is closed")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.loop.close()
@@ -60,6 +68,8 @@ class SyncRegistryClient:
         return dict(self._client.stats)
 
     def close(self) -> None:
+        if self._thread.stopped:
+            return
         try:
             self._thread.run(self._client.close())
         finally:
@@ -90,9 +100,13 @@ class SyncDiscoveryClient:
         return self._client.cached(service_id)
 
     def add_listener(self, service_id: str, listener: Listener) -> None:
+        if self._thread.stopped:
+            raise ClientClosed("this client is closed")
         self._thread.loop.call_soon_threadsafe(self._client.add_listener, service_id, listener)
 
     def close(self) -> None:
+        if self._thread.stopped:
+            return
         try:
             self._thread.run(self._client.close())
         finally:

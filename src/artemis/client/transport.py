@@ -113,12 +113,12 @@ class InProcessTransport:
     async def post(self, base_url: str, path: str, body: bytes) -> bytes:
         try:
             answer = await self._http.post(path, content=body)
-        except httpx.HTTPError as exc:  # pragma: no cover - the app answers every request
+        except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: used after aclose()
             raise TransportError(f"in-process: {exc}") from None
         return answer.content
 
     async def connect(self, base_url: str, path: str) -> ClientWebSocket:
-        ws = _InProcessWebSocket(self._app, path)
+        ws = _InProcessWebSocket(self._app, path, self._sockets.discard)
         await ws.open()
         self._sockets.add(ws)
         return ws
@@ -132,13 +132,15 @@ class InProcessTransport:
 class _InProcessWebSocket:
     """One ASGI WebSocket session of the app, driven through two queues."""
 
-    def __init__(self, app: Any, path: str) -> None:
+    def __init__(self, app: Any, path: str, forget: Any) -> None:
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         scope = {"type": "websocket", "path": path, "headers": [], "query_string": b"",
                  "client": ("127.0.0.1", 0), "subprotocols": []}
         self._task = asyncio.ensure_future(app(scope, self._to_app.get, self._from_app.put))
         self._closed = False
+        self._told_app = False
+        self._forget = forget
 
     async def open(self) -> None:
         await self._to_app.put({"type": "websocket.connect"})
@@ -156,14 +158,16 @@ class _InProcessWebSocket:
             raise TransportError("in-process WebSocket is closed")
         message = await self._from_app.get()
         if message["type"] != "websocket.send":
-            self._closed = True
+            await self.close()  # the app closed it: tell the app the client is gone, as a server
             raise TransportError(f"in-process WebSocket closed: {message.get('code')}")
         text: str = message.get("text") or message.get("bytes", b"").decode()
         return text
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+        self._closed = True
+        self._forget(self)
+        if not self._told_app:
+            self._told_app = True
             await self._to_app.put({"type": "websocket.disconnect", "code": 1000})
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 2)

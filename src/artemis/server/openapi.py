@@ -1,0 +1,288 @@
+"""The OpenAPI 3.1 document of a node's HTTP endpoints, served at `/openapi.json`.
+
+The document is built from the route table the node serves, so it lists exactly those paths and
+methods; what each one takes and answers comes from `ENDPOINTS` below, the schemas from the wire
+Structs. A route missing from `ENDPOINTS` makes the builder raise: an endpoint cannot be added
+without being described. WebSocket endpoints are not OpenAPI operations; the document's
+description lists them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from artemis import __version__, wire
+from artemis.server.api_status import SelfPreservationSwitch
+from artemis.server.http import JSON, Request, Route
+from artemis.server.metrics import CONTENT_TYPE
+
+__all__ = ["ENDPOINTS", "PATH", "Endpoint", "Query", "UndocumentedRoute", "openapi_document",
+           "openapi_route"]
+
+PATH: Final = "/openapi.json"
+
+
+class UndocumentedRoute(LookupError):
+    """A route of the table has no entry in `ENDPOINTS`."""
+
+
+class Query(NamedTuple):
+    """A query parameter of an endpoint's GET form."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+    explode: bool = True
+
+
+class Endpoint(NamedTuple):
+    """What one path does: a summary, the body its POST reads (None: no body is read), its 200
+    answer (a Struct or any type msgspec can describe) and, for GET, its query parameters."""
+
+    summary: str
+    request: type[msgspec.Struct] | None
+    answer: Any
+    query: tuple[Query, ...] = ()
+    description: str = ""
+    content_type: str = JSON
+
+
+_REGION: Final = Query("regionId", {"type": "string"},
+                       "Region asked for; another than the node's is refused `no-permission`, "
+                       "none means the node's.")
+_ZONE: Final = Query("zoneId", {"type": "string"},
+                     "Zone asked for; none means the node's.")
+_APP_IDS: Final = Query("appIds", {"type": "array", "items": {"type": "string"}},
+                        "Service ids to narrow the answer to, comma-separated (the parameter may "
+                        "also be repeated); none means every service.", explode=False)
+_REGISTRY: Final = ("A batch is checked as a whole first (rate limit, `instances` missing, empty "
+                    "or over `max_batch`, node not serving), then each instance on its own: a "
+                    "failing one is listed in `failedInstances` and the answer is "
+                    "`partial_fail`.")
+_UP_NODES: Final = ("The nodes (this one) serving {what} for the region and zone asked; "
+                    "`data-not-found` when none.")
+
+ENDPOINTS: Final[Mapping[str, Endpoint]] = {
+    "/api/registry/register.json": Endpoint(
+        "Register instances", wire.InstancesRequest, wire.InstancesResponse,
+        description="Creates (or replaces) the lease of each instance. " + _REGISTRY),
+    "/api/registry/heartbeat.json": Endpoint(
+        "Renew the leases of instances", wire.InstancesRequest, wire.InstancesResponse,
+        description="An unknown or expired instance fails `data-not-found` (register it "
+        "again). " + _REGISTRY),
+    "/api/registry/unregister.json": Endpoint(
+        "Unregister instances", wire.InstancesRequest, wire.InstancesResponse,
+        description="Removes each lease at once; an unknown instance is a success. " + _REGISTRY),
+    "/api/discovery/lookup.json": Endpoint(
+        "Look services up", wire.LookupRequest, wire.LookupResponse,
+        description="Answers the live registry; a service with no instances answers "
+        "`\"instances\": []`. A node that cannot serve discovery answers `service-unavailable`."),
+    "/api/discovery/service.json": Endpoint(
+        "Get one service", wire.GetServiceRequest, wire.GetServiceResponse,
+        (Query("serviceId", {"type": "string"}, "The service's id.", required=True),
+         _REGION, _ZONE),
+        description="The service from the live registry, with its checksum."),
+    "/api/discovery/services.json": Endpoint(
+        "Get every service", wire.GetServicesRequest, wire.GetServicesResponse,
+        description="The newest snapshot with its `version`; only services with instances "
+        "appear."),
+    "/api/discovery/services-delta.json": Endpoint(
+        "Get the changes since a version", wire.GetServicesDeltaRequest,
+        wire.GetServicesDeltaResponse,
+        description="The changes (`new`, `delete`, `change`) from a kept `version` to the "
+        "newest; a version that is not kept answers `data-not-found`."),
+    "/api/status/node.json": Endpoint(
+        "This node's status", None, wire.GetClusterNodeStatusResponse),
+    "/api/status/cluster.json": Endpoint(
+        "The cluster's status", None, wire.GetClusterStatusResponse),
+    "/api/status/leases.json": Endpoint(
+        "Self-preservation state and leases", wire.LeasesStatusRequest,
+        wire.LeasesStatusResponse, (_APP_IDS,),
+        description="`serviceIds` (POST) or `appIds` (GET) narrows it to some services."),
+    "/api/status/legacy-leases.json": Endpoint(
+        "Self-preservation state and legacy leases", wire.LeasesStatusRequest,
+        wire.LeasesStatusResponse, (_APP_IDS,),
+        description="The same as leases.json, for the `java_registry` (90 s) leases."),
+    "/api/status/config.json": Endpoint(
+        "The node's settings", None, wire.ConfigResponse,
+        description="Every setting as text, secrets masked."),
+    "/api/status/deployment.json": Endpoint(
+        "Where the node runs", None, wire.DeploymentResponse,
+        description="Region, zone, address, port and context path of the node."),
+    "/api/status/runtime.json": Endpoint(
+        "The node's runtime counters", None, wire.RuntimeResponse,
+        (Query("window", {"type": "number"},
+               "Seconds of event-loop lag samples to summarize; none (or not positive) means "
+               "every sample kept."),),
+        description="Instances, services, revision, snapshot versions, evictions, rate-limit "
+        "refusals, push sessions, event-loop lag."),
+    "/api/status/message/connections.json": Endpoint(
+        "WebSocket session counts", None, wire.ConnectionsResponse,
+        description="As the original gives them: counts as strings."),
+    "/api/cluster/nodes.json": Endpoint(
+        "The cluster's nodes", None, wire.GetClusterNodesResponse),
+    "/api/cluster/up-registry-nodes.json": Endpoint(
+        "Nodes serving registry", wire.GetServiceNodesRequest, wire.GetServiceNodesResponse,
+        (_REGION, _ZONE), description=_UP_NODES.format(what="registry")),
+    "/api/cluster/up-discovery-nodes.json": Endpoint(
+        "Nodes serving discovery", wire.GetServiceNodesRequest, wire.GetServiceNodesResponse,
+        (_REGION, _ZONE), description=_UP_NODES.format(what="discovery")),
+    "/api/admin/self-preservation.json": Endpoint(
+        "Self-preservation switch", SelfPreservationSwitch, wire.SelfPreservationResponse,
+        description="GET gives the state; POST switches it (the admin bearer token, or a call "
+        "from 127.0.0.1 when none is set; else `no-permission`). `legacy` follows `enabled` "
+        "unless given."),
+    "/health": Endpoint(
+        "Health", None, wire.HealthResponse,
+        description="200 when the node serves registry and discovery, 503 otherwise."),
+    "/metrics": Endpoint(
+        "Prometheus metrics", None, str, content_type=CONTENT_TYPE,
+        description="Requests and latency per endpoint and error code, and the node's state, "
+        "in the Prometheus text format (when metrics are on)."),
+    PATH: Endpoint(
+        "This document", None, dict[str, Any],
+        description="The OpenAPI 3.1 description of every HTTP endpoint of the node."),
+}
+
+_DESCRIPTION: Final = """\
+A service registry and discovery server compatible with Ctrip's Artemis.
+
+Bodies are JSON and may be gzip-compressed (`Content-Encoding: gzip`); an empty body reads as `{{}}`.
+Keys are read case-insensitively and unknown keys are ignored. Answers to known endpoints are
+HTTP 200 with a `responseStatus` (`errorCode` one of `success`, `partial_fail`, `bad-request`,
+`rate-limited`, `no-permission`, `data-not-found`, `internal-service-error`,
+`service-unavailable`); a failed answer keeps the endpoint's shape with its payload fields null.
+Unknown paths answer 404 and wrong methods 405 (with `Allow`), each with a JSON `responseStatus`.
+
+WebSockets (not operations of this document; text frames of JSON, `ws://`):
+
+| path | the client sends | the node sends |
+|---|---|---|
+| `{context}/ws/discovery/instance-change` | a DiscoveryConfig per service to follow, \
+optionally with the `revision` of the last change seen | an InstanceChange frame (with its \
+`revision`) for every change of those services |
+| `{context}/ws/discovery/all-instance-change` | nothing (a frame `{{"revision": ...}}` \
+resumes) | every InstanceChange of every service |
+| `{context}/ws/registry/heartbeat` | `{{"instances": [Instance]}}` frames | one answer per \
+frame, as `heartbeat.json` answers |
+
+Errors on a WebSocket are frames `{{"responseStatus": ...}}`.
+"""
+
+_REF: Final = "#/components/schemas/{name}"
+
+
+def _operation_id(method: str, path: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", path.removeprefix("/api/").removesuffix(".json"))
+    return f"{method.lower()}_{slug.strip('_')}"
+
+
+def _tag(path: str) -> str:
+    return path.split("/")[2] if path.startswith("/api/") else "node"
+
+
+def _content(media: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {media.split(";")[0]: {"schema": schema}}
+
+
+def openapi_document(routes: Mapping[str, Route], context_path: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` (paths without the context path) served under
+    `context_path`; raise UndocumentedRoute for a route with no entry in ENDPOINTS."""
+    missing = sorted(set(routes) - set(ENDPOINTS))
+    if missing:
+        raise UndocumentedRoute(f"routes without an entry in openapi.ENDPOINTS: {missing}")
+    kinds: list[Any] = [wire.ErrorResponse]
+    for path in routes:
+        entry = ENDPOINTS[path]
+        kinds.append(entry.answer)
+        if entry.request is not None:
+            kinds.append(entry.request)
+    refs, schemas = msgspec.json.schema_components(kinds, ref_template=_REF)
+    schema_of = {id(kind): ref for kind, ref in zip(kinds, refs, strict=True)}
+    error = _content(JSON, schema_of[id(wire.ErrorResponse)])
+    paths: dict[str, Any] = {}
+    for path, route in routes.items():
+        entry = ENDPOINTS[path]
+        answer = _content(entry.content_type, schema_of[id(entry.answer)])
+        operations: dict[str, Any] = {}
+        for method in sorted(route.methods):
+            responses: dict[str, Any] = {"200": {"description": entry.summary, "content": answer}}
+            if path == "/health":
+                responses["503"] = {"description": "The node does not serve registry and "
+                                    "discovery (starting, or down)", "content": answer}
+            if method == "HEAD":
+                responses = {code: {"description": r["description"]}
+                             for code, r in responses.items()}
+            responses |= {"404": {"$ref": "#/components/responses/NotFound"},
+                          "405": {"$ref": "#/components/responses/MethodNotAllowed"}}
+            operation: dict[str, Any] = {
+                "operationId": _operation_id(method, path),
+                "summary": entry.summary,
+                "tags": [_tag(path)],
+            }
+            if entry.description:
+                operation["description"] = entry.description
+            if method in ("GET", "HEAD") and entry.query:
+                operation["parameters"] = [_parameter(q) for q in entry.query]
+            if method == "POST" and entry.request is not None and route.reads_body:
+                operation["requestBody"] = {
+                    "required": False,
+                    "description": "JSON, optionally gzip-compressed; empty reads as `{}`.",
+                    "content": _content(JSON, schema_of[id(entry.request)]),
+                }
+            if path == "/api/admin/self-preservation.json" and method == "POST":
+                operation["security"] = [{}, {"adminToken": []}]
+            operation["responses"] = responses
+            operations[method.lower()] = operation
+        paths[context_path + path] = operations
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Artemis for Python",
+            "version": __version__,
+            "description": _DESCRIPTION.format(context=context_path),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                "NotFound": {"description": "No endpoint at this path (for instance, the "
+                             "node serves another context path)", "content": error},
+                "MethodNotAllowed": {
+                    "description": "The path does not take this method; `Allow` lists those "
+                    "it takes",
+                    "headers": {"Allow": {"schema": {"type": "string"}}},
+                    "content": error,
+                },
+            },
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer",
+                               "description": "The node's `admin_token`, for admin switches"},
+            },
+        },
+    }
+
+
+def _parameter(query: Query) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"name": query.name, "in": "query", "required": query.required,
+                                 "description": query.description, "schema": query.schema}
+    if not query.explode:
+        parameter |= {"style": "form", "explode": False}
+    return parameter
+
+
+def openapi_route(routes: Mapping[str, Route], context_path: str) -> Route:
+    """GET /openapi.json: the document of `routes` and of itself, encoded once."""
+    route = Route(frozenset({"GET"}), reads_body=False)
+    body = msgspec.json.encode(openapi_document({**routes, PATH: route}, context_path))
+
+    def serve(request: Request) -> bytes:
+        return body
+
+    route.handler = serve
+    return route
