@@ -338,10 +338,10 @@ class RuntimeResponse(_Wire, kw_only=True, frozen=True):
     change_log_size: int = 0
     evicted_total: int = 0
     instances: int = 0
-    loop_lag: dict[str, float] | None = None
     longest_step_ms: dict[str, dict[str, float]] | None = None
+    loop_lag: dict[str, float] | None = None
     push: dict[str, int] | None = None
-    rate_limited: dict[str, int] | None = None
+    rate_limited: dict[str, dict[str, int]] | None = None  # limiter -> operation -> refusals
     response_status: ResponseStatus
     revision: int = 0
     services: int = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from artemis.server import api_discovery, api_registry, api_status
+from artemis.server import api_discovery, api_registry, api_status, openapi
 from artemis.server.http import App, Request, Response, Route
 from artemis.server.metrics import CONTENT_TYPE, EndpointStats, render, scrape_registry
 from artemis.server.node import Node
@@ -29,6 +29,7 @@ def build_app(node: Node) -> App:
             return Response(render(collectors), content_type=CONTENT_TYPE)
 
         routes["/metrics"] = Route(frozenset({"GET"}), handler=scrape, reads_body=False)
+    routes[openapi.PATH] = openapi.openapi_route(routes, s.context_path)  # last: documents all
     app = App(routes, context_path=s.context_path, max_body_bytes=s.max_body_bytes,
               gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running,
               websockets=push.endpoints())

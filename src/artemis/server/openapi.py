@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 import msgspec
@@ -42,7 +43,9 @@ class Query(NamedTuple):
 
 class Endpoint(NamedTuple):
     """What one path does: a summary, the body its POST reads (None: no body is read), its 200
-    answer (a Struct or any type msgspec can describe) and, for GET, its query parameters."""
+    answer (a Struct or any type msgspec can describe) and, for GET, its query parameters;
+    `statuses` are other HTTP statuses it answers with the same shape, and `admin` says that
+    its POST needs the admin token."""
 
     summary: str
     request: type[msgspec.Struct] | None
@@ -50,6 +53,8 @@ class Endpoint(NamedTuple):
     query: tuple[Query, ...] = ()
     description: str = ""
     content_type: str = JSON
+    statuses: Mapping[int, str] = MappingProxyType({})
+    admin: bool = False
 
 
 _REGION: Final = Query("regionId", {"type": "string"},
@@ -136,10 +141,11 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
         "Self-preservation switch", SelfPreservationSwitch, wire.SelfPreservationResponse,
         description="GET gives the state; POST switches it (the admin bearer token, or a call "
         "from 127.0.0.1 when none is set; else `no-permission`). `legacy` follows `enabled` "
-        "unless given."),
+        "unless given.", admin=True),
     "/health": Endpoint(
         "Health", None, wire.HealthResponse,
-        description="200 when the node serves registry and discovery, 503 otherwise."),
+        description="200 when the node serves registry and discovery, 503 otherwise.",
+        statuses={503: "The node does not serve registry and discovery (starting, or down)"}),
     "/metrics": Endpoint(
         "Prometheus metrics", None, str, content_type=CONTENT_TYPE,
         description="Requests and latency per endpoint and error code, and the node's state, "
@@ -152,12 +158,13 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
 _DESCRIPTION: Final = """\
 A service registry and discovery server compatible with Ctrip's Artemis.
 
-Bodies are JSON and may be gzip-compressed (`Content-Encoding: gzip`); an empty body reads as `{{}}`.
-Keys are read case-insensitively and unknown keys are ignored. Answers to known endpoints are
-HTTP 200 with a `responseStatus` (`errorCode` one of `success`, `partial_fail`, `bad-request`,
+Bodies are JSON and may be gzip-compressed (`Content-Encoding: gzip`); an empty body reads as
+`{{}}`. Keys are read case-insensitively and unknown keys are ignored. Answers to known endpoints
+are HTTP 200 with a `responseStatus` (`errorCode` one of `success`, `partial_fail`, `bad-request`,
 `rate-limited`, `no-permission`, `data-not-found`, `internal-service-error`,
 `service-unavailable`); a failed answer keeps the endpoint's shape with its payload fields null.
 Unknown paths answer 404 and wrong methods 405 (with `Allow`), each with a JSON `responseStatus`.
+Large answers are gzip-compressed for a client that accepts gzip (`Accept-Encoding`).
 
 WebSockets (not operations of this document; text frames of JSON, `ws://`):
 
@@ -203,21 +210,20 @@ def openapi_document(routes: Mapping[str, Route], context_path: str) -> dict[str
         if entry.request is not None:
             kinds.append(entry.request)
     refs, schemas = msgspec.json.schema_components(kinds, ref_template=_REF)
-    schema_of = {id(kind): ref for kind, ref in zip(kinds, refs, strict=True)}
-    error = _content(JSON, schema_of[id(wire.ErrorResponse)])
+    schema_of = dict(zip(kinds, refs, strict=True))
+    error = _content(JSON, schema_of[wire.ErrorResponse])
     paths: dict[str, Any] = {}
     for path, route in routes.items():
         entry = ENDPOINTS[path]
-        answer = _content(entry.content_type, schema_of[id(entry.answer)])
+        answer = _content(entry.content_type, schema_of[entry.answer])
         operations: dict[str, Any] = {}
         for method in sorted(route.methods):
-            responses: dict[str, Any] = {"200": {"description": entry.summary, "content": answer}}
-            if path == "/health":
-                responses["503"] = {"description": "The node does not serve registry and "
-                                    "discovery (starting, or down)", "content": answer}
-            if method == "HEAD":
-                responses = {code: {"description": r["description"]}
-                             for code, r in responses.items()}
+            described = {200: entry.summary, **entry.statuses}
+            responses: dict[str, Any] = {
+                str(status): {"description": text} if method == "HEAD"
+                else {"description": text, "content": answer}
+                for status, text in described.items()
+            }
             responses |= {"404": {"$ref": "#/components/responses/NotFound"},
                           "405": {"$ref": "#/components/responses/MethodNotAllowed"}}
             operation: dict[str, Any] = {
@@ -233,9 +239,9 @@ def openapi_document(routes: Mapping[str, Route], context_path: str) -> dict[str
                 operation["requestBody"] = {
                     "required": False,
                     "description": "JSON, optionally gzip-compressed; empty reads as `{}`.",
-                    "content": _content(JSON, schema_of[id(entry.request)]),
+                    "content": _content(JSON, schema_of[entry.request]),
                 }
-            if path == "/api/admin/self-preservation.json" and method == "POST":
+            if entry.admin and method == "POST":  # {}: no token needed on 127.0.0.1 when none
                 operation["security"] = [{}, {"adminToken": []}]
             operation["responses"] = responses
             operations[method.lower()] = operation
