@@ -85,7 +85,7 @@ def _serve(config: str | None, **values: Any) -> None:
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        run(settings)
+        run(settings, os.environ)
     except OSError as exc:
         click.echo(f"artemis: cannot serve on {settings.host}:{settings.port}: {exc}", err=True)
         sys.exit(1)

@@ -1,7 +1,9 @@
 """Fixtures of the real-process tests: `python -m artemis server` on 127.0.0.1, one per test.
 
 A node is ready when GET /health answers 200 (polled, with a deadline); it is stopped by its pid,
-SIGTERM first and SIGKILL if it does not exit in time.
+SIGTERM first and SIGKILL if it does not exit in time. A node serving TLS is started with
+`scheme="https"` and `verify=<CA file>`, which its health polls and `client()` use; `extra_env`
+adds environment variables (OTEL_* ones, say).
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -53,13 +56,15 @@ class RunningNode:
     port: int
     context_path: str
     log: Path
+    scheme: str = "http"
+    verify: ssl.SSLContext | bool = True
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.context_path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.context_path}"
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=5.0)
+        return httpx.Client(base_url=self.url, timeout=5.0, verify=self.verify)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -87,7 +92,7 @@ def _healthy(node: RunningNode) -> bool | None:
     if node.process.poll() is not None:
         pytest.fail(f"artemis server exited with {node.process.returncode}:\n{node.output()}")
     try:
-        response = httpx.get(node.url + "/health", timeout=1.0)
+        response = httpx.get(node.url + "/health", timeout=1.0, verify=node.verify)
     except httpx.TransportError:
         return None
     return True if response.status_code == 200 else None
@@ -100,7 +105,9 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
     started: list[RunningNode] = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTEMIS_")}
 
-    def start(*flags: str, context_path: str = "") -> RunningNode:
+    def start(*flags: str, context_path: str = "", scheme: str = "http",
+              verify: str | bool = True, extra_env: Mapping[str, str] | None = None
+              ) -> RunningNode:
         port = free_port()
         log = tmp_path / f"artemis-{port}.log"
         command = [sys.executable, "-m", "artemis", "server", "--port", str(port),
@@ -108,8 +115,10 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
         if context_path:
             command += ["--context-path", context_path]
         with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        node = RunningNode(process, port, context_path, log)
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                       env={**env, **(extra_env or {})})
+        trust = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        node = RunningNode(process, port, context_path, log, scheme, trust)
         started.append(node)
         poll(lambda: _healthy(node), START_DEADLINE, "artemis server answering /health")
         return node

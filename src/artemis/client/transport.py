@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
 from typing import Any, Protocol
 
 import httpx
@@ -50,10 +52,17 @@ def ws_url(base_url: str, path: str) -> str:
 class NetworkTransport:
     """Real nodes over HTTP/1.1 (httpx, connections pooled) and WebSockets (websockets)."""
 
-    def __init__(self, *, timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
+    def __init__(self, *, timeout: float = 5.0, connect_timeout: float = 2.0,
+                 verify: str | bool | ssl.SSLContext = True) -> None:
+        """`verify` says which https:// and wss:// nodes to trust: True, the usual certificate
+        authorities; a path, the CA certificate(s) in that PEM file (or directory); an
+        SSLContext, as it says; False, any certificate (tests only)."""
+        context = _ssl_context(verify)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            headers={"Content-Type": "application/json", "Accept": "application/json"})
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            verify=True if context is None else context)
+        self._ssl = context
         self._connect_timeout = connect_timeout
 
     async def post(self, base_url: str, path: str, body: bytes) -> bytes:
@@ -66,15 +75,35 @@ class NetworkTransport:
         return answer.content
 
     async def connect(self, base_url: str, path: str) -> ClientWebSocket:
+        url = ws_url(base_url, path)
+        tls: dict[str, Any] = {}
+        if self._ssl is not None and url.startswith("wss://"):  # ws:// refuses an ssl argument
+            tls["ssl"] = self._ssl
         try:
-            ws = await websockets.connect(ws_url(base_url, path), max_size=None,
-                                          open_timeout=self._connect_timeout)
+            ws = await websockets.connect(url, max_size=None, open_timeout=self._connect_timeout,
+                                          **tls)
         except (OSError, websockets.WebSocketException, TimeoutError) as exc:
             raise TransportError(f"{base_url}: WebSocket: {exc}") from None
         return _NetworkWebSocket(ws)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _ssl_context(verify: str | bool | ssl.SSLContext) -> ssl.SSLContext | None:
+    """The TLS context `verify` asks for; None for the libraries' own defaults."""
+    if verify is True:
+        return None
+    if verify is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
 
 
 class _NetworkWebSocket:

@@ -10,6 +10,8 @@ Error answers
     oversized or broken gzip bodies; the Artemis codes otherwise), as the original answers.
   * An unknown path gets 404 and a wrong method 405 (with `Allow`), each with a JSON body.
   * An exception inside a handler gets `internal-service-error` and is logged; nothing crashes.
+    The log line and the answer's `X-Request-Id` header carry the request's id (its own
+    `X-Request-Id`, or a new one): only these error paths make or read one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import msgspec
 from opentelemetry import trace
 
 from artemis import wire
+from artemis.server.logs import request_id
 from artemis.server.metrics import EndpointStats
 from artemis.server.tracing import Tracing
 
@@ -389,9 +392,11 @@ class App:
         except BadRequest as exc:
             return Response(route.fail("bad-request", str(exc)))
         except Exception:
-            log.exception("internal error on %s %s", request.method, request.path)
+            with request_id(request.header("x-request-id")) as rid:
+                log.exception("internal error on %s %s", request.method, request.path)
             return Response(route.fail("internal-service-error",
-                                       "the node failed on this request; it is logged"))
+                                       "the node failed on this request; it is logged"),
+                            headers=[("x-request-id", rid)])
         return result if isinstance(result, Response) else Response(result)
 
     async def _encode_out(self, response: Response, accept_encoding: str | None
@@ -457,9 +462,11 @@ class App:
                 except BadRequest as exc:
                     result = route.fail("bad-request", str(exc))
                 except Exception:
-                    log.exception("internal error on %s %s", method, scope.path)
-                    result = route.fail("internal-service-error",
-                                        "the node failed on this request; it is logged")
+                    with request_id(headers.get("x-request-id")) as rid:
+                        log.exception("internal error on %s %s", method, scope.path)
+                    result = Response(route.fail("internal-service-error",
+                                                 "the node failed on this request; it is logged"),
+                                      headers=[("x-request-id", rid)])
                 status = 200
                 if type(result) is bytes and len(result) < self.gzip_min_bytes:
                     proto.response_bytes(200, _JSON_HEADERS, result)

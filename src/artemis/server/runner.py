@@ -2,9 +2,19 @@
 
 One process, one event loop, one copy of the registry (granian's own I/O thread parses HTTP).
 
-Start order: bind the listening socket, start the node's loops (the node is then `up`), serve.
-Stop order on SIGTERM or SIGINT: stop accepting and let in-flight requests finish (granian, for at
-most `shutdown_timeout` seconds; then they are cut), then stop the node's loops.
+Start order: logging, tracing (when OTEL_* variables ask for it), bind the listening socket (TLS
+when `tls_cert` and `tls_key` are set), start the node's loops (the node is then `up`), serve.
+
+Stop order on SIGTERM or SIGINT:
+  1. close every WebSocket session (1001, going away): they never end by themselves; wait (at
+     most a second) until their handlers have returned, then a moment more for granian's thread
+     to send their close frames (granian drops a WebSocket still open when it stops); a session
+     opened from now on is closed at once;
+  2. stop accepting connections (granian); idle keep-alive connections are closed;
+  3. let requests in flight finish, for at most `shutdown_timeout` seconds (then they are cut);
+  4. stop the node's loops;
+  5. flush and stop tracing (spans still buffered are exported);
+  the process exits 0.
 """
 
 from __future__ import annotations
@@ -14,27 +24,76 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
 
 import uvloop
 
+from artemis.server import tracing
 from artemis.server.app import build_app
+from artemis.server.http import WebSocket, WsHandler
+from artemis.server.logs import logging_config, setup_logging
 from artemis.server.node import Node
 from artemis.server.settings import Settings
 
-__all__ = ["run", "serve"]
+__all__ = ["OpenSessions", "run", "serve", "tls_files"]
 
 log = logging.getLogger("artemis.server")
+SESSIONS_GRACE = 1.0  # seconds the closed WebSocket sessions get to end before granian stops
+# Granian sends a close frame from its own thread once the session's handler has returned, and
+# tells Python nothing when it is out: this is how long it gets before granian stops.
+CLOSE_FRAMES_GRACE = 0.1
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or until the task is cancelled)."""
+class OpenSessions:
+    """Counts the WebSocket sessions whose handler still runs (it wraps the app's WebSocket
+    handlers, so HTTP requests pay nothing); once `stopping`, a new session is closed at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def wrap(self, handler: WsHandler) -> WsHandler:
+        async def counted(ws: WebSocket, client: str) -> None:
+            if self.stopping:
+                ws.close(1001)  # going away
+                return
+            self.count += 1
+            self._none.clear()
+            try:
+                await handler(ws, client)
+            finally:
+                self.count -= 1
+                if self.count == 0:
+                    self._none.set()
+
+        return counted
+
+    async def ended(self) -> None:
+        """Wait until no session is left."""
+        await self._none.wait()
+
+    def __repr__(self) -> str:
+        return f"OpenSessions({self.count} open{', stopping' if self.stopping else ''})"
+
+
+async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
+                ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or until the task is cancelled); requests are traced by
+    `traces` when given."""
     from granian.constants import Interfaces
     from granian.log import LogLevels
     from granian.server.embed import Server
 
+    cert, key = tls_files(settings)
     node = Node(settings)
     app = build_app(node)
+    app.tracing = traces
+    sessions = OpenSessions()
+    app.websockets = {path: sessions.wrap(handler) for path, handler in app.websockets.items()}
     # Everything loaded so far (modules, the app) lives as long as the process: keep it out of
     # the garbage collector's full passes, which would otherwise walk it every time.
     gc.collect()
@@ -47,12 +106,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         websockets=True,
         log_enabled=True,
         log_level=LogLevels(settings.log_level),
+        log_dictconfig=logging_config(settings),  # granian applies it again: keep ours
         log_access=False,
         backlog=1024,
+        ssl_cert=cert,
+        ssl_key=key,
     )
     loop = asyncio.get_running_loop()
     serving: asyncio.Future[None] | None = None
-    cut = False
+    stopping = cut = False
 
     def cut_in_flight() -> None:
         nonlocal cut
@@ -63,10 +125,28 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             serving.cancel()
 
     def stop() -> None:
+        nonlocal stopping
+        if stopping:  # a second signal changes nothing: the first one's grace still runs
+            return
+        stopping = True
         log.info("stopping: closing WebSocket sessions, no new connections, finishing requests")
-        closing = asyncio.ensure_future(node.closing())  # WebSockets first: they never end
-        closing.add_done_callback(lambda _: server.stop())  # type: ignore[no-untyped-call]
         loop.call_later(settings.shutdown_timeout, cut_in_flight)
+        closing = asyncio.ensure_future(close_then_stop())
+        closing.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def close_then_stop() -> None:
+        sessions.stopping = True
+        had_sessions = sessions.count > 0
+        try:
+            await node.closing()  # WebSockets first: they never end by themselves
+            await asyncio.wait_for(sessions.ended(),
+                                   min(SESSIONS_GRACE, settings.shutdown_timeout))
+            if had_sessions:
+                await asyncio.sleep(CLOSE_FRAMES_GRACE)
+        except TimeoutError:
+            log.warning("%s WebSocket sessions still open: granian drops them", sessions.count)
+        finally:
+            server.stop()  # type: ignore[no-untyped-call]
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -85,11 +165,26 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     log.info("artemis node %s stopped", settings.node_url)
 
 
-def run(settings: Settings) -> None:
-    """Blocking entry point of `artemis server`."""
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    uvloop.run(serve(settings))
+def tls_files(settings: Settings) -> tuple[Path | None, Path | None]:
+    """The TLS certificate and key files, or (None, None) without TLS; loaded once here so that a
+    missing or broken one stops the start with an OSError that names both files."""
+    if not (settings.tls_cert and settings.tls_key):
+        return None, None
+    cert, key = Path(settings.tls_cert), Path(settings.tls_key)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except OSError as exc:  # ssl.SSLError is one too
+        reason = exc.strerror or str(exc)
+        raise OSError(f"cannot load TLS certificate {cert} with key {key}: {reason}") from None
+    return cert, key
+
+
+def run(settings: Settings, env: Mapping[str, str]) -> None:
+    """Blocking entry point of `artemis server`; `env` holds the OTEL_* variables of tracing."""
+    setup_logging(settings)
+    traces = tracing.configure(env)
+    try:
+        uvloop.run(serve(settings, traces=traces))
+    finally:
+        if traces is not None:
+            traces.shutdown()  # export the spans still buffered
