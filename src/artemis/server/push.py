@@ -24,6 +24,7 @@ Each push session has a sender task that drains its queue; the core decides what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -110,6 +111,7 @@ class PushServer:
         self.frames_sent = 0
         self.closed_too_slow = 0
         self.heartbeat_frames = 0
+        self._emptied: asyncio.Event | None = None  # set when the last session ends, on close
         node.subscribe(self.on_changes)
         node.add_loop("push sweeper", 1.0, self.sweep)
         node.on_close(self.close_all)
@@ -192,6 +194,8 @@ class PushServer:
         """The session's handler is done: forget it, and close its socket (with the code of a
         close already under way, once its error frame is sent)."""
         self.sessions.discard(session)
+        if not self.sessions and self._emptied is not None:
+            self._emptied.set()
         if session.push is not None:
             self._by_push.pop(session.push.id, None)
             self.hub.close(session.push)
@@ -319,10 +323,15 @@ class PushServer:
             elif session.sending_since and now - session.sending_since >= s.ws_send_timeout:
                 self._too_slow(session, f"one frame took over {s.ws_send_timeout}s to send")
 
-    async def close_all(self) -> None:
-        """The node is stopping: close every session with 1001 (going away)."""
+    async def close_all(self, wait: float = 1.0) -> None:
+        """The node is stopping: close every session with 1001 (going away), and wait up to
+        `wait` seconds for their handlers to end."""
+        self._emptied = asyncio.Event()
         for session in list(self.sessions):
             session.close(CLOSE_SHUTDOWN)
+        if self.sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), wait)
 
     def stats(self) -> dict[str, int]:
         return {**self.counts(), "framesSent": self.frames_sent,

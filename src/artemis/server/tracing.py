@@ -43,7 +43,9 @@ class Tracing:
         """A span for this request if it is sampled, else None (no span object is made)."""
         parent = headers.get("traceparent")
         if parent is not None:
-            if not parent.endswith("-01"):
+            flags = parent.rpartition("-")[2]
+            if not (len(flags) == 2 and all(c in "0123456789abcdefABCDEF" for c in flags)
+                    and int(flags, 16) & 1):
                 return None  # the caller did not sample this trace
             carrier = {"traceparent": parent}
             state = headers.get("tracestate")
@@ -89,5 +91,9 @@ def configure(env: Mapping[str, str], service_name: str = "artemis") -> Tracing 
         ratio = DEFAULT_RATIO
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # The endpoint from `env` itself (the exporter would read os.environ on its own).
+    traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not traces_endpoint and endpoint:
+        traces_endpoint = endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint)))
     return Tracing(provider.get_tracer("artemis"), ratio, provider)
