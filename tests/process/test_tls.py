@@ -170,3 +170,22 @@ def test_a_missing_or_broken_certificate_stops_the_start(certificate: tuple[Path
 
     assert [(1, "No such file or directory"), (1, True)] == [
         outcomes[0], (outcomes[1][0], outcomes[1][1].startswith("[SSL]"))]
+
+
+@pytest.mark.parametrize(("minimum", "expected"), [("1.2", "TLSv1.2"), ("1.3", None)])
+def test_tls_min_version(start_node: StartNode, certificate: tuple[Path, Path], minimum: str,
+                         expected: str | None) -> None:
+    """A client limited to TLS 1.2 connects by default and is refused with --tls-min-version
+    1.3."""
+    cert, key = certificate
+    node = start_node("--tls-cert", str(cert), "--tls-key", str(key), "--tls-min-version",
+                      minimum, scheme="https", verify=str(cert))
+    context = trusting(cert)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            version: str | None = tls.version()
+    except ssl.SSLError:
+        version = None
+    assert expected == version

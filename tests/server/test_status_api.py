@@ -261,7 +261,7 @@ async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
         "self_preservation": "true", "self_preservation_min_count": "50",
         "self_preservation_percentage": "85", "self_preservation_reset_interval": "600.0",
         "self_preservation_window": "10.0", "shutdown_timeout": "5.0", "metrics": "true",
-        "log_format": "console", "tls_cert": "", "tls_key": "", "snapshot_count": "60",
+        "log_format": "console", "tls_cert": "", "tls_key": "", "tls_min_version": "1.2", "snapshot_count": "60",
         "snapshot_interval": "1.0", "sweep_interval": "0.1", "url": "",
         "ws_coalesce_ms": "0", "ws_max_frame_bytes": "1048576", "ws_max_sessions": "10000",
         "ws_max_subscriptions": "1000", "ws_send_queue": "1000", "ws_send_timeout": "10.0",

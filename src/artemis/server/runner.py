@@ -84,7 +84,7 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
                 ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or until the task is cancelled); requests are traced by
     `traces` when given."""
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, SSLProtocols
     from granian.log import LogLevels
     from granian.server.embed import Server
 
@@ -111,6 +111,8 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
         backlog=1024,
         ssl_cert=cert,
         ssl_key=key,
+        ssl_protocol_min=SSLProtocols.tls12 if settings.tls_min_version == "1.2"
+        else SSLProtocols.tls13,
     )
     loop = asyncio.get_running_loop()
     serving: asyncio.Future[None] | None = None

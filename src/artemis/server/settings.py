@@ -118,6 +118,8 @@ class Settings:
     tls_cert: str = field(default="", metadata=_doc(
         "PEM certificate file: serve HTTPS and WSS instead of HTTP and WS (with tls_key)."))
     tls_key: str = field(default="", metadata=_doc("PEM private key file of tls_cert."))
+    tls_min_version: str = field(default="1.2", metadata=_doc(
+        "Oldest TLS version accepted: 1.2 (older Java clients) or 1.3.", choices=("1.2", "1.3")))
     shutdown_timeout: float = field(default=5.0, metadata=_doc(
         "Seconds a stopping node waits for requests in flight before it closes them.",
         lo=0.1, hi=600.0))
