@@ -43,7 +43,8 @@ def test_defaults() -> None:
         "ws_max_frame_bytes": 1024 * 1024, "ws_send_queue": 1000, "ws_send_timeout": 10.0,
         "ws_coalesce_ms": 0, "rate_limit_enabled": True, "rate_limits": {}, "admin_token": "",
         "metrics": True,
-        "log_format": "console", "tls_cert": "", "tls_key": "", "tls_min_version": "1.2", "shutdown_timeout": 5.0,
+        "log_format": "console", "tls_cert": "", "tls_key": "", "tls_min_version": "1.2",
+        "shutdown_timeout": 5.0,
         "log_level": "info",
     } == dataclasses.asdict(Settings.load())
     assert Settings() == Settings.load(None, {}, {})
