@@ -170,7 +170,7 @@ def drive(gen: Generator[None, None, T]) -> T:
 class Versions:
     """The kept snapshots of one registry and the deltas between them."""
 
-    def __init__(self, registry: Registry, keep: int, wall_ms: int, chunk: int = 500) -> None:
+    def __init__(self, registry: Registry, keep: int, wall_ms: int, chunk: int = 250) -> None:
         self._registry = registry
         self._keep = max(1, keep)
         self._chunk = max(1, chunk)
