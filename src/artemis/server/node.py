@@ -173,6 +173,7 @@ class Node:
         self._subscribers: list[Subscriber] = []
         self._loops: list[tuple[str, float, Callable[[], Any]]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._session_counters: list[Callable[[], int]] = []
         self.snapshots_taken = 0
         self._trimmed_at = self.started_mono
 
@@ -199,6 +200,13 @@ class Node:
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Await `closer` when the node starts to stop, before its loops end."""
         self._closers.append(closer)
+
+    def count_sessions(self, counter: Callable[[], int]) -> None:
+        """`counter` tells how many client sessions (WebSockets) are open."""
+        self._session_counters.append(counter)
+
+    def open_sessions(self) -> int:
+        return sum(counter() for counter in self._session_counters)
 
     async def closing(self) -> None:
         """The node is stopping: let every part that holds connections close them."""

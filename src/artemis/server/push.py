@@ -112,9 +112,11 @@ class PushServer:
         self.closed_too_slow = 0
         self.heartbeat_frames = 0
         self._emptied: asyncio.Event | None = None  # set when the last session ends, on close
+        self.closing = False
         node.subscribe(self.on_changes)
         node.add_loop("push sweeper", 1.0, self.sweep)
         node.on_close(self.close_all)
+        node.count_sessions(lambda: len(self.sessions))
 
     def endpoints(self) -> dict[str, WsHandler]:
         return {
@@ -168,6 +170,9 @@ class PushServer:
     # --- sessions --------------------------------------------------------------------------
 
     def _open(self, ws: WebSocket, kind: str) -> _Session | None:
+        if self.closing:
+            ws.close(CLOSE_SHUTDOWN)  # the node is stopping: go elsewhere
+            return None
         if len(self.sessions) >= self.node.settings.ws_max_sessions:
             refusal = _Session(ws, kind, None)
             refusal.close(CLOSE_FULL, error_frame(
@@ -324,8 +329,9 @@ class PushServer:
                 self._too_slow(session, f"one frame took over {s.ws_send_timeout}s to send")
 
     async def close_all(self, wait: float = 1.0) -> None:
-        """The node is stopping: close every session with 1001 (going away), and wait up to
-        `wait` seconds for their handlers to end."""
+        """The node is stopping: close every session with 1001 (going away), refuse new ones,
+        and wait up to `wait` seconds for their handlers to end."""
+        self.closing = True
         self._emptied = asyncio.Event()
         for session in list(self.sessions):
             session.close(CLOSE_SHUTDOWN)

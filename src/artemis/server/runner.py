@@ -32,52 +32,16 @@ import uvloop
 
 from artemis.server import tracing
 from artemis.server.app import build_app
-from artemis.server.http import WebSocket, WsHandler
 from artemis.server.logs import logging_config, setup_logging
 from artemis.server.node import Node
 from artemis.server.settings import Settings
 
-__all__ = ["OpenSessions", "run", "serve", "tls_files"]
+__all__ = ["run", "serve", "tls_files"]
 
 log = logging.getLogger("artemis.server")
-SESSIONS_GRACE = 1.0  # seconds the closed WebSocket sessions get to end before granian stops
 # Granian sends a close frame from its own thread once the session's handler has returned, and
 # tells Python nothing when it is out: this is how long it gets before granian stops.
 CLOSE_FRAMES_GRACE = 0.1
-
-
-class OpenSessions:
-    """Counts the WebSocket sessions whose handler still runs (it wraps the app's WebSocket
-    handlers, so HTTP requests pay nothing); once `stopping`, a new session is closed at once."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.stopping = False
-        self._none = asyncio.Event()
-        self._none.set()
-
-    def wrap(self, handler: WsHandler) -> WsHandler:
-        async def counted(ws: WebSocket, client: str) -> None:
-            if self.stopping:
-                ws.close(1001)  # going away
-                return
-            self.count += 1
-            self._none.clear()
-            try:
-                await handler(ws, client)
-            finally:
-                self.count -= 1
-                if self.count == 0:
-                    self._none.set()
-
-        return counted
-
-    async def ended(self) -> None:
-        """Wait until no session is left."""
-        await self._none.wait()
-
-    def __repr__(self) -> str:
-        return f"OpenSessions({self.count} open{', stopping' if self.stopping else ''})"
 
 
 async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
@@ -92,8 +56,6 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
     node = Node(settings)
     app = build_app(node)
     app.tracing = traces
-    sessions = OpenSessions()
-    app.websockets = {path: sessions.wrap(handler) for path, handler in app.websockets.items()}
     # Everything loaded so far (modules, the app) lives as long as the process: keep it out of
     # the garbage collector's full passes, which would otherwise walk it every time.
     gc.collect()
@@ -137,16 +99,16 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
         closing.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def close_then_stop() -> None:
-        sessions.stopping = True
-        had_sessions = sessions.count > 0
+        had_sessions = node.open_sessions() > 0
         try:
-            await node.closing()  # WebSockets first: they never end by themselves
-            await asyncio.wait_for(sessions.ended(),
-                                   min(SESSIONS_GRACE, settings.shutdown_timeout))
+            # WebSockets first: they never end by themselves; closing them waits for their
+            # handlers (a second at most), then granian's thread gets a moment for the frames.
+            await node.closing()
             if had_sessions:
                 await asyncio.sleep(CLOSE_FRAMES_GRACE)
-        except TimeoutError:
-            log.warning("%s WebSocket sessions still open: granian drops them", sessions.count)
+            if node.open_sessions():
+                log.warning("%s WebSocket sessions still open: granian drops them",
+                            node.open_sessions())
         finally:
             server.stop()  # type: ignore[no-untyped-call]
 
