@@ -262,7 +262,7 @@ async def test_resume_after_the_node_closed_push_gets_what_was_missed(
     in_process.add(instance("b"))  # a frame with a revision to resume from
     await eventually(lambda: ids(client.cached(SERVICE)) == ["a", "b"], "b pushed")
     gate.closed()
-    await in_process.node.closing()  # the node closes every push session
+    in_process.push_server().close_sessions()  # the node closes every push session
     await eventually(lambda: gate.waiting, "the client trying to reconnect")
     lookups = client.stats["lookups"]
     in_process.add(instance("c"))
@@ -278,7 +278,7 @@ async def test_push_sessions_the_node_closed_are_released(
     client = discovery(transport, clients, reconnect_interval=0.01)
     await client.get_service(SERVICE)
     await eventually(lambda: client.push_connected, "push connected")
-    await in_process.node.closing()
+    in_process.push_server().close_sessions()
     await eventually(lambda: client.stats["reconnects"] == 2 and client.push_connected,
                      "reconnected")
     sessions = await eventually(

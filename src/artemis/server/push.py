@@ -328,13 +328,17 @@ class PushServer:
             elif session.sending_since and now - session.sending_since >= s.ws_send_timeout:
                 self._too_slow(session, f"one frame took over {s.ws_send_timeout}s to send")
 
+    def close_sessions(self, code: int = CLOSE_AGE) -> None:
+        """Close every open session now (clients reconnect, to this node or another)."""
+        for session in list(self.sessions):
+            session.close(code)
+
     async def close_all(self, wait: float = 1.0) -> None:
         """The node is stopping: close every session with 1001 (going away), refuse new ones,
         and wait up to `wait` seconds for their handlers to end."""
         self.closing = True
         self._emptied = asyncio.Event()
-        for session in list(self.sessions):
-            session.close(CLOSE_SHUTDOWN)
+        self.close_sessions(CLOSE_SHUTDOWN)
         if self.sessions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._emptied.wait(), wait)
