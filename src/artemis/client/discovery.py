@@ -29,9 +29,9 @@ from typing import Any
 import msgspec
 
 from artemis import wire
-from artemis.client.errors import ArtemisError, ClientClosed, TransportError, server_error
-from artemis.client.servers import Caller, ServerList
-from artemis.client.transport import ClientWebSocket, NetworkTransport, Transport
+from artemis.client.errors import ArtemisError, TransportError, server_error
+from artemis.client.lifecycle import BackgroundClient
+from artemis.client.transport import ClientWebSocket, Transport
 from artemis.wire import Instance, Service
 
 __all__ = ["DiscoveryClient", "Listener"]
@@ -58,7 +58,7 @@ class _Entry:
                        service_id=self.service_id)
 
 
-class DiscoveryClient:
+class DiscoveryClient(BackgroundClient):
     """A cache of services' instances, kept current by push (rules above).
 
         async with DiscoveryClient("http://127.0.0.1:8080", region="SHA") as discovery:
@@ -69,48 +69,21 @@ class DiscoveryClient:
                  zone: str | None = None, transport: Transport | None = None,
                  poll_interval: float = 10.0, reconnect_interval: float = 2.0,
                  retries: int = 3, use_push: bool = True) -> None:
-        seeds = [servers] if isinstance(servers, str) else list(servers)
-        self.region = region
-        self.zone = zone
-        self._own_transport = transport is None
-        self.transport: Transport = transport or NetworkTransport()
-        self.caller = Caller(self.transport, ServerList(seeds), retries=retries)
+        super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries)
         self.poll_interval = poll_interval
         self.reconnect_interval = reconnect_interval
         self.use_push = use_push
         self._entries: dict[str, _Entry] = {}
         self._ws: ClientWebSocket | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
         self._polled_at = -1e18
         self.stats = {"frames": 0, "lookups": 0, "reconnects": 0, "polls": 0, "errors": 0}
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        if self._closed:
-            raise ClientClosed("this DiscoveryClient is closed")
-        if self._task is None:
-            await self.caller.refresh(False, self.region, self.zone)
-            self._task = asyncio.create_task(self._run(), name="artemis discovery")
+    _task_name = "artemis discovery"
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def _finish(self) -> None:
         await self._drop_ws()
-        if self._own_transport:
-            await self.transport.aclose()
-
-    async def __aenter__(self) -> DiscoveryClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @property
     def push_connected(self) -> bool:

@@ -25,8 +25,8 @@ import msgspec
 
 from artemis import wire
 from artemis.client.errors import ArtemisError, ClientClosed, TransportError, server_error
-from artemis.client.servers import Caller, ServerList
-from artemis.client.transport import ClientWebSocket, NetworkTransport, Transport
+from artemis.client.lifecycle import BackgroundClient
+from artemis.client.transport import ClientWebSocket, Transport
 from artemis.wire import Instance
 
 __all__ = ["RegistryClient"]
@@ -40,7 +40,7 @@ def _key(instance: Instance) -> str:
     return f"{instance.service_id or ''}\0{instance.instance_id or ''}".lower()
 
 
-class RegistryClient:
+class RegistryClient(BackgroundClient):
     """Registers instances with an Artemis cluster and keeps them alive (rules above).
 
         async with RegistryClient("http://127.0.0.1:8080", region="SHA") as registry:
@@ -52,12 +52,7 @@ class RegistryClient:
                  zone: str | None = None, transport: Transport | None = None,
                  heartbeat_interval: float = 5.0, frame_size: int = 500, retries: int = 5,
                  use_websocket: bool = True) -> None:
-        seeds = [servers] if isinstance(servers, str) else list(servers)
-        self.region = region
-        self.zone = zone
-        self._own_transport = transport is None
-        self.transport: Transport = transport or NetworkTransport()
-        self.caller = Caller(self.transport, ServerList(seeds), retries=retries)
+        super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries)
         self.heartbeat_interval = heartbeat_interval
         self.frame_size = max(1, frame_size)
         self.use_websocket = use_websocket
@@ -66,30 +61,16 @@ class RegistryClient:
         self._frames: list[bytes] | None = None
         self._ws: ClientWebSocket | None = None
         self._ws_url: str | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
         self.stats = {"heartbeats": 0, "frames": 0, "reregistered": 0, "errors": 0,
                       "websocket_failures": 0}
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Learn the cluster's registry nodes and start heartbeating (register() does it too)."""
-        if self._closed:
-            raise ClientClosed("this RegistryClient is closed")
-        if self._task is None:
-            await self.caller.refresh(True, self.region, self.zone)
-            self._task = asyncio.create_task(self._heartbeats(), name="artemis heartbeats")
+    _asks_registry_nodes = True
+    _task_name = "artemis heartbeats"
 
-    async def close(self) -> None:
-        """Unregister every kept instance (best effort), stop heartbeating, release the
-        connections."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def _finish(self) -> None:
+        """Unregister every kept instance (best effort) and close the heartbeat WebSocket."""
         if self._instances:
             try:
                 await self._send("/api/registry/unregister.json", list(self._instances.values()))
@@ -97,15 +78,6 @@ class RegistryClient:
                 log.warning("could not unregister on close: %s", exc)
         self._instances.clear()
         await self._drop_ws()
-        if self._own_transport:
-            await self.transport.aclose()
-
-    async def __aenter__(self) -> RegistryClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # --- operations ----------------------------------------------------------------------
 
@@ -222,7 +194,7 @@ class RegistryClient:
         if ws is not None:
             await ws.close()
 
-    async def _heartbeats(self) -> None:
+    async def _run(self) -> None:
         next_round = time.monotonic() + self.heartbeat_interval
         while True:
             await asyncio.sleep(max(0.0, next_round - time.monotonic()))
