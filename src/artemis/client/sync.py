@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from artemis.client.discovery import DiscoveryClient, Listener
 from artemis.client.errors import ClientClosed
+from artemis.client.lifecycle import BackgroundClient
 from artemis.client.registry import RegistryClient
 from artemis.wire import Instance, Service
 
@@ -46,12 +47,36 @@ class _LoopThread:
         self.loop.close()
 
 
-class SyncRegistryClient:
+class _Blocking:
+    """An async client (BackgroundClient) run on a loop thread of its own."""
+
+    def __init__(self, kind: Callable[..., BackgroundClient], servers: str | Sequence[str],
+                 options: dict[str, Any], name: str) -> None:
+        self._thread = _LoopThread(name)
+        self._async: BackgroundClient = self._thread.run(_make(kind, servers, options))
+
+    def close(self) -> None:
+        if self._thread.stopped:
+            return
+        try:
+            self._thread.run(self._async.close())
+        finally:
+            self._thread.stop()
+
+    def __enter__(self) -> Self:
+        self._thread.run(self._async.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncRegistryClient(_Blocking):
     """RegistryClient, blocking. Same arguments."""
 
     def __init__(self, servers: str | Sequence[str], **options: Any) -> None:
-        self._thread = _LoopThread("artemis-registry")
-        self._client: RegistryClient = self._thread.run(_make(RegistryClient, servers, options))
+        super().__init__(RegistryClient, servers, options, "artemis-registry")
+        self._client = cast(RegistryClient, self._async)
 
     def register(self, *instances: Instance) -> None:
         self._thread.run(self._client.register(*instances))
@@ -67,28 +92,13 @@ class SyncRegistryClient:
     def stats(self) -> dict[str, int]:
         return dict(self._client.stats)
 
-    def close(self) -> None:
-        if self._thread.stopped:
-            return
-        try:
-            self._thread.run(self._client.close())
-        finally:
-            self._thread.stop()
 
-    def __enter__(self) -> SyncRegistryClient:
-        self._thread.run(self._client.start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class SyncDiscoveryClient:
+class SyncDiscoveryClient(_Blocking):
     """DiscoveryClient, blocking. Same arguments."""
 
     def __init__(self, servers: str | Sequence[str], **options: Any) -> None:
-        self._thread = _LoopThread("artemis-discovery")
-        self._client: DiscoveryClient = self._thread.run(_make(DiscoveryClient, servers, options))
+        super().__init__(DiscoveryClient, servers, options, "artemis-discovery")
+        self._client = cast(DiscoveryClient, self._async)
 
     def get_service(self, service_id: str) -> Service:
         return self._thread.run(self._client.get_service(service_id))
@@ -103,21 +113,6 @@ class SyncDiscoveryClient:
         if self._thread.stopped:
             raise ClientClosed("this client is closed")
         self._thread.loop.call_soon_threadsafe(self._client.add_listener, service_id, listener)
-
-    def close(self) -> None:
-        if self._thread.stopped:
-            return
-        try:
-            self._thread.run(self._client.close())
-        finally:
-            self._thread.stop()
-
-    def __enter__(self) -> SyncDiscoveryClient:
-        self._thread.run(self._client.start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 async def _make(kind: Callable[..., T], servers: str | Sequence[str],
