@@ -21,7 +21,6 @@ from typing import Any, Final, TypeVar, Union, get_args, get_origin
 import msgspec
 
 __all__ = [
-    "ALL_SERVICES_CONFIG_ID",
     "ConfigResponse",
     "ConnectionsResponse",
     "DecodeError",
@@ -64,8 +63,6 @@ __all__ = [
     "decode",
     "encode",
 ]
-
-ALL_SERVICES_CONFIG_ID: Final = "discovery_generic_service_id"
 
 
 class _Wire(

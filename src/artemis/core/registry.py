@@ -114,9 +114,6 @@ class Lease(msgspec.Struct, gc=False):
     def instance(self) -> Instance:
         return decode_instance(self.encoded)
 
-    def expired(self, now: float) -> bool:
-        return now > self.renewed + self.ttl
-
 
 class ServiceState(msgspec.Struct, gc=False):
     """The live instances of one service, with its checksum and its encoded answer.

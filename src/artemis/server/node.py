@@ -129,9 +129,6 @@ class LoopLag:
             "maxEverMs": round(self.max_lag * 1000, 3),
         }
 
-    def reset(self) -> None:
-        self.samples.clear()
-        self.max_lag = 0.0
 
 
 def _safe_checker(settings: Settings, window: float) -> SafeCheckerConfig:
