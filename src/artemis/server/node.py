@@ -130,7 +130,6 @@ class LoopLag:
         }
 
 
-
 def _safe_checker(settings: Settings, window: float) -> SafeCheckerConfig:
     return SafeCheckerConfig(
         enabled=settings.self_preservation,
