@@ -193,6 +193,7 @@ def test_get_forms_document_the_query_parameters_read() -> None:
         "/api/status/runtime.json": ["window"],
         "/api/cluster/up-registry-nodes.json": ["regionId", "zoneId"],
         "/api/cluster/up-discovery-nodes.json": ["regionId", "zoneId"],
+        "/api/replication/registry/services.json": ["regionId", "zoneId"],
     } == {path: names(path) for path in document["paths"] if names(path)}
 
 
@@ -212,12 +213,17 @@ BODIES: dict[str, Any] = {
     "/api/status/leases.json": {"serviceIds": [SERVICE]},
     "/api/cluster/up-registry-nodes.json": {"regionId": REGION, "zoneId": ZONE},
     "/api/admin/self-preservation.json": {"enabled": False},
+    "/api/replication/registry/register.json": {"instances": [instance("10.0.0.9:8080")]},
+    "/api/replication/registry/heartbeat.json": {"instances": [instance("10.0.0.9:8080")]},
+    "/api/replication/registry/unregister.json": {"instances": [instance("10.0.0.9:8080")]},
+    "/api/replication/registry/services.json": {"regionId": REGION},
 }
 PARAMS: dict[str, dict[str, str]] = {
     "/api/discovery/service.json": {"serviceId": SERVICE},
     "/api/status/leases.json": {"appIds": f"{SERVICE},nobody"},
     "/api/status/runtime.json": {"window": "5"},
     "/api/cluster/up-discovery-nodes.json": {"regionId": REGION, "zoneId": "zone-2"},
+    "/api/replication/registry/services.json": {"regionId": REGION},
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from artemis.server import api_discovery, api_registry, api_status, openapi
+from artemis.server import api_discovery, api_registry, api_replication, api_status, openapi
 from artemis.server.http import App, Request, Response, Route
 from artemis.server.metrics import CONTENT_TYPE, EndpointStats, render, scrape_registry
 from artemis.server.node import Node
@@ -15,7 +15,8 @@ def build_app(node: Node) -> App:
     """The RSGI/ASGI application serving `node`; its ASGI lifespan runs the node's loops."""
     registry = api_registry.routes(node)
     push = PushServer(node, registry.heartbeat)
-    routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push)}
+    routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push),
+              **api_replication.routes(node)}
     s = node.settings
     unmatched = None
     if s.metrics:

@@ -72,7 +72,28 @@ _REGISTRY: Final = ("A batch is checked as a whole first (rate limit, `instances
 _UP_NODES: Final = ("The nodes (this one) serving {what} for the region and zone asked; "
                     "`data-not-found` when none.")
 
+_REPLICATION: Final = ("Called by peer nodes. As the registry endpoint, but accepted while the "
+                       "node is starting, checked for region only (not zone), and rate-limited "
+                       "by the `replication` limiter.")
+
 ENDPOINTS: Final[Mapping[str, Endpoint]] = {
+    "/api/replication/registry/register.json": Endpoint(
+        "Register instances (from a peer)", wire.InstancesRequest, wire.InstancesResponse,
+        description=_REPLICATION),
+    "/api/replication/registry/heartbeat.json": Endpoint(
+        "Renew leases (from a peer)", wire.InstancesRequest, wire.InstancesResponse,
+        description=_REPLICATION + " An instance the node does not know is registered, so a "
+        "register a peer lost heals."),
+    "/api/replication/registry/unregister.json": Endpoint(
+        "Unregister instances (from a peer)", wire.InstancesRequest, wire.InstancesResponse,
+        description=_REPLICATION),
+    "/api/replication/registry/services.json": Endpoint(
+        "Copy the whole registry (for a starting peer)", wire.GetServicesRequest,
+        wire.LookupResponse,
+        (Query("regionId", {"type": "string"}, "This node's region (required).", required=True),
+         _ZONE),
+        description="Every service with instances, unfiltered. Another region is refused "
+        "`no-permission`."),
     "/api/registry/register.json": Endpoint(
         "Register instances", wire.InstancesRequest, wire.InstancesResponse,
         description="Creates (or replaces) the lease of each instance. " + _REGISTRY),
