@@ -35,12 +35,16 @@ def answer(result: BatchResult) -> bytes:
 
 
 class InstancesOperation:
-    """One of register / heartbeat / unregister, shared by HTTP and the heartbeat WebSocket."""
+    """One of register / heartbeat / unregister, shared by HTTP, the heartbeat WebSocket and
+    the replication endpoints (`limiter="replication"`, accepted while the node starts)."""
 
-    def __init__(self, node: Node, identity: str, operation: Operation) -> None:
+    def __init__(self, node: Node, identity: str, operation: Operation, *,
+                 limiter: str = "registry", needs_up: bool = True) -> None:
         self.node = node
         self.identity = identity
         self.operation = operation
+        self.limiter = limiter
+        self.needs_up = needs_up
         self.route = Route(frozenset({"POST"}), handler=self.handle, null_fields=_NULLS)
 
     def handle(self, request: Request) -> bytes:
@@ -48,7 +52,7 @@ class InstancesOperation:
 
     def run(self, body: InstancesRequest) -> bytes:
         node = self.node
-        if not node.allowed("registry", self.identity):
+        if not node.allowed(self.limiter, self.identity):
             return self.route.fail("rate-limited", "Request is rate limited.")
         instances = body.instances
         if not instances:
@@ -57,7 +61,7 @@ class InstancesOperation:
         if len(instances) > limit:
             raise BadRequest(f"request.instances has {len(instances)} instances; "
                              f"at most {limit} are accepted in one request.")
-        if not node.state.serves_registry:
+        if self.needs_up and not node.state.serves_registry:
             return self.route.fail("service-unavailable",
                                    f"Serivce registry is not in up state. Current status: "
                                    f"{node.state.status}")

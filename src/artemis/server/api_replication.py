@@ -18,14 +18,12 @@ from typing import Final
 
 from artemis import wire
 from artemis.core.registry import encode_service
-from artemis.server.api_registry import answer
+from artemis.server.api_registry import InstancesOperation
 from artemis.server.http import BadRequest, Request, Route, status_bytes
 from artemis.server.node import Node
-from artemis.wire import InstancesRequest
 
 __all__ = ["routes"]
 
-_NULLS: Final = {"failedInstances": None}
 _SUCCESS: Final = status_bytes("success", "", "success")
 
 
@@ -33,38 +31,18 @@ class Replication:
     def __init__(self, node: Node) -> None:
         self.node = node
         registry = node.registry
-        both = frozenset({"POST"})
-        self.ops = {
+        operations = {
             "register": partial(registry.register, check_zone=False),
             "heartbeat": partial(registry.heartbeat, check_zone=False, register_unknown=True),
             "unregister": partial(registry.unregister, check_zone=False),
         }
         self.routes = {
-            f"/api/replication/registry/{name}.json":
-                Route(both, handler=partial(self.instances, name), null_fields=_NULLS)
-            for name in self.ops
+            f"/api/replication/registry/{name}.json": InstancesOperation(
+                node, name, operation, limiter="replication", needs_up=False).route
+            for name, operation in operations.items()
         }
         self.routes["/api/replication/registry/services.json"] = Route(
             frozenset({"GET", "POST"}), handler=self.services, null_fields={"services": None})
-
-    def instances(self, name: str, request: Request) -> bytes:
-        route = self.routes[f"/api/replication/registry/{name}.json"]
-        node = self.node
-        if not node.allowed("replication", name):
-            return route.fail("rate-limited", "Request is rate limited.")
-        body: InstancesRequest = request.json(InstancesRequest)
-        if not body.instances:
-            raise BadRequest("request.instances is null or empty.")
-        limit = node.settings.max_batch
-        if len(body.instances) > limit:
-            raise BadRequest(f"request.instances has {len(body.instances)} instances; "
-                             f"at most {limit} are accepted in one request.")
-        clock = node.clock
-        result = self.ops[name](body.instances, clock.monotonic(), clock.wall_ms())
-        node.publish(result.changes)
-        if result.failed and route.stats is not None:
-            route.stats.error("partial_fail")
-        return answer(result)
 
     def services(self, request: Request) -> bytes:
         route = self.routes["/api/replication/registry/services.json"]
