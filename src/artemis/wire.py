@@ -21,6 +21,8 @@ from typing import Any, Final, TypeVar, Union, get_args, get_origin
 import msgspec
 
 __all__ = [
+    "ChecksumsRequest",
+    "ChecksumsResponse",
     "ConfigResponse",
     "ConnectionsResponse",
     "DecodeError",
@@ -44,12 +46,19 @@ __all__ = [
     "InstanceChange",
     "InstancesRequest",
     "InstancesResponse",
+    "LeaseCopy",
     "LeaseStatus",
+    "LeasesRequest",
+    "LeasesResponse",
     "LeasesStatusRequest",
     "LeasesStatusResponse",
     "LookupRequest",
     "LookupResponse",
+    "PeerReplicationStatus",
     "PushedChange",
+    "RepairStatus",
+    "ReplicationLag",
+    "ReplicationStatusResponse",
     "ResponseStatus",
     "RouteRule",
     "RuntimeResponse",
@@ -273,6 +282,41 @@ class LeaseStatus(_Wire, kw_only=True, frozen=True):
     ttl: int
 
 
+class ChecksumsRequest(_Wire, kw_only=True, frozen=True):
+    """`/api/replication/registry/checksums.json`: the caller's region and its registry
+    checksum (hex); the answer lists per-service checksums only when they differ."""
+
+    checksum: str | None = None
+    region_id: str | None = None
+
+
+class ChecksumsResponse(_Wire, kw_only=True, frozen=True):
+    checksum: str | None = None
+    response_status: ResponseStatus
+    services: dict[str, str] | None = None
+
+
+class LeasesRequest(_Wire, kw_only=True, frozen=True):
+    """`/api/replication/registry/leases.json`: the leases of these services (all if null)."""
+
+    region_id: str | None = None
+    service_ids: list[str] | None = None
+
+
+class LeaseCopy(_Wire, kw_only=True, frozen=True, gc=False):
+    """One lease as a peer copies it: the instance, when it was registered (epoch ms) and how
+    long ago it was last renewed (ms), so the copy expires when the original does."""
+
+    age_ms: int
+    created_ms: int
+    instance: Instance
+
+
+class LeasesResponse(_Wire, kw_only=True, frozen=True):
+    leases: list[LeaseCopy] | None = None
+    response_status: ResponseStatus
+
+
 # --- answers the server writes by hand (described here for the OpenAPI document) ----------
 
 
@@ -365,6 +409,63 @@ class SelfPreservationResponse(_Wire, kw_only=True, frozen=True):
     legacy_enabled: bool | None = None
     legacy_is_safe: bool | None = None
     response_status: ResponseStatus
+
+
+class ReplicationLag(_Wire, kw_only=True, frozen=True):
+    """Time from a client write here to its acknowledgement by the peer, last minute."""
+
+    max_ms: float
+    p50_ms: float
+    p99_ms: float
+    samples: int
+
+
+class RepairStatus(_Wire, kw_only=True, frozen=True):
+    """Anti-entropy with one peer: checksum rounds, rounds found in sync, services fetched,
+    instances changed here, instances unregistered there."""
+
+    in_sync: int
+    instances: int
+    rounds: int
+    services: int
+    stale_unregistered: int
+
+
+class PeerReplicationStatus(_Wire, kw_only=True, frozen=True):
+    """One peer: its polled status, its replication queue and its counters."""
+
+    backoff_failures: int
+    can_service_discovery: bool | None
+    can_service_registry: bool | None
+    coalesced: int
+    dropped_expired: int
+    dropped_failed: int
+    dropped_overflow: int
+    lag: ReplicationLag
+    last_answer_time: int
+    last_error: str
+    queued: int
+    repair: RepairStatus
+    requests: int
+    retried: int
+    send_failures: int
+    sent: int
+    skipped: int
+    status: str
+    submitted: int
+    url: str
+    zone: str
+
+
+class ReplicationStatusResponse(_Wire, kw_only=True, frozen=True):
+    """`/api/status/replication.json`: bootstrap, replication and repair, per peer."""
+
+    bootstrap: dict[str, Any]
+    cpu_seconds: float
+    node_id: str | None
+    peers: list[PeerReplicationStatus]
+    response_status: ResponseStatus
+    self: str | None
 
 
 class HealthResponse(_Wire, kw_only=True, frozen=True):

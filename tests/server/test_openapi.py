@@ -217,6 +217,9 @@ BODIES: dict[str, Any] = {
     "/api/replication/registry/heartbeat.json": {"instances": [instance("10.0.0.9:8080")]},
     "/api/replication/registry/unregister.json": {"instances": [instance("10.0.0.9:8080")]},
     "/api/replication/registry/services.json": {"regionId": REGION},
+    "/api/replication/registry/checksums.json": {"regionId": REGION, "checksum": "0"},
+    "/api/replication/registry/leases.json": {"regionId": REGION, "serviceIds": [SERVICE]},
+    "/api/admin/node-status.json": {"status": "up"},
 }
 PARAMS: dict[str, dict[str, str]] = {
     "/api/discovery/service.json": {"serviceId": SERVICE},

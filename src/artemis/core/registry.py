@@ -14,12 +14,19 @@ Rules
     instance is registered instead, so lost writes heal.
   * unregister removes the lease at once and records `delete`; an unknown instance is a success.
   * sweep removes expired leases (unless self-preservation holds them) and records `delete`.
+  * An unregister leaves a tombstone (when, wall clock) for as long as the longest lease, so
+    anti-entropy can tell "a peer missed my unregister" from "I missed its register".
+  * merge (anti-entropy and bootstrap) takes a peer's copies of leases: an unknown instance is
+    registered with the copy's remaining lease (a copy never extends a lease); a known one with
+    the same data keeps the later renewal; different data goes to the later registration; an
+    instance unregistered here after the copy's registration is reported back as stale there.
   * Every change gets the next revision of one node-local counter and goes to the change log.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -30,7 +37,7 @@ import msgspec
 from artemis import wire
 from artemis.core.lease import SafeChecker, SafeCheckerConfig
 from artemis.core.versions import Change, ChangeLog, decode_instance
-from artemis.wire import FailedInstance, Instance
+from artemis.wire import FailedInstance, Instance, LeaseCopy
 
 __all__ = [
     "BAD_REQUEST",
@@ -38,6 +45,7 @@ __all__ = [
     "NO_PERMISSION",
     "BatchResult",
     "Lease",
+    "MergeResult",
     "Registry",
     "RegistryConfig",
     "ServiceState",
@@ -53,6 +61,7 @@ LEGACY_KEY: Final = "java_registry"
 _MASK64: Final = (1 << 64) - 1
 # After how long an expired lease that self-preservation holds is looked at again.
 _HELD_RECHECK: Final = 1.0
+_MAX_TOMBSTONES: Final = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,7 @@ class RegistryConfig:
     max_url_length: int = 2048
     max_metadata_entries: int = 64
     max_field_length: int = 1024
+    max_tombstones: int = _MAX_TOMBSTONES
 
 
 def instance_hash(encoded: bytes) -> int:
@@ -85,6 +95,11 @@ def describe(instance: Instance) -> str:
         parts.append(instance.group_id)
     parts.append(instance.instance_id)
     return "/".join(_null(p) for p in parts).lower()
+
+
+def _is_legacy(instance: Instance) -> bool:
+    metadata = instance.metadata
+    return bool(metadata and (metadata.get(LEGACY_KEY) or "").strip())
 
 
 def _null(text: str | None) -> str:
@@ -161,6 +176,17 @@ class BatchResult:
     succeeded: list[Instance] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class MergeResult:
+    """What merging a peer's copies did: changes here, and instances the peer still holds that
+    were unregistered here after it registered them (to unregister there)."""
+
+    changes: list[Change] = field(default_factory=list)
+    imported: int = 0
+    renewed: int = 0
+    stale_at_peer: list[Instance] = field(default_factory=list)
+
+
 class Registry:
     """All leases of one node, the change log, and self-preservation (rules in the module doc)."""
 
@@ -182,13 +208,20 @@ class Registry:
         # untracked by the garbage collector; `Lease.due` tells the live entry from stale ones.
         self._expiry: list[tuple[float, int, str, str]] = []
         self._seq = 0
+        # "service\x1finstance" -> (monotonic, wall ms) of the last unregister, oldest first
+        self.tombstones: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     # --- operations ----------------------------------------------------------------------
 
     def register(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
-                 check_zone: bool = True) -> BatchResult:
+                 check_zone: bool = True, same_renews: bool = False) -> BatchResult:
+        """Register a batch; with `same_renews` (the replication path) an instance registered
+        with exactly the same data is renewed instead, so a repeated copy pushes nothing."""
         result = BatchResult()
         for instance in self._valid(instances, check_zone, result):
+            if same_renews and self._renew_same(instance, now):
+                result.succeeded.append(instance)
+                continue
             self._register(instance, now, wall_ms, result.changes)
             result.succeeded.append(instance)
         return result
@@ -234,8 +267,64 @@ class Registry:
                 lease = state.leases.get(instance.instance_id.lower())  # type: ignore[union-attr]
                 if lease is not None:
                     result.changes.append(self._remove(state, lease, now, wall_ms))
+            self._bury(f"{instance.service_id.lower()}\x1f"  # type: ignore[union-attr]
+                       f"{instance.instance_id.lower()}", now, wall_ms)  # type: ignore[union-attr]
             result.succeeded.append(instance)
         return result
+
+    def merge(self, copies: Iterable[LeaseCopy], now: float, wall_ms: int) -> MergeResult:
+        """Merge a peer's copies of leases (rules in the module doc); invalid copies and copies
+        of other regions are skipped."""
+        result = MergeResult()
+        tombstones = self.tombstones
+        self._forget_tombstones(now)
+        for copy in copies:
+            instance = copy.instance
+            if self._problem(instance, False) is not None:
+                continue
+            key = instance.service_id.lower()  # type: ignore[union-attr]
+            ikey = instance.instance_id.lower()  # type: ignore[union-attr]
+            legacy = _is_legacy(instance)
+            ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
+            age = max(0.0, copy.age_ms / 1000)
+            if age >= ttl:
+                continue  # expired there too; the peer's own sweep removes it
+            renewed = now - age
+            buried = tombstones.get(f"{key}\x1f{ikey}")
+            if buried is not None and buried[1] >= copy.created_ms:
+                result.stale_at_peer.append(instance)
+                continue
+            state = self.services.get(key)
+            lease = None if state is None else state.leases.get(ikey)
+            if lease is not None and now <= lease.renewed + lease.ttl:
+                encoded = wire.encode(instance)
+                if encoded == lease.encoded:
+                    if renewed > lease.renewed:
+                        lease.renewed = renewed
+                        result.renewed += 1
+                    continue
+                if copy.created_ms <= lease.created_ms:
+                    continue  # ours is the later registration: the peer takes it from us
+            self._register(instance, now, wall_ms, result.changes, renewed=renewed,
+                           created_ms=copy.created_ms)
+            result.imported += 1
+        return result
+
+    def checksums(self) -> dict[str, int]:
+        """The checksum of every service, by lower-case service id."""
+        return {key: state.checksum for key, state in self.services.items()}
+
+    def copies(self, keys: Iterable[str] | None, now: float) -> Iterator[bytes]:
+        """The leases of these services (all if None) as LeaseCopy JSON, one per lease."""
+        services = self.services
+        states = (services.values() if keys is None
+                  else (s for s in (services.get(k.lower()) for k in keys) if s is not None))
+        for state in states:
+            for lease in state.leases.values():
+                age = max(0, int((now - lease.renewed) * 1000))
+                yield b"".join((b'{"ageMs":', str(age).encode(), b',"createdMs":',
+                                str(lease.created_ms).encode(), b',"instance":', lease.encoded,
+                                b"}"))
 
     def sweep(self, now: float, wall_ms: int) -> list[Change]:
         """Remove the leases that expired by `now`; only leases due are looked at."""
@@ -349,19 +438,46 @@ class Registry:
                 return BAD_REQUEST, f"{name} is longer than {cfg.max_field_length} characters."
         return None
 
+    def _renew_same(self, instance: Instance, now: float) -> bool:
+        state = self.services.get(instance.service_id.lower())  # type: ignore[union-attr]
+        lease = None if state is None else state.leases.get(
+            instance.instance_id.lower())  # type: ignore[union-attr]
+        if lease is None or now > lease.renewed + lease.ttl or lease.encoded != wire.encode(
+                instance):
+            return False
+        lease.renewed = now
+        return True
+
+    def _bury(self, key: str, now: float, wall_ms: int) -> None:
+        tombstones = self.tombstones
+        tombstones.pop(key, None)
+        tombstones[key] = (now, wall_ms)
+        if len(tombstones) > self.config.max_tombstones:
+            tombstones.popitem(last=False)
+
+    def _forget_tombstones(self, now: float) -> None:
+        keep = max(self.config.lease_ttl, self.config.legacy_lease_ttl)
+        tombstones = self.tombstones
+        while tombstones:
+            key, (when, _) = next(iter(tombstones.items()))
+            if now - when <= keep:
+                break
+            del tombstones[key]
+
     def _register(self, instance: Instance, now: float, wall_ms: int,
-                  changes: list[Change]) -> None:
+                  changes: list[Change], renewed: float | None = None,
+                  created_ms: int | None = None) -> None:
         key = instance.service_id.lower()  # type: ignore[union-attr]
         state = self.services.get(key)
         if state is None:
             state = self.services[key] = ServiceState(key, instance.service_id)  # type: ignore[arg-type]
-        metadata = instance.metadata
-        legacy = bool(metadata and (metadata.get(LEGACY_KEY) or "").strip())
+        legacy = _is_legacy(instance)
         ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
         encoded = wire.encode(instance)
-        lease = Lease(encoded, instance_hash(encoded), state.key, ikey, now, wall_ms, now, ttl,
-                      legacy)
+        renewed = now if renewed is None else renewed
+        lease = Lease(encoded, instance_hash(encoded), state.key, ikey, now,
+                      wall_ms if created_ms is None else created_ms, renewed, ttl, legacy)
         old = state.leases.get(ikey)
         prev_hash = None
         if old is not None:
@@ -373,7 +489,7 @@ class Registry:
         state.checksum = (state.checksum + lease.hash) & _MASK64
         self.checksum = (self.checksum + lease.hash) & _MASK64
         self._count(legacy, 1)
-        self._push_expiry(now + ttl, lease)
+        self._push_expiry(renewed + ttl, lease)
         changes.append(self._record("new", state.key, ikey, wall_ms, prev_hash, lease.hash,
                                     encoded, state.checksum))
 

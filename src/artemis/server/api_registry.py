@@ -36,15 +36,18 @@ def answer(result: BatchResult) -> bytes:
 
 class InstancesOperation:
     """One of register / heartbeat / unregister, shared by HTTP, the heartbeat WebSocket and
-    the replication endpoints (`limiter="replication"`, accepted while the node starts)."""
+    the replication endpoints (`limiter="replication"`, accepted while the node starts, and
+    `replicates=False`: a replicated write is never replicated again)."""
 
     def __init__(self, node: Node, identity: str, operation: Operation, *,
-                 limiter: str = "registry", needs_up: bool = True) -> None:
+                 limiter: str = "registry", needs_up: bool = True,
+                 replicates: bool = True) -> None:
         self.node = node
         self.identity = identity
         self.operation = operation
         self.limiter = limiter
         self.needs_up = needs_up
+        self.replicates = replicates
         self.route = Route(frozenset({"POST"}), handler=self.handle, null_fields=_NULLS)
 
     def handle(self, request: Request) -> bytes:
@@ -68,6 +71,8 @@ class InstancesOperation:
         clock = node.clock
         result = self.operation(instances, clock.monotonic(), clock.wall_ms())
         node.publish(result.changes)
+        if self.replicates and result.succeeded and node.replicate is not None:
+            node.replicate(self.identity, result.succeeded)
         if result.failed and self.route.stats is not None:
             self.route.stats.error("partial_fail")
         return answer(result)

@@ -6,7 +6,12 @@
                                               - a heartbeat for an unknown instance registers it,
                                                 so a register a peer lost heals;
   /api/replication/registry/services.json     the raw registry (every service with instances,
-                                              no filters) for a starting peer to copy.
+                                              no filters), as the original's bootstrap copies it;
+  /api/replication/registry/checksums.json    this node's registry checksum and, when it differs
+                                              from the caller's, every service's (anti-entropy);
+  /api/replication/registry/leases.json       the leases of some services or all, with when each
+                                              was registered and how long ago it was renewed
+                                              (bootstrap and repair between our nodes).
 
 Rate-limited by the `replication` limiter. Changes they make are pushed like any other.
 """
@@ -25,6 +30,8 @@ from artemis.server.node import Node
 __all__ = ["routes"]
 
 _SUCCESS: Final = status_bytes("success", "", "success")
+_STATUS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
+_MAX_SERVICES: Final = 100_000
 
 
 class Replication:
@@ -32,17 +39,62 @@ class Replication:
         self.node = node
         registry = node.registry
         operations = {
-            "register": partial(registry.register, check_zone=False),
+            "register": partial(registry.register, check_zone=False, same_renews=True),
             "heartbeat": partial(registry.heartbeat, check_zone=False, register_unknown=True),
             "unregister": partial(registry.unregister, check_zone=False),
         }
         self.routes = {
             f"/api/replication/registry/{name}.json": InstancesOperation(
-                node, name, operation, limiter="replication", needs_up=False).route
+                node, name, operation, limiter="replication", needs_up=False,
+                replicates=False).route
             for name, operation in operations.items()
         }
         self.routes["/api/replication/registry/services.json"] = Route(
             frozenset({"GET", "POST"}), handler=self.services, null_fields={"services": None})
+        self.routes["/api/replication/registry/checksums.json"] = Route(
+            frozenset({"POST"}), handler=self.checksums,
+            null_fields={"checksum": None, "services": None})
+        self.routes["/api/replication/registry/leases.json"] = Route(
+            frozenset({"POST"}), handler=self.leases, null_fields={"leases": None})
+
+    def _region_problem(self, region: str | None) -> str | None:
+        mine = self.node.settings.region
+        if region is None or region.lower() != mine.lower():
+            return (f"regionId is not the same as the registry node. regionId: {region}, "
+                    f"registry node.regionId: {mine}")
+        return None
+
+    def checksums(self, request: Request) -> bytes:
+        route = self.routes["/api/replication/registry/checksums.json"]
+        if not self.node.allowed("replication", "checksums"):
+            return route.fail("rate-limited", "Request is rate limited.")
+        asked = request.json(wire.ChecksumsRequest)
+        problem = self._region_problem(asked.region_id)
+        if problem is not None:
+            return route.fail("no-permission", problem)
+        registry = self.node.registry
+        total = f"{registry.checksum:016x}"
+        services = None
+        if asked.checksum is None or asked.checksum.lower() != total:
+            services = {key: f"{value:016x}" for key, value in registry.checksums().items()}
+        return wire.encode(wire.ChecksumsResponse(checksum=total, response_status=_STATUS,
+                                                  services=services))
+
+    def leases(self, request: Request) -> bytes:
+        route = self.routes["/api/replication/registry/leases.json"]
+        node = self.node
+        if not node.allowed("replication", "leases"):
+            return route.fail("rate-limited", "Request is rate limited.")
+        asked = request.json(wire.LeasesRequest)
+        problem = self._region_problem(asked.region_id)
+        if problem is not None:
+            return route.fail("no-permission", problem)
+        if asked.service_ids is not None and len(asked.service_ids) > _MAX_SERVICES:
+            raise BadRequest(f"serviceIds has {len(asked.service_ids)} entries; at most "
+                             f"{_MAX_SERVICES} are accepted in one request.")
+        copies = list(node.registry.copies(asked.service_ids, node.clock.monotonic()))
+        return b"".join((b'{"leases":[', b",".join(copies), b'],"responseStatus":', _SUCCESS,
+                         b"}"))
 
     def services(self, request: Request) -> bytes:
         route = self.routes["/api/replication/registry/services.json"]

@@ -1,7 +1,8 @@
 """Node, cluster and status endpoints (§4.4, §4.5), `/health`, and the node's admin switch.
 
-A node without peers is a cluster of one: it lists itself. The cluster issue's peers extend the
-same answers.
+A node without peers is a cluster of one: it lists itself. With peers, the cluster answers list
+every configured node with its status as last polled (`unknown` until it answers), and the
+up-*-nodes answers every node that serves registry (discovery) now.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import msgspec
 from artemis import wire
 from artemis.core.lease import SafeChecker
 from artemis.core.registry import Lease, describe
+from artemis.server.cluster import NODE_ID_HEADER
 from artemis.server.http import BadRequest, Request, Response, Route
 from artemis.server.node import Node
 from artemis.server.push import PushServer
@@ -25,6 +27,10 @@ __all__ = ["routes"]
 
 _SUCCESS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
 _sorted: Final = msgspec.json.Encoder(order="sorted")
+
+
+class NodeStatusSwitch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    status: str
 
 
 class SelfPreservationSwitch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,19 +68,53 @@ class Status:
             status=state.status,
         )
 
-    def node_json(self, request: Request) -> bytes:
-        return wire.encode(wire.GetClusterNodeStatusResponse(node_status=self.node_status(),
+    def node_json(self, request: Request) -> Response:
+        body = wire.encode(wire.GetClusterNodeStatusResponse(node_status=self.node_status(),
                                                              response_status=_SUCCESS))
+        cluster = self.node.cluster
+        headers = [] if cluster is None else [(NODE_ID_HEADER, cluster.node_id)]
+        return Response(body, headers=headers)
+
+    def peer_statuses(self) -> list[ServiceNodeStatus]:
+        """The status of every peer as last polled (flags null while `unknown`)."""
+        cluster = self.node.cluster
+        if cluster is None:
+            return []
+        out = []
+        for link in cluster.links.values():
+            state = link.state
+            zone = Zone(region_id=self.zone.region_id, zone_id=link.spec.zone)
+            out.append(ServiceNodeStatus(
+                can_service_discovery=state.can_service_discovery,
+                can_service_registry=state.can_service_registry,
+                node=ServiceNode(url=link.url, zone=zone),
+                status=state.status,
+            ))
+        return out
+
+    def all_statuses(self) -> list[ServiceNodeStatus]:
+        return [self.node_status(), *self.peer_statuses()]
 
     def cluster_json(self, request: Request) -> bytes:
         if not self.node.allowed("status", "get-cluster"):
             return self.routes["/api/status/cluster.json"].fail("rate-limited",
                                                                  "Request is rate limited.")
+        statuses = self.all_statuses()
         return wire.encode(wire.GetClusterStatusResponse(
-            node_count=1, nodes_status=[self.node_status()], response_status=_SUCCESS))
+            node_count=len(statuses), nodes_status=statuses, response_status=_SUCCESS))
 
     def nodes_json(self, request: Request) -> bytes:
-        return _sorted.encode({"nodes": [self.node_status()], "responseStatus": _SUCCESS})
+        return _sorted.encode({"nodes": self.all_statuses(), "responseStatus": _SUCCESS})
+
+    def replication_json(self, request: Request) -> bytes:
+        cluster = self.node.cluster
+        body: dict[str, Any] = {"nodeId": None, "self": self.service_node.url,
+                                "bootstrap": {"state": "done", "reason": "no peers"},
+                                "cpuSeconds": 0.0, "peers": []}
+        if cluster is not None:
+            body = cluster.status()
+        body["responseStatus"] = _SUCCESS
+        return _sorted.encode(body)
 
     def _up_nodes(self, request: Request, identity: str, registry: bool) -> bytes:
         route = self.routes[f"/api/cluster/{identity}.json"]
@@ -89,9 +129,22 @@ class Status:
         serves = self.node.state.serves_registry if registry else self.node.state.serves_discovery
         other_zone = (status.allow_registry_from_other_zone if registry
                       else status.allow_discovery_from_other_zone)
-        same_zone = ((zone is None or zone.lower() == (self.zone.zone_id or "").lower())
-                     and (region is None or region.lower() == (self.zone.region_id or "").lower()))
-        nodes = [self.service_node] if serves and (other_zone or same_zone) else []
+        if region is not None and region.lower() != (self.zone.region_id or "").lower():
+            return route.fail("data-not-found", "No available service nodes.")
+
+        def same_zone(node_zone: str | None) -> bool:
+            return zone is None or zone.lower() == (node_zone or "").lower()
+
+        nodes = [self.service_node] if serves and (other_zone or same_zone(
+            self.zone.zone_id)) else []
+        cluster = self.node.cluster
+        if cluster is not None:
+            # A peer's own allow-*-from-other-zone flags are not polled: this node's apply.
+            for link in cluster.links.values():
+                ok = link.state.serves_registry if registry else link.state.serves_discovery
+                if ok and (other_zone or same_zone(link.spec.zone)):
+                    nodes.append(ServiceNode(url=link.url, zone=Zone(
+                        region_id=self.zone.region_id, zone_id=link.spec.zone)))
         if not nodes:
             return route.fail("data-not-found", "No available service nodes.")
         return wire.encode(wire.GetServiceNodesResponse(nodes=nodes, response_status=_SUCCESS))
@@ -227,6 +280,24 @@ class Status:
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
                                                                   token.encode())
 
+    def node_status_switch(self, request: Request) -> bytes:
+        route = self.routes["/api/admin/node-status.json"]
+        if request.method == "POST":
+            if not self._authorized(request):
+                return route.fail("no-permission", "this switch needs the admin bearer token "
+                                  "(or, with no token configured, a call from 127.0.0.1)")
+            try:
+                switch = msgspec.json.decode(request.body or b"{}", type=NodeStatusSwitch)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise BadRequest(f"request body: {exc}") from None
+            except RecursionError:
+                raise BadRequest("request body: JSON is nested too deeply") from None
+            if switch.status not in ("up", "down", "auto"):
+                raise BadRequest(f"status must be up, down or auto, got {switch.status[:64]!r}")
+            self.node.force(switch.status)
+        return wire.encode(wire.GetClusterNodeStatusResponse(node_status=self.node_status(),
+                                                             response_status=_SUCCESS))
+
     def self_preservation(self, request: Request) -> bytes:
         route = self.routes["/api/admin/self-preservation.json"]
         registry = self.node.registry
@@ -279,6 +350,10 @@ class Status:
                                                           null_fields={"nodes": None}),
             "/api/status/message/connections.json": Route(frozenset({"GET"}),
                                                           handler=self.connections),
+            "/api/status/replication.json": Route(frozenset({"GET"}),
+                                                  handler=self.replication_json),
+            "/api/admin/node-status.json": Route(both, handler=self.node_status_switch,
+                                                 null_fields={"nodeStatus": None}),
             "/api/admin/self-preservation.json": Route(
                 both, handler=self.self_preservation,
                 null_fields={"enabled": None, "isSafe": None, "legacyEnabled": None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from artemis.server import api_discovery, api_registry, api_replication, api_status, openapi
+from artemis.server.cluster import Cluster
 from artemis.server.http import App, Request, Response, Route
 from artemis.server.metrics import CONTENT_TYPE, EndpointStats, render, scrape_registry
 from artemis.server.node import Node
@@ -13,6 +14,7 @@ __all__ = ["build_app"]
 
 def build_app(node: Node) -> App:
     """The RSGI/ASGI application serving `node`; its ASGI lifespan runs the node's loops."""
+    Cluster(node)  # peers, replication and repair (idle without peers)
     registry = api_registry.routes(node)
     push = PushServer(node, registry.heartbeat)
     routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push),

@@ -19,16 +19,17 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, TypeVar
 
 from artemis.clock import Clock, SystemClock
 from artemis.core.lease import SafeCheckerConfig
-from artemis.core.node_status import UP, NodeState
+from artemis.core.node_status import DOWN, STARTING, UP, NodeState
 from artemis.core.ratelimit import RateLimiter
 from artemis.core.registry import Registry, RegistryConfig
 from artemis.core.versions import Change, Versions
 from artemis.server.settings import Settings
+from artemis.wire import Instance
 
 __all__ = ["LoopLag", "Node", "StepTimes", "drive_async"]
 
@@ -49,6 +50,7 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
 
 _malloc_trim = _find_malloc_trim()
 Subscriber = Callable[[Sequence[Change]], None]
+Replicate = Callable[[str, Sequence[Instance]], None]
 
 
 async def drive_async(gen: Generator[None, None, T], steps: StepTimes | None = None,
@@ -170,6 +172,11 @@ class Node:
         self._loops: list[tuple[str, float, Callable[[], Any]]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._session_counters: list[Callable[[], int]] = []
+        self._tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        # Set by the cluster: where client writes go to be replicated, and who decides `up`.
+        self.replicate: Replicate | None = None
+        self.bootstraps = False
+        self.cluster: Any = None  # the Cluster, when the node has one (status and metrics)
         self.snapshots_taken = 0
         self._trimmed_at = self.started_mono
 
@@ -192,6 +199,10 @@ class Node:
     def add_loop(self, name: str, interval: float, step: Callable[[], Any]) -> None:
         """Run `step` every `interval` seconds while the node runs (register before running)."""
         self._loops.append((name, interval, step))
+
+    def add_task(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `run()` as a task while the node runs (register before running)."""
+        self._tasks.append((name, run))
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Await `closer` when the node starts to stop, before its loops end."""
@@ -217,6 +228,19 @@ class Node:
     def mark_up(self) -> None:
         """A single node is ready as soon as it runs (the cluster adds bootstrap first)."""
         self.state = self.state.move(UP)
+
+    def force(self, status: str) -> None:
+        """An operator's override: `up`, `down`, or `auto` (a node that is down starts again
+        and, in a cluster, bootstraps before it is up)."""
+        if status == "up":
+            self.state = self.state.move(UP)
+        elif status == "down":
+            self.state = self.state.move(DOWN)
+        elif self.state.status == DOWN:
+            self.state = self.state.move(STARTING)
+            if not self.bootstraps:
+                self.state = self.state.move(UP)
+        log.warning("node status forced %s: now %s", status, self.state.status)
 
     def allowed(self, limiter: str, identity: str) -> bool:
         return self.limiters[limiter].allow(identity, self.clock.monotonic())
@@ -270,8 +294,12 @@ class Node:
         tasks = [asyncio.create_task(self._every(interval, step), name=name)
                  for name, interval, step in loops]
         tasks.append(asyncio.create_task(self.lag.run(), name="loop lag"))
+        tasks += [asyncio.create_task(run(), name=name) for name, run in self._tasks]
         gc.callbacks.append(self.steps.gc_callback)
-        self.mark_up()
+        if s.force_status == "down":
+            self.state = self.state.move(DOWN)
+        elif s.force_status == "up" or not self.bootstraps:
+            self.mark_up()
         try:
             yield self
         finally:

@@ -17,7 +17,7 @@ from typing import Any, Final, NamedTuple
 import msgspec
 
 from artemis import __version__, wire
-from artemis.server.api_status import SelfPreservationSwitch
+from artemis.server.api_status import NodeStatusSwitch, SelfPreservationSwitch
 from artemis.server.http import JSON, Request, Route
 from artemis.server.metrics import CONTENT_TYPE
 
@@ -94,6 +94,17 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
          _ZONE),
         description="Every service with instances, unfiltered. Another region is refused "
         "`no-permission`."),
+    "/api/replication/registry/checksums.json": Endpoint(
+        "Compare registry checksums (anti-entropy)", wire.ChecksumsRequest,
+        wire.ChecksumsResponse,
+        description="Called by peer nodes. Answers this node's registry checksum (hex) and, "
+        "when the caller's `checksum` differs, the checksum of every service by lower-case "
+        "service id; `services` is null when the registries are equal."),
+    "/api/replication/registry/leases.json": Endpoint(
+        "Copy leases (bootstrap and repair)", wire.LeasesRequest, wire.LeasesResponse,
+        description="Called by peer nodes. The leases of `serviceIds` (every service when "
+        "null): each instance with when it was registered (`createdMs`, epoch ms) and how long "
+        "ago it was renewed (`ageMs`), so a copy expires when the original does."),
     "/api/registry/register.json": Endpoint(
         "Register instances", wire.InstancesRequest, wire.InstancesResponse,
         description="Creates (or replaces) the lease of each instance. " + _REGISTRY),
@@ -147,6 +158,12 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
                "every sample kept."),),
         description="Instances, services, revision, snapshot versions, evictions, rate-limit "
         "refusals, push sessions, event-loop lag."),
+    "/api/status/replication.json": Endpoint(
+        "Bootstrap, replication and repair, per peer", None, wire.ReplicationStatusResponse,
+        description="For each peer: its polled status, replication queue depth, writes sent, "
+        "coalesced, retried, dropped (overflow, expired, failed), skipped while it did not "
+        "answer, the replication lag over the last minute, and anti-entropy rounds and "
+        "repairs; the bootstrap's outcome; CPU seconds spent on all of it."),
     "/api/status/message/connections.json": Endpoint(
         "WebSocket session counts", None, wire.ConnectionsResponse,
         description="As the original gives them: counts as strings."),
@@ -158,6 +175,12 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
     "/api/cluster/up-discovery-nodes.json": Endpoint(
         "Nodes serving discovery", wire.GetServiceNodesRequest, wire.GetServiceNodesResponse,
         (_REGION, _ZONE), description=_UP_NODES.format(what="discovery")),
+    "/api/admin/node-status.json": Endpoint(
+        "Node status switch", NodeStatusSwitch, wire.GetClusterNodeStatusResponse,
+        description="GET gives this node's status; POST forces it: `up` serves at once, "
+        "`down` serves nothing (registry and discovery answer `service-unavailable`), `auto` "
+        "starts a node that is down again (in a cluster it bootstraps first). Admin bearer "
+        "token, or a call from 127.0.0.1 when none is set.", admin=True),
     "/api/admin/self-preservation.json": Endpoint(
         "Self-preservation switch", SelfPreservationSwitch, wire.SelfPreservationResponse,
         description="GET gives the state; POST switches it (the admin bearer token, or a call "

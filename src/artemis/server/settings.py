@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from artemis.core.cluster import PeersError, parse_peers
+
 __all__ = ["SETTINGS", "Settings", "SettingsError", "env_name", "flag_name"]
 
 ENV_PREFIX: Final = "ARTEMIS_"
@@ -102,6 +104,41 @@ class Settings:
     ws_coalesce_ms: int = field(default=0, metadata=_doc(
         "Milliseconds a push session waits to batch a burst of changes, sending only the last "
         "change of each instance (0: off).", lo=0, hi=10_000))
+    peers: str = field(default="", metadata=_doc(
+        "The cluster's nodes, as the original writes them: zone:url,url;zone2:url (this node "
+        "finds itself by its url; a part without zone: is in this node's zone)."))
+    peers_dns: str = field(default="", metadata=_doc(
+        "NAME:PORT whose DNS addresses are the cluster's nodes (a headless service), all in "
+        "this node's zone; resolved again every peers_dns_interval."))
+    peers_dns_interval: float = field(default=30.0, metadata=_doc(
+        "Seconds between two resolutions of peers_dns.", lo=1.0, hi=86_400.0))
+    peer_status_interval: float = field(default=1.0, metadata=_doc(
+        "Seconds between two polls of every peer's node status.", lo=0.1, hi=300.0))
+    peer_timeout: float = field(default=2.0, metadata=_doc(
+        "Seconds a peer has to answer a status poll or a replication request.",
+        lo=0.05, hi=60.0))
+    force_status: str = field(default="auto", metadata=_doc(
+        "auto (bootstrap decides), up (serve at once, even before a copy) or down (serve "
+        "nothing); also switchable at run time by /api/admin/node-status.json.",
+        choices=("auto", "up", "down")))
+    bootstrap_timeout: float = field(default=10.0, metadata=_doc(
+        "Seconds a starting node waits for a peer to be up (to copy its registry) when some "
+        "peers do not answer; then it comes up with what it has.", lo=0.0, hi=3_600.0))
+    replication_queue: int = field(default=100_000, metadata=_doc(
+        "Replication tasks queued for one peer; when full the oldest is dropped.", lo=100))
+    replication_batch: int = field(default=1_000, metadata=_doc(
+        "Most instances sent to a peer in one replication request.", lo=1, hi=100_000))
+    replication_task_ttl: float = field(default=10.0, metadata=_doc(
+        "Seconds a replication task may wait (queued or retried) before it is dropped.",
+        lo=0.5, hi=600.0))
+    replication_retries: int = field(default=5, metadata=_doc(
+        "Attempts of one replication task before it is dropped.", lo=1, hi=100))
+    replication_backoff: float = field(default=0.05, metadata=_doc(
+        "Seconds of the first pause after a failed replication request; it doubles per "
+        "failure in a row (with full jitter) up to 5 s.", lo=0.001, hi=60.0))
+    anti_entropy_interval: float = field(default=5.0, metadata=_doc(
+        "Seconds between two checksum comparisons with each peer, which repair any difference "
+        "(0: off).", lo=0.0, hi=3_600.0))
     rate_limit_enabled: bool = field(default=True, metadata=_doc(
         "Enforce the per-operation rate limits."))
     rate_limits: dict[str, int] = field(default_factory=dict, metadata=_doc(
@@ -203,6 +240,17 @@ class Settings:
         for name in ("region", "zone"):
             if not getattr(self, name).strip():
                 raise fail(name, "must not be blank")
+        if self.peers and self.peers_dns:
+            raise fail("peers_dns", "cannot be set together with peers; choose one")
+        if self.peers:
+            try:
+                parse_peers(self.peers, self.zone)
+            except PeersError as exc:
+                raise fail("peers", str(exc)) from None
+        if self.peers_dns:
+            name, sep, port = self.peers_dns.rpartition(":")
+            if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
+                raise fail("peers_dns", f"must be NAME:PORT, got {self.peers_dns!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise fail("tls_cert" if not self.tls_cert else "tls_key",
                        "must be given together with tls_cert and tls_key both set")

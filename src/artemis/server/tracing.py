@@ -60,6 +60,18 @@ class Tracing:
                                       attributes={"http.request.method": method,
                                                   "url.path": path})
 
+    def start_client(self, name: str, url: str) -> tuple[trace.Span | None, dict[str, str]]:
+        """A client span for a call to a peer node if sampled, and the headers (`traceparent`)
+        that carry the trace to that node; (None, {}) when not sampled."""
+        if self._random() >= self.ratio:
+            return None, {}
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT,
+                                      attributes={"http.request.method": "POST",
+                                                  "url.full": url})
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        return span, carrier
+
     @staticmethod
     def end(span: trace.Span, status: int) -> None:
         span.set_attribute("http.response.status_code", status)
