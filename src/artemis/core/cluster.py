@@ -61,6 +61,8 @@ class PeerState:
     status: str = UNKNOWN
     can_service_registry: bool | None = None
     can_service_discovery: bool | None = None
+    allow_registry_from_other_zone: bool | None = None
+    allow_discovery_from_other_zone: bool | None = None
 
     @property
     def serves_registry(self) -> bool:

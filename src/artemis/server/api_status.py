@@ -85,6 +85,8 @@ class Status:
             state = link.state
             zone = Zone(region_id=self.zone.region_id, zone_id=link.spec.zone)
             out.append(ServiceNodeStatus(
+                allow_discovery_from_other_zone=state.allow_discovery_from_other_zone,
+                allow_registry_from_other_zone=state.allow_registry_from_other_zone,
                 can_service_discovery=state.can_service_discovery,
                 can_service_registry=state.can_service_registry,
                 node=ServiceNode(url=link.url, zone=zone),
@@ -139,10 +141,12 @@ class Status:
             self.zone.zone_id)) else []
         cluster = self.node.cluster
         if cluster is not None:
-            # A peer's own allow-*-from-other-zone flags are not polled: this node's apply.
             for link in cluster.links.values():
-                ok = link.state.serves_registry if registry else link.state.serves_discovery
-                if ok and (other_zone or same_zone(link.spec.zone)):
+                peer = link.state
+                ok = peer.serves_registry if registry else peer.serves_discovery
+                allows = (peer.allow_registry_from_other_zone if registry
+                          else peer.allow_discovery_from_other_zone)
+                if ok and (allows or same_zone(link.spec.zone)):
                     nodes.append(ServiceNode(url=link.url, zone=Zone(
                         region_id=self.zone.region_id, zone_id=link.spec.zone)))
         if not nodes:

@@ -217,17 +217,17 @@ class Cluster:
             except OSError as exc:
                 log.warning("cannot resolve peers %s: %s; keeping %d known peers",
                             self.settings.peers_dns, exc, len(self.links))
-            await self._poll_once()
+            await self.poll_once()
             await asyncio.sleep(self.settings.peers_dns_interval)
 
     # --- status polling ------------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
         while True:
-            await self._poll_once()
+            await self.poll_once()
             await asyncio.sleep(self.settings.peer_status_interval)
 
-    async def _poll_once(self) -> None:
+    async def poll_once(self) -> None:
         links = list(self.links.values())
         await asyncio.gather(*(self._poll(link) for link in links))
         self.polled.set()
@@ -243,7 +243,9 @@ class Cluster:
             if response.status_code != 200 or status is None:
                 raise ValueError(f"HTTP {response.status_code}")
             state = PeerState(status.status, status.can_service_registry,
-                              status.can_service_discovery)
+                              status.can_service_discovery,
+                              status.allow_registry_from_other_zone,
+                              status.allow_discovery_from_other_zone)
             link.polled_ms = self.node.clock.wall_ms()
             link.last_error = ""
         except (httpx.HTTPError, wire.DecodeError, ValueError) as exc:
@@ -278,27 +280,35 @@ class Cluster:
         self.bootstrap = {"state": "waiting for peers"}
         await self.polled.wait()
         while node.state.status == STARTING:
-            waited = node.clock.monotonic() - started
-            specs = [link.spec for link in self.links.values()]
-            states = {link.url: link.state for link in self.links.values()}
-            plan = bootstrap_plan(specs, states, self.settings.zone, waited,
-                                  self.settings.bootstrap_timeout)
-            for source in plan.sources:
-                link = self.links.get(source.url)
-                if link is None:
-                    continue
-                copied = await self._copy_from(link)
-                if copied is not None:
-                    self._come_up(f"copied {copied} instances from {source.url}",
-                                  source=source.url, instances=copied,
-                                  seconds=round(node.clock.monotonic() - started, 3))
-                    return
-            if plan.come_up:
-                self._come_up(plan.reason, seconds=round(waited, 3))
+            if await self.bootstrap_step(node.clock.monotonic() - started):
                 return
-            self.bootstrap = {"state": plan.reason if not plan.sources
-                              else "every up peer failed; trying again"}
             await asyncio.sleep(self.settings.peer_status_interval)
+
+    async def bootstrap_step(self, waited: float) -> bool:
+        """One bootstrap attempt of a starting node `waited` seconds after it started: copy
+        from an up peer or come up as the plan says; True once the node is up."""
+        node = self.node
+        specs = [link.spec for link in self.links.values()]
+        states = {link.url: link.state for link in self.links.values()}
+        plan = bootstrap_plan(specs, states, self.settings.zone, waited,
+                              self.settings.bootstrap_timeout)
+        for source in plan.sources:
+            link = self.links.get(source.url)
+            if link is None:
+                continue
+            started = node.clock.monotonic()
+            copied = await self._copy_from(link)
+            if copied is not None:
+                self._come_up(f"copied {copied} instances from {source.url}", source=source.url,
+                              instances=copied,
+                              seconds=round(node.clock.monotonic() - started, 3))
+                return True
+        if plan.come_up:
+            self._come_up(plan.reason, waited=round(waited, 3))
+            return True
+        self.bootstrap = {"state": plan.reason if not plan.sources
+                          else "every up peer failed; trying again"}
+        return False
 
     def _come_up(self, reason: str, **facts: Any) -> None:
         if self.node.state.status == STARTING:
@@ -327,6 +337,15 @@ class Cluster:
                 link.wake.set()
             else:
                 link.skipped += len(instances)
+
+    async def flush(self) -> None:
+        """Send everything queued now, to every peer, ignoring backoff (tests, shutdown)."""
+        for link in list(self.links.values()):
+            while len(link.queue):
+                tasks = link.queue.take(self.settings.replication_batch,
+                                        self.node.clock.monotonic())
+                if tasks:
+                    await self._send(link, tasks)
 
     async def _send_loop(self, link: PeerLink) -> None:
         queue = link.queue
