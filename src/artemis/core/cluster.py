@@ -19,6 +19,7 @@ Rules
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -83,7 +84,10 @@ class PeerState:
 def normalize_url(url: str) -> str:
     """A node URL as nodes compare them: trimmed, no trailing `/`, scheme and host lower-case."""
     text = url.strip().rstrip("/")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise PeersError(f"{url!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PeersError(f"{url!r} is not an http(s) URL with a host")
     try:
@@ -117,6 +121,9 @@ def parse_peers(text: str, default_zone: str) -> list[PeerSpec]:
             if not zone:
                 raise PeersError(f"{part!r}: the zone before ':' is blank (format: "
                                  f"{PEERS_FORMAT})")
+            if rest.split(",", 1)[0].strip().isdigit():
+                raise PeersError(f"{part!r} looks like host:port without a scheme; write "
+                                 f"http://{part.strip()} (format: {PEERS_FORMAT})")
         for raw in urls.split(","):
             if not raw.strip():
                 continue
@@ -129,10 +136,18 @@ def parse_peers(text: str, default_zone: str) -> list[PeerSpec]:
 
 def peers_from_addresses(addresses: Iterable[str], port: int, zone: str, scheme: str = "http",
                          context_path: str = "") -> list[PeerSpec]:
-    """The nodes behind a DNS name: one URL per address, in sorted order, IPv4 before IPv6."""
-    unique = sorted(set(addresses), key=lambda a: (":" in a, a))
-    return [PeerSpec(zone, normalize_url(
-        f"{scheme}://{f'[{a}]' if ':' in a else a}:{port}{context_path}")) for a in unique]
+    """The nodes behind a DNS name: one URL per address, in address order, IPv4 before IPv6."""
+
+    def order(address: str) -> tuple[int, int | str]:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return (2, address)
+        return (ip.version, int(ip))
+
+    urls = {normalize_url(f"{scheme}://{f'[{a}]' if ':' in a else a}:{port}{context_path}"): a
+            for a in sorted(set(addresses), key=order)}
+    return [PeerSpec(zone, url) for url in urls]
 
 
 def split_self(peers: Sequence[PeerSpec], own_url: str) -> tuple[PeerSpec | None, list[PeerSpec]]:

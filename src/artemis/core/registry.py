@@ -26,6 +26,7 @@ Rules
 from __future__ import annotations
 
 import heapq
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -303,8 +304,9 @@ class Registry:
                         lease.renewed = renewed
                         result.renewed += 1
                     continue
-                if copy.created_ms <= lease.created_ms:
-                    continue  # ours is the later registration: the peer takes it from us
+                if (copy.created_ms, encoded) <= (lease.created_ms, lease.encoded):
+                    continue  # ours is the later registration (ties: the larger data), so the
+                    # peer takes it from us; both sides decide alike and converge
             self._register(instance, now, wall_ms, result.changes, renewed=renewed,
                            created_ms=copy.created_ms)
             result.imported += 1
@@ -321,7 +323,7 @@ class Registry:
                   else (s for s in (services.get(k.lower()) for k in keys) if s is not None))
         for state in states:
             for lease in state.leases.values():
-                age = max(0, int((now - lease.renewed) * 1000))
+                age = max(0, math.ceil((now - lease.renewed) * 1000))  # never younger
                 yield b"".join((b'{"ageMs":', str(age).encode(), b',"createdMs":',
                                 str(lease.created_ms).encode(), b',"instance":', lease.encoded,
                                 b"}"))
@@ -474,6 +476,8 @@ class Registry:
         legacy = _is_legacy(instance)
         ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
+        if self.tombstones:
+            self.tombstones.pop(f"{key}\x1f{ikey}", None)  # registered again: not gone
         encoded = wire.encode(instance)
         renewed = now if renewed is None else renewed
         lease = Lease(encoded, instance_hash(encoded), state.key, ikey, now,

@@ -155,8 +155,13 @@ class PeerQueue:
         for task in tasks:
             task.attempts += 1
             key = instance_key(task.instance)
-            if key in queued:
-                continue  # a newer write of this instance is queued: it wins
+            newer = queued.get(key)
+            if newer is not None:  # a newer write of this instance is queued: it wins...
+                self.stats.coalesced += 1
+                if newer.operation == HEARTBEAT and task.operation == REGISTER:
+                    newer.operation = REGISTER  # ...but a heartbeat never stands for a register
+                    newer.instance = task.instance
+                continue
             if task.attempts >= config.max_attempts or now - task.submitted > config.ttl:
                 self.stats.dropped_failed += 1
                 continue

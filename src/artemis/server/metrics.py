@@ -70,6 +70,7 @@ class NodeCollector(Collector):
         yield from self._requests()
         yield from self._registry()
         yield from self._push()
+        yield from self._cluster()
         yield from self._runtime()
 
     def _requests(self) -> Iterator[Metric]:
@@ -156,6 +157,60 @@ class NodeCollector(Collector):
                                   "because they could not keep up", value=stats["closedTooSlow"])
         yield CounterMetricFamily("artemis_websocket_heartbeat_frames", "Heartbeat frames "
                                   "answered", value=stats["heartbeatFrames"])
+
+    def _cluster(self) -> Iterator[Metric]:
+        cluster = self.node.cluster
+        if cluster is None or not cluster.links:
+            return
+        now = self.node.clock.monotonic()
+        up = GaugeMetricFamily("artemis_peer_up", "1 when a peer answered its last status poll "
+                               "and serves registry", labels=["peer"])
+        queued = GaugeMetricFamily("artemis_replication_queue_depth", "Replication tasks "
+                                   "waiting for a peer", labels=["peer"])
+        sent = CounterMetricFamily("artemis_replication_sent", "Writes a peer acknowledged",
+                                   labels=["peer"])
+        coalesced = CounterMetricFamily("artemis_replication_coalesced", "Writes merged into "
+                                        "one already queued for the same instance",
+                                        labels=["peer"])
+        retried = CounterMetricFamily("artemis_replication_retried", "Writes queued again "
+                                      "after a failed send", labels=["peer"])
+        dropped = CounterMetricFamily("artemis_replication_dropped", "Writes given up, by "
+                                      "reason", labels=["peer", "reason"])
+        skipped = CounterMetricFamily("artemis_replication_skipped", "Writes not queued "
+                                      "because the peer did not answer or was down",
+                                      labels=["peer"])
+        failures = CounterMetricFamily("artemis_replication_send_failures", "Replication "
+                                       "requests that failed as a whole", labels=["peer"])
+        lag = GaugeMetricFamily("artemis_replication_lag_seconds", "Time from a write here to "
+                                "its acknowledgement by the peer, over the last minute",
+                                labels=["peer", "quantile"])
+        repairs = CounterMetricFamily("artemis_anti_entropy_repaired_instances", "Instances "
+                                      "changed here by comparing with a peer", labels=["peer"])
+        rounds = CounterMetricFamily("artemis_anti_entropy_rounds", "Checksum comparisons "
+                                     "with a peer", labels=["peer"])
+        for link in cluster.links.values():
+            peer = [link.url]
+            stats = link.queue.stats
+            up.add_metric(peer, 1 if link.state.serves_registry else 0)
+            queued.add_metric(peer, len(link.queue))
+            sent.add_metric(peer, stats.sent)
+            coalesced.add_metric(peer, stats.coalesced)
+            retried.add_metric(peer, stats.retried)
+            for reason, count in (("overflow", stats.dropped_overflow),
+                                  ("expired", stats.dropped_expired),
+                                  ("failed", stats.dropped_failed)):
+                dropped.add_metric([link.url, reason], count)
+            skipped.add_metric(peer, link.skipped)
+            failures.add_metric(peer, stats.send_failures)
+            summary = link.lag_summary(now)
+            for quantile, key in (("0.5", "p50Ms"), ("0.99", "p99Ms"), ("1", "maxMs")):
+                lag.add_metric([link.url, quantile], summary[key] / 1000)
+            repairs.add_metric(peer, link.repaired_instances)
+            rounds.add_metric(peer, link.repair_rounds)
+        yield from (up, queued, sent, coalesced, retried, dropped, skipped, failures, lag,
+                    repairs, rounds)
+        yield CounterMetricFamily("artemis_replication_cpu_seconds", "CPU time spent on "
+                                  "replication, repair and bootstrap", value=cluster.cpu_seconds)
 
     def _runtime(self) -> Iterator[Metric]:
         lag = self.node.lag.summary(60.0)
