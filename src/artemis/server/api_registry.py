@@ -41,13 +41,16 @@ class InstancesOperation:
 
     def __init__(self, node: Node, identity: str, operation: Operation, *,
                  limiter: str = "registry", needs_up: bool = True,
-                 replicates: bool = True) -> None:
+                 replicates: bool = True, limit_batch: bool = True) -> None:
         self.node = node
         self.identity = identity
         self.operation = operation
         self.limiter = limiter
         self.needs_up = needs_up
         self.replicates = replicates
+        # Peers' batches follow their own replication_batch, not this node's max_batch (the
+        # body size limit still applies to them).
+        self.max_batch = node.settings.max_batch if limit_batch else None
         self.route = Route(frozenset({"POST"}), handler=self.handle, null_fields=_NULLS)
 
     def handle(self, request: Request) -> bytes:
@@ -60,8 +63,8 @@ class InstancesOperation:
         instances = body.instances
         if not instances:
             raise BadRequest("request.instances is null or empty.")
-        limit = node.settings.max_batch
-        if len(instances) > limit:
+        limit = self.max_batch
+        if limit is not None and len(instances) > limit:
             raise BadRequest(f"request.instances has {len(instances)} instances; "
                              f"at most {limit} are accepted in one request.")
         if self.needs_up and not node.state.serves_registry:

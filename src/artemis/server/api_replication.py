@@ -46,7 +46,7 @@ class Replication:
         self.routes = {
             f"/api/replication/registry/{name}.json": InstancesOperation(
                 node, name, operation, limiter="replication", needs_up=False,
-                replicates=False).route
+                replicates=False, limit_batch=False).route
             for name, operation in operations.items()
         }
         self.routes["/api/replication/registry/services.json"] = Route(
@@ -60,7 +60,8 @@ class Replication:
     def _region_problem(self, region: str | None) -> str | None:
         mine = self.node.settings.region
         if region is None or region.lower() != mine.lower():
-            return (f"regionId is not the same as the registry node. regionId: {region}, "
+            return (f"regionId is not the same as the registry node. regionId: "
+                    f"{'null' if region is None else region}, "
                     f"registry node.regionId: {mine}")
         return None
 
@@ -109,7 +110,8 @@ class Replication:
             region = request.json(wire.GetServicesRequest).region_id
         if region is None or region.lower() != node.settings.region.lower():
             return route.fail("no-permission", f"regionId is not the same as the registry node. "
-                              f"regionId: {region}, registry node.regionId: "
+                              f"regionId: {'null' if region is None else region}, "
+                              f"registry node.regionId: "
                               f"{node.settings.region}")
         parts = [encode_service(state.service_id, (lease.encoded
                                                    for lease in state.leases.values()))

@@ -130,7 +130,8 @@ class Cluster:
         self.not_me: set[str] = set()  # URLs that answered with this node's id
         self._client = client
         self._resolve = resolve or _resolve
-        self.polled = asyncio.Event()
+        self.polled = asyncio.Event()  # set after the first poll that knew the peers
+        self._resolved = not s.peers_dns  # DNS peers: after the first resolution
         self.bootstrap: dict[str, Any] = {"state": "not started"}
         self.cpu_seconds = 0.0  # CPU time of replication, repair and bootstrap on the loop
         self.tracing: Any = None  # set by the runner when requests are traced
@@ -217,6 +218,7 @@ class Cluster:
             except OSError as exc:
                 log.warning("cannot resolve peers %s: %s; keeping %d known peers",
                             self.settings.peers_dns, exc, len(self.links))
+            self._resolved = True
             await self.poll_once()
             await asyncio.sleep(self.settings.peers_dns_interval)
 
@@ -230,7 +232,8 @@ class Cluster:
     async def poll_once(self) -> None:
         links = list(self.links.values())
         await asyncio.gather(*(self._poll(link) for link in links))
-        self.polled.set()
+        if self._resolved:
+            self.polled.set()
 
     async def _poll(self, link: PeerLink) -> None:
         try:
@@ -548,9 +551,12 @@ class Cluster:
                            "instances": link.repaired_instances,
                            "staleUnregistered": link.stale_unregistered},
             })
+        bootstrap = self.bootstrap
+        if bootstrap.get("state") != "done" and self.node.state.status != STARTING:
+            bootstrap = {"state": "done", "reason": f"forced {self.node.state.status}"}
         return {"nodeId": self.node_id,
                 "self": self.me.url if self.me else self.settings.node_url,
-                "bootstrap": self.bootstrap, "cpuSeconds": round(self.cpu_seconds, 6),
+                "bootstrap": bootstrap, "cpuSeconds": round(self.cpu_seconds, 6),
                 "peers": peers}
 
 

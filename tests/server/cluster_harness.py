@@ -1,0 +1,109 @@
+"""In-process clusters: several nodes on one fake clock whose peers reach each other's ASGI apps.
+
+Each node's `Cluster` gets an httpx client whose transport is a `Router`: it hands a request to
+the app of the node named by the URL's host (`a.test`, `b.test`, ...). A host in `Router.down`
+refuses connections, and `Router.faults` can answer in an app's place (a 500, say), so tests see
+dead and failing peers without sockets, processes or sleeps. No background loop runs: tests call
+`poll_once`, `bootstrap_step`, `flush` and `repair` themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from artemis.clock import FakeClock
+from artemis.server.app import build_app
+from artemis.server.cluster import NODE_ID_HEADER, Cluster, PeerLink
+from artemis.server.node import Node
+from artemis.server.settings import Settings
+from tests.server.harness import REGION, ZONE, Api
+
+Fault = Callable[[httpx.Request], "httpx.Response | None"]
+
+
+def url(host: str) -> str:
+    """The URL of the test node named `host` (`a` -> `http://a.test`)."""
+    return f"http://{host}.test"
+
+
+def peers_setting(zones: Mapping[str, str]) -> str:
+    """The `peers` setting of nodes `{host: zone}`: `zone:url,url;zone2:url`, in the given order."""
+    by_zone: dict[str, list[str]] = {}
+    for host, zone in zones.items():
+        by_zone.setdefault(zone, []).append(url(host))
+    return ";".join(f"{zone}:{','.join(urls)}" for zone, urls in by_zone.items())
+
+
+class Router(httpx.AsyncBaseTransport):
+    """Hands each request to the app of its host; `down` hosts refuse connections; a host's
+    `faults` entry may answer a request in the app's place (None lets it through)."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, httpx.ASGITransport] = {}
+        self.down: set[str] = set()
+        self.faults: dict[str, Fault] = {}
+        self.calls: list[tuple[str, str]] = []  # (host, path) of every request, in order
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        self.calls.append((host, request.url.path))
+        if host in self.down or host not in self.apps:
+            raise httpx.ConnectError(f"{host} refused the connection", request=request)
+        fault = self.faults.get(host)
+        if fault is not None:
+            answer = fault(request)
+            if answer is not None:
+                return answer
+        return await self.apps[host].handle_async_request(request)
+
+
+class Nodes:
+    """The nodes of one test cluster, by host name (`a`, `b`, ...), each as an `Api`."""
+
+    def __init__(self, clock: FakeClock, stack: contextlib.AsyncExitStack) -> None:
+        self.clock = clock
+        self.stack = stack
+        self.router = Router()
+        self.apis: dict[str, Api] = {}
+
+    async def build(self, zones: Mapping[str, str] | None = None, *, starting: tuple[str, ...] = (),
+                    settings: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Api]:
+        """Nodes `{host: zone}` (default a, b, c in zone-1), all listing every node as peers;
+        the `starting` hosts are left starting, the others are up. `settings` adds per-host
+        settings."""
+        zones = dict(zones or {"a": ZONE, "b": ZONE, "c": ZONE})
+        peers = peers_setting(zones)
+        for host, zone in zones.items():
+            extra = dict((settings or {}).get(host, {}))
+            node = Node(Settings(**{"region": REGION, "zone": zone, "url": url(host),
+                                    "peers": peers, **extra}), self.clock)
+            app = build_app(node)
+            if host not in starting:
+                node.mark_up()
+            self.router.apps[f"{host}.test"] = httpx.ASGITransport(app=app)
+            cluster: Cluster = node.cluster
+            cluster._client = await self.stack.enter_async_context(httpx.AsyncClient(
+                transport=self.router, headers={"content-type": "application/json",
+                                                NODE_ID_HEADER: cluster.node_id}))
+            client = await self.stack.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 40000)),
+                base_url=url(host)))
+            self.apis[host] = Api(node, self.clock, client)
+        return self.apis
+
+    def cluster(self, host: str) -> Cluster:
+        cluster: Cluster = self.apis[host].node.cluster
+        return cluster
+
+    def link(self, host: str, peer: str) -> PeerLink:
+        """`host`'s link to `peer`."""
+        return self.cluster(host).links[url(peer)]
+
+    async def poll(self, *hosts: str) -> None:
+        """One status poll of every peer by each of `hosts` (all nodes if none named)."""
+        for host in hosts or tuple(self.apis):
+            await self.cluster(host).poll_once()
