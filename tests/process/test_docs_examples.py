@@ -50,7 +50,7 @@ def commands(block: str) -> list[str]:
 def test_every_document_is_checked() -> None:
     """The documents with shell examples are the ones this test knows how to run."""
     with_sh = sorted(p.name for p in DOCS if blocks(p, "sh"))
-    assert ["README.md", "cli.md", "configuration.md", "operations.md",
+    assert ["README.md", "cli.md", "cluster.md", "configuration.md", "operations.md",
             "performance.md"] == with_sh
 
 

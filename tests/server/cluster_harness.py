@@ -19,6 +19,7 @@ from artemis.clock import FakeClock
 from artemis.server.app import build_app
 from artemis.server.cluster import NODE_ID_HEADER, Cluster, PeerLink
 from artemis.server.node import Node
+from artemis.server.peers import HttpxPeers
 from artemis.server.settings import Settings
 from tests.server.harness import REGION, ZONE, Api
 
@@ -86,9 +87,9 @@ class Nodes:
                 node.mark_up()
             self.router.apps[f"{host}.test"] = httpx.ASGITransport(app=app)
             cluster: Cluster = node.cluster
-            cluster._client = await self.stack.enter_async_context(httpx.AsyncClient(
+            cluster._client = HttpxPeers(await self.stack.enter_async_context(httpx.AsyncClient(
                 transport=self.router, headers={"content-type": "application/json",
-                                                NODE_ID_HEADER: cluster.node_id}))
+                                                NODE_ID_HEADER: cluster.node_id})))
             client = await self.stack.enter_async_context(httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 40000)),
                 base_url=url(host)))

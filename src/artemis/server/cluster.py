@@ -32,8 +32,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import httpx
-
 from artemis import wire
 from artemis.core.cluster import (
     PeerSpec,
@@ -53,6 +51,7 @@ from artemis.core.replication import (
     retryable,
 )
 from artemis.server.node import Node, drive_async
+from artemis.server.peers import AiohttpPeers, PeerClient, PeerError
 from artemis.wire import Instance
 
 __all__ = ["NODE_ID_HEADER", "Cluster", "PeerLink"]
@@ -66,6 +65,12 @@ _MERGE_CHUNK: Final = 2_000  # copies merged between two yields to the event loo
 _REPAIR_SERVICES: Final = 2_000  # services repaired from one peer per round
 _LAG_KEEP: Final = 20_000
 _GZIP_MIN: Final = 64 * 1024
+
+
+def _describe(exc: Exception) -> str:
+    """A failure as `lastError` shows it (PeerError messages already name their cause)."""
+    text = str(exc) if isinstance(exc, PeerError) else f"{type(exc).__name__}: {exc}"
+    return text[:300]
 
 
 def _checksum_text(value: int) -> str:
@@ -116,7 +121,7 @@ class PeerLink:
 class Cluster:
     """The node's view of its cluster and the work it does with it (see the module doc)."""
 
-    def __init__(self, node: Node, client: httpx.AsyncClient | None = None,
+    def __init__(self, node: Node, client: PeerClient | None = None,
                  resolve: Callable[[str, int], Any] | None = None) -> None:
         self.node = node
         s = node.settings
@@ -171,13 +176,10 @@ class Cluster:
             self._start_senders()
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> PeerClient:
         if self._client is None:
-            timeout = self.settings.peer_timeout
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 1.0)),
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-                headers={"content-type": "application/json", NODE_ID_HEADER: self.node_id})
+            self._client = AiohttpPeers({"content-type": "application/json",
+                                         NODE_ID_HEADER: self.node_id})
         return self._client
 
     # --- run -----------------------------------------------------------------------------
@@ -198,7 +200,7 @@ class Cluster:
             if link.sender is not None:
                 link.sender.cancel()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
     def _start_senders(self) -> None:
         for link in self.links.values():
@@ -237,23 +239,24 @@ class Cluster:
 
     async def _poll(self, link: PeerLink) -> None:
         try:
-            response = await self.client.post(link.url + "/api/status/node.json", content=b"{}")
+            response = await self.client.post(link.url + "/api/status/node.json", b"{}", {},
+                                              self.settings.peer_timeout)
             if response.headers.get(NODE_ID_HEADER) == self.node_id:
                 self._found_self(link)
                 return
-            answer = wire.decode(response.content, wire.GetClusterNodeStatusResponse)
+            answer = wire.decode(response.body, wire.GetClusterNodeStatusResponse)
             status = answer.node_status
-            if response.status_code != 200 or status is None:
-                raise ValueError(f"HTTP {response.status_code}")
+            if response.status != 200 or status is None:
+                raise ValueError(f"HTTP {response.status}")
             state = PeerState(status.status, status.can_service_registry,
                               status.can_service_discovery,
                               status.allow_registry_from_other_zone,
                               status.allow_discovery_from_other_zone)
             link.polled_ms = self.node.clock.wall_ms()
             link.last_error = ""
-        except (httpx.HTTPError, wire.DecodeError, ValueError) as exc:
+        except (PeerError, wire.DecodeError, ValueError) as exc:
             state = PeerState()
-            link.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            link.last_error = _describe(exc)
         if state != link.state:
             log.info("peer %s is now %s (was %s)", link.url, state.status, link.state.status)
             link.state = state
@@ -323,7 +326,7 @@ class Cluster:
         """Copy every lease of `link`'s node; the number copied, or None if it failed."""
         try:
             copies = await self._leases(link, None)
-        except (httpx.HTTPError, wire.DecodeError, ValueError) as exc:
+        except (PeerError, wire.DecodeError, ValueError) as exc:
             log.warning("bootstrap from %s failed: %s", link.url, exc)
             return None
         await self._merge(link, copies)
@@ -383,7 +386,7 @@ class Cluster:
         """Send one operation's tasks; False if the peer must be backed off."""
         cpu = time.thread_time()
         body = wire.encode(wire.InstancesRequest(instances=[t.instance for t in tasks]))
-        headers = {}
+        headers: dict[str, str] = {}
         if len(body) >= _GZIP_MIN:
             body = gzip.compress(body, compresslevel=1)
             headers["content-encoding"] = "gzip"
@@ -395,12 +398,12 @@ class Cluster:
         link.requests += 1
         status = 0
         try:
-            response = await self.client.post(url, content=body, headers=headers)
-            status = response.status_code
+            response = await self.client.post(url, body, headers, self.settings.peer_timeout)
+            status = response.status
             cpu = time.thread_time()
-            answer = wire.decode(response.content, wire.InstancesResponse)
-        except (httpx.HTTPError, wire.DecodeError) as exc:
-            link.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            answer = wire.decode(response.body, wire.InstancesResponse)
+        except (PeerError, wire.DecodeError) as exc:
+            link.last_error = _describe(exc)
             link.queue.retry(tasks, self.node.clock.monotonic())
             return False
         finally:
@@ -449,8 +452,8 @@ class Cluster:
                 if link.state.serves_registry:
                     try:
                         await self.repair(link)
-                    except (httpx.HTTPError, wire.DecodeError, ValueError) as exc:
-                        link.last_error = f"repair: {type(exc).__name__}: {exc}"[:300]
+                    except (PeerError, wire.DecodeError, ValueError) as exc:
+                        link.last_error = "repair: " + _describe(exc)
 
     async def repair(self, link: PeerLink) -> int:
         """Compare checksums with one peer and merge what differs; returns how many instances
@@ -459,9 +462,9 @@ class Cluster:
         s = self.settings
         request = wire.encode(wire.ChecksumsRequest(checksum=_checksum_text(registry.checksum),
                                                     region_id=s.region))
-        response = await self.client.post(f"{link.url}{REPLICATION}/checksums.json",
-                                          content=request)
-        answer = wire.decode(response.content, wire.ChecksumsResponse)
+        response = await self.client.post(f"{link.url}{REPLICATION}/checksums.json", request,
+                                          {}, self.settings.peer_timeout)
+        answer = wire.decode(response.body, wire.ChecksumsResponse)
         if answer.response_status.error_code != "success":
             raise ValueError(f"checksums: {answer.response_status.error_code}")
         link.repair_rounds += 1
@@ -487,10 +490,10 @@ class Cluster:
                       services: list[str] | None) -> list[wire.LeaseCopy]:
         body = wire.encode(wire.LeasesRequest(region_id=self.settings.region,
                                               service_ids=services))
-        response = await self.client.post(f"{link.url}{REPLICATION}/leases.json", content=body,
-                                          timeout=_COPY_TIMEOUT)
+        response = await self.client.post(f"{link.url}{REPLICATION}/leases.json", body, {},
+                                          _COPY_TIMEOUT)
         cpu = time.thread_time()
-        answer = wire.decode(response.content, wire.LeasesResponse)
+        answer = wire.decode(response.body, wire.LeasesResponse)
         self.cpu_seconds += time.thread_time() - cpu
         if answer.response_status.error_code != "success":
             raise ValueError(f"leases: {answer.response_status.error_code}: "
