@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from artemis import wire
 from artemis.clock import FakeClock
@@ -1034,3 +1035,40 @@ async def test_replication_batches_are_not_held_to_the_client_max_batch(nodes: N
 
     assert (0, 2) == (nodes.link("a", "b").queue.stats.dropped_failed,
                       apis["b"].node.registry.instance_count)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+async def test_replication_metrics_per_peer(nodes: Nodes) -> None:
+    """/metrics of a node with peers gives each peer's status, queue, counters and repairs."""
+    apis = await nodes.build()
+    await nodes.poll("a")
+    nodes.router.down.add("c.test")
+    await nodes.poll("a")
+    assert OK_BODY == await apis["a"].register(instance(), OTHER)
+    await nodes.cluster("a").flush()
+
+    text = (await apis["a"].get("/metrics")).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name.startswith(("artemis_peer", "artemis_replication",
+                                     "artemis_anti_entropy"))
+               and "quantile" not in s.labels}
+    b, c = (("peer", url("b")),), (("peer", url("c")),)
+    expected = {}
+    for peer, up, sent, skipped in ((b, 1.0, 2.0, 0.0), (c, 0.0, 0.0, 2.0)):
+        expected.update({
+            ("artemis_peer_up", peer): up, ("artemis_replication_queue_depth", peer): 0.0,
+            ("artemis_replication_sent_total", peer): sent,
+            ("artemis_replication_coalesced_total", peer): 0.0,
+            ("artemis_replication_retried_total", peer): 0.0,
+            ("artemis_replication_skipped_total", peer): skipped,
+            ("artemis_replication_send_failures_total", peer): 0.0,
+            ("artemis_anti_entropy_repaired_instances_total", peer): 0.0,
+            ("artemis_anti_entropy_rounds_total", peer): 0.0,
+            **{("artemis_replication_dropped_total", (("peer", peer[0][1]), ("reason", r))): 0.0
+               for r in ("expired", "failed", "overflow")},
+        })
+    cpu = samples.pop(("artemis_replication_cpu_seconds_total", ()))
+    assert (expected, True) == (samples, cpu >= 0.0)
