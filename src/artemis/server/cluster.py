@@ -65,6 +65,7 @@ _MERGE_CHUNK: Final = 2_000  # copies merged between two yields to the event loo
 _REPAIR_SERVICES: Final = 2_000  # services repaired from one peer per round
 _LAG_KEEP: Final = 20_000
 _GZIP_MIN: Final = 64 * 1024
+_CLOSE_FLUSH: Final = 1.0  # seconds a stopping node spends sending what is still queued
 
 
 def _describe(exc: Exception) -> str:
@@ -195,10 +196,19 @@ class Cluster:
         await asyncio.gather(*loops)
 
     async def close(self) -> None:
+        """The node is stopping: hand peers what is still queued (for at most a second), then
+        stop the senders and close the connections."""
         self._running = False
         for link in self.links.values():
             if link.sender is not None:
                 link.sender.cancel()
+        queued = sum(len(link.queue) for link in self.links.values())
+        if queued:
+            try:
+                await asyncio.wait_for(self.flush(), _CLOSE_FLUSH)
+            except (TimeoutError, PeerError):
+                log.warning("stopping with %d replication tasks not sent; peers repair them",
+                            sum(len(link.queue) for link in self.links.values()))
         if self._client is not None:
             await self._client.close()
 
