@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -231,14 +231,14 @@ class Cluster:
                 log.warning("cannot resolve peers %s: %s; keeping %d known peers",
                             self.settings.peers_dns, exc, len(self.links))
             self._resolved = True
-            await self.poll_once()
+            await _guarded(self.poll_once(), "peer status poll")
             await asyncio.sleep(self.settings.peers_dns_interval)
 
     # --- status polling ------------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
         while True:
-            await self.poll_once()
+            await _guarded(self.poll_once(), "peer status poll")
             await asyncio.sleep(self.settings.peer_status_interval)
 
     async def poll_once(self) -> None:
@@ -287,7 +287,7 @@ class Cluster:
     async def _bootstrap_loop(self) -> None:
         while True:
             if self.node.state.status == STARTING:
-                await self._bootstrap()
+                await _guarded(self._bootstrap(), "bootstrap")
             await asyncio.sleep(0.2)
 
     async def _bootstrap(self) -> None:
@@ -375,9 +375,12 @@ class Cluster:
                 if queue.ready_at > now:
                     await asyncio.sleep(queue.ready_at - now)
                     continue
+                if not link.target:
+                    queue.clear()  # the peer stopped answering: repair will bring it up to date
+                    break
                 tasks = queue.take(batch, now)
                 if tasks:
-                    await self._send(link, tasks)
+                    await _guarded(self._send(link, tasks), f"replication to {link.url}")
 
     async def _send(self, link: PeerLink, tasks: list[Task]) -> None:
         groups: dict[str, list[Task]] = {}
@@ -414,7 +417,7 @@ class Cluster:
             answer = wire.decode(response.body, wire.InstancesResponse)
         except (PeerError, wire.DecodeError) as exc:
             link.last_error = _describe(exc)
-            link.queue.retry(tasks, self.node.clock.monotonic())
+            self._retry(link, tasks)
             return False
         finally:
             if span is not None:
@@ -436,13 +439,13 @@ class Cluster:
                     again.append(task)
                 else:
                     lost.append(task)
-            link.queue.retry(again, now)
+            self._retry(link, again)
             link.queue.give_up(lost)
         else:
             done = []
             link.last_error = f"{code}: {answer.response_status.message}"[:300]
             if retryable(code):
-                link.queue.retry(tasks, now)
+                self._retry(link, tasks)
                 ok = False
             else:
                 link.queue.give_up(tasks)
@@ -450,6 +453,14 @@ class Cluster:
         link.lag.extend((now, now - t.submitted) for t in done)
         self.cpu_seconds += time.thread_time() - cpu
         return ok
+
+    def _retry(self, link: PeerLink, tasks: list[Task]) -> None:
+        """Failed tasks go back to their peer's queue, unless the peer stopped answering
+        meanwhile: then they are dropped with its queue (repair brings it up to date)."""
+        if link.target:
+            link.queue.retry(tasks, self.node.clock.monotonic())
+        else:
+            link.queue.give_up(tasks)
 
     # --- anti-entropy --------------------------------------------------------------------
 
@@ -464,6 +475,9 @@ class Cluster:
                         await self.repair(link)
                     except (PeerError, wire.DecodeError, ValueError) as exc:
                         link.last_error = "repair: " + _describe(exc)
+                    except Exception:
+                        log.exception("repair with %s failed; it runs again next round",
+                                      link.url)
 
     async def repair(self, link: PeerLink) -> int:
         """Compare checksums with one peer and merge what differs; returns how many instances
@@ -571,6 +585,15 @@ class Cluster:
                 "self": self.me.url if self.me else self.settings.node_url,
                 "bootstrap": bootstrap, "cpuSeconds": round(self.cpu_seconds, 6),
                 "peers": peers}
+
+
+async def _guarded(step: Coroutine[Any, Any, Any], what: str) -> None:
+    """Run one step of a background loop; an unexpected failure is logged, and the loop goes
+    on (a loop that died would leave the node deaf to its peers without a word)."""
+    try:
+        await step
+    except Exception:
+        log.exception("%s failed; it runs again", what)
 
 
 async def _resolve(name: str, port: int) -> list[str]:

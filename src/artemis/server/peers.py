@@ -65,7 +65,7 @@ class AiohttpPeers:
                                         total=seconds, connect=min(seconds, 1.0))) as response:
                 return PeerAnswer(response.status, await response.read(),
                                   {k.lower(): v for k, v in response.headers.items()})
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+        except Exception as exc:  # whatever breaks a call to a peer is that peer's failure
             raise PeerError(f"{type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
