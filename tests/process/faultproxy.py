@@ -92,10 +92,15 @@ class _Connection:
             self.task.cancel()
 
     async def wait_closed(self) -> None:
-        """Return once the sockets of both sides are closed."""
+        """Return once the sockets of both sides are closed.
+
+        Several tasks may wait for the same connection (its own, closing it, and `cut()` or
+        `stop()`): each waits through a shield, so that cancelling one of them does not cancel
+        the future they share and with it the others' waits.
+        """
         for writer in self.writers:
             with contextlib.suppress(Exception):  # how it was lost does not matter here
-                await writer.wait_closed()
+                await asyncio.shield(writer.wait_closed())
 
 
 def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -115,7 +120,7 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
-        self._startup_error: Exception | None = None
+        self._startup_error: BaseException | None = None
         self._stopped = False
         self._port = 0
         # Written by the loop thread only; reading one is atomic.
@@ -256,7 +261,7 @@ class FaultProxy:
         """The loop thread: serve until `stop()`; nothing is raised out of it."""
         try:
             asyncio.run(self._main())
-        except Exception as error:
+        except (Exception, asyncio.CancelledError) as error:
             _log.debug("fault proxy loop ended in error", exc_info=True)
             if not self._ready.is_set():
                 self._startup_error = error
