@@ -8,8 +8,9 @@ Run by hand, never by the test suite:
 
 Scenarios
   lag       three nodes; 10,000 instances, each renewed once a second, the heartbeats spread
-            over the three nodes (batches of --hb-batch instances, 100 by default): 10,000 heartbeats/s. Reported:
-            each node's replication lag per peer (client write accepted here -> acknowledged by
+            over the three nodes (batches of --hb-batch instances, 100 by default): 10,000
+            heartbeats/s, each batch always sent to the node it registered at. Reported: each
+            node's replication lag per peer (client write accepted here -> acknowledged by
             the peer; from /api/status/replication.json), and an end-to-end probe: every 100 ms
             an instance registers at one node and a subscriber of each other node times its
             `new` push (from just before the register call).
