@@ -21,6 +21,11 @@ Rules
     the same data keeps the later renewal; different data goes to the later registration; an
     instance unregistered here after the copy's registration is reported back as stale there.
   * Every change gets the next revision of one node-local counter and goes to the change log.
+  * Discovery sees only what management does not hide (pulled-out instances, machines, zones):
+    a hidden instance keeps its lease but records no `new`; hiding a visible one records a
+    `delete`, showing it again a `new`. The log, snapshots, deltas and push therefore carry the
+    visible registry; `checksum` counts every lease (peers compare it), `visible_checksum` what
+    discovery answers.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import msgspec
 
 from artemis import wire
 from artemis.core.lease import SafeChecker, SafeCheckerConfig
+from artemis.core.management import EMPTY, ManagementView
 from artemis.core.versions import Change, ChangeLog, decode_instance
 from artemis.wire import FailedInstance, Instance, LeaseCopy
 
@@ -125,6 +131,9 @@ class Lease(msgspec.Struct, gc=False):
     ttl: float
     legacy: bool
     due: int = 0  # sequence number of this lease's live entry in the expiry heap
+    ip: str = ""  # lower-case, for server (machine) pull-outs
+    zone: str = ""  # lower-case, for zone pull-outs
+    hidden: bool = False  # pulled out by management: kept, renewed, not discovered
 
     @property
     def instance(self) -> Instance:
@@ -141,17 +150,19 @@ class ServiceState(msgspec.Struct, gc=False):
     key: str
     service_id: str  # as first registered; answers echo the id asked for
     leases: dict[str, Lease] = msgspec.field(default_factory=dict)
-    checksum: int = 0
+    checksum: int = 0  # of every lease
     revision: int = 0
     cached_body: bytes | None = None
+    visible_checksum: int = 0  # of the leases discovery shows
+    visible: int = 0  # how many leases discovery shows
 
     def body(self) -> bytes:
-        """The Service JSON of this service, encoded once per revision."""
+        """The Service JSON of this service as discovery shows it, encoded once per revision."""
         body = self.cached_body
         if body is None:
             body = self.cached_body = encode_service(
-                self.service_id, (lease.encoded for lease in self.leases.values())
-            )
+                self.service_id,
+                (lease.encoded for lease in self.leases.values() if not lease.hidden))
         return body
 
     def touched(self, revision: int) -> None:
@@ -199,6 +210,9 @@ class Registry:
         self.lease_count = 0
         self.legacy_lease_count = 0
         self.checksum = 0
+        self.visible_checksum = 0
+        self.visible_count = 0
+        self.view: ManagementView = EMPTY
         self.revision = 0
         self.log = ChangeLog(config.change_log_size)
         self.dirty: set[str] = set()  # services changed since the last snapshot took them
@@ -267,7 +281,7 @@ class Registry:
             if state is not None:
                 lease = state.leases.get(instance.instance_id.lower())  # type: ignore[union-attr]
                 if lease is not None:
-                    result.changes.append(self._remove(state, lease, now, wall_ms))
+                    self._remove(state, lease, now, wall_ms, result.changes)
             self._bury(f"{instance.service_id.lower()}\x1f"  # type: ignore[union-attr]
                        f"{instance.instance_id.lower()}", now, wall_ms)  # type: ignore[union-attr]
             result.succeeded.append(instance)
@@ -346,7 +360,7 @@ class Registry:
             elif not (self.legacy_safe if lease.legacy else self.safe).is_safe:
                 self._push_expiry(now + _HELD_RECHECK, lease)
             else:
-                changes.append(self._remove(state, lease, now, wall_ms))
+                self._remove(state, lease, now, wall_ms, changes)
                 self.evicted_total += 1
         return changes
 
@@ -361,7 +375,7 @@ class Registry:
                             url="http://serviceId/reload")
         key = service_id.lower()
         state = self.services.get(key)
-        checksum = 0 if state is None else state.checksum
+        checksum = 0 if state is None else state.visible_checksum
         return self._record("reload", key, "reload", wall_ms, None, None, wire.encode(instance),
                             checksum)
 
@@ -476,28 +490,42 @@ class Registry:
         legacy = _is_legacy(instance)
         ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
+        ip = (instance.ip or "").lower()
+        zone = (instance.zone_id or "").lower()
+        view = self.view
+        hidden = not view.empty and view.hides(key, ikey, ip, zone)
         if self.tombstones:
             self.tombstones.pop(f"{key}\x1f{ikey}", None)  # registered again: not gone
         encoded = wire.encode(instance)
         renewed = now if renewed is None else renewed
         lease = Lease(encoded, instance_hash(encoded), state.key, ikey, now,
-                      wall_ms if created_ms is None else created_ms, renewed, ttl, legacy)
+                      wall_ms if created_ms is None else created_ms, renewed, ttl, legacy,
+                      ip=ip, zone=zone, hidden=hidden)
         old = state.leases.get(ikey)
-        prev_hash = None
+        shown_before = old is not None and not old.hidden
         if old is not None:
-            prev_hash = old.hash
             state.checksum = (state.checksum - old.hash) & _MASK64
             self.checksum = (self.checksum - old.hash) & _MASK64
             self._count(old.legacy, -1)
+            if shown_before:
+                self._show(state, old, -1)
         state.leases[ikey] = lease
         state.checksum = (state.checksum + lease.hash) & _MASK64
         self.checksum = (self.checksum + lease.hash) & _MASK64
         self._count(legacy, 1)
         self._push_expiry(renewed + ttl, lease)
-        changes.append(self._record("new", state.key, ikey, wall_ms, prev_hash, lease.hash,
-                                    encoded, state.checksum))
+        if not hidden:
+            self._show(state, lease, 1)
+            changes.append(self._record("new", state.key, ikey, wall_ms,
+                                        old.hash if shown_before else None,  # type: ignore[union-attr]
+                                        lease.hash, encoded, state.visible_checksum))
+        elif shown_before:  # registered again while pulled out: discovery loses it
+            changes.append(self._record("delete", state.key, ikey, wall_ms,
+                                        old.hash, None, old.encoded,  # type: ignore[union-attr]
+                                        state.visible_checksum))
 
-    def _remove(self, state: ServiceState, lease: Lease, now: float, wall_ms: int) -> Change:
+    def _remove(self, state: ServiceState, lease: Lease, now: float, wall_ms: int,
+                changes: list[Change]) -> None:
         before = self.legacy_lease_count if lease.legacy else self.lease_count
         (self.legacy_safe if lease.legacy else self.safe).departed(now, before)
         del state.leases[lease.key]
@@ -506,8 +534,43 @@ class Registry:
         self._count(lease.legacy, -1)
         if not state.leases:
             del self.services[state.key]
-        return self._record("delete", state.key, lease.key, wall_ms, lease.hash, None,
-                            lease.encoded, state.checksum)
+        if not lease.hidden:
+            self._show(state, lease, -1)
+            changes.append(self._record("delete", state.key, lease.key, wall_ms, lease.hash,
+                                        None, lease.encoded, state.visible_checksum))
+
+    def _show(self, state: ServiceState, lease: Lease, sign: int) -> None:
+        """Count a lease in (sign 1) or out of (-1) what discovery shows."""
+        state.visible += sign
+        self.visible_count += sign
+        state.visible_checksum = (state.visible_checksum + sign * lease.hash) & _MASK64
+        self.visible_checksum = (self.visible_checksum + sign * lease.hash) & _MASK64
+
+    def apply_view(self, view: ManagementView, wall_ms: int) -> list[Change]:
+        """Take new management data: instances it hides get a `delete`, instances it shows
+        again a `new` (only the services the change can touch are looked at)."""
+        old, self.view = self.view, view
+        touched = old.changed_services(view)
+        keys = list(self.services) if touched is None else [
+            k for k in touched if k in self.services]
+        changes: list[Change] = []
+        for key in keys:
+            state = self.services[key]
+            for lease in state.leases.values():
+                hidden = view.hides(key, lease.key, lease.ip, lease.zone)
+                if hidden == lease.hidden:
+                    continue
+                lease.hidden = hidden
+                if hidden:
+                    self._show(state, lease, -1)
+                    changes.append(self._record("delete", key, lease.key, wall_ms, lease.hash,
+                                                None, lease.encoded, state.visible_checksum))
+                else:
+                    self._show(state, lease, 1)
+                    changes.append(self._record("new", key, lease.key, wall_ms, None,
+                                                lease.hash, lease.encoded,
+                                                state.visible_checksum))
+        return changes
 
     def _record(self, kind: str, service: str, key: str, wall_ms: int, prev_hash: int | None,
                 new_hash: int | None, encoded: bytes, service_checksum: int) -> Change:

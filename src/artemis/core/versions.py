@@ -175,9 +175,10 @@ class Versions:
         self._keep = max(1, keep)
         self._chunk = max(1, chunk)
         registry.dirty.clear()
-        services = {key: state.body() for key, state in registry.services.items()}
-        first = Snapshot(wall_ms, registry.revision, services, registry.checksum,
-                         registry.instance_count)
+        services = {key: state.body() for key, state in registry.services.items()
+                    if state.visible}
+        first = Snapshot(wall_ms, registry.revision, services, registry.visible_checksum,
+                         registry.visible_count)
         self._snapshots: deque[Snapshot] = deque([first], maxlen=self._keep)
         self._deltas: dict[int, Delta] = {}
         self._delta_bytes = 0  # the cached deltas' size, bounded by DELTA_CACHE_BYTES
@@ -219,8 +220,8 @@ class Versions:
         pending, reg.dirty = reg.dirty, set()
         for key in pending:  # the rest, without yielding: exact as of reg.revision
             self._take(services, key)
-        snapshot = Snapshot(max(prev.version + 1, wall_ms), reg.revision, services, reg.checksum,
-                            reg.instance_count)
+        snapshot = Snapshot(max(prev.version + 1, wall_ms), reg.revision, services,
+                            reg.visible_checksum, reg.visible_count)
         prev.supersede()
         self._snapshots.append(snapshot)
         self._deltas.clear()
@@ -229,7 +230,7 @@ class Versions:
 
     def _take(self, services: dict[str, bytes], key: str) -> None:
         state = self._registry.services.get(key)
-        if state is None:
+        if state is None or not state.visible:  # gone, or every instance pulled out
             services.pop(key, None)
         else:
             services[key] = state.body()

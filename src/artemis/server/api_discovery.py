@@ -74,9 +74,10 @@ class Discovery:
         if state is None:
             return encode_service(service_id, ()), 0
         if state.service_id == service_id:
-            return state.body(), state.checksum
-        return (encode_service(service_id, (lease.encoded for lease in state.leases.values())),
-                state.checksum)
+            return state.body(), state.visible_checksum
+        return (encode_service(service_id, (lease.encoded for lease in state.leases.values()
+                                            if not lease.hidden)),
+                state.visible_checksum)
 
     def lookup(self, request: Request) -> bytes:
         cached = self._lookups.get(request.body)
