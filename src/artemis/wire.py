@@ -21,6 +21,11 @@ from typing import Any, Final, TypeVar, Union, get_args, get_origin
 import msgspec
 
 __all__ = [
+    "AllInstanceOperationsResponse",
+    "AllServerOperationsResponse",
+    "AllZoneOperationsResponse",
+    "AuditEntry",
+    "AuditLogResponse",
     "ChecksumsRequest",
     "ChecksumsResponse",
     "ConfigResponse",
@@ -28,6 +33,7 @@ __all__ = [
     "DecodeError",
     "DeploymentResponse",
     "DiscoveryConfig",
+    "DownResponse",
     "ErrorResponse",
     "FailedInstance",
     "GetClusterNodeStatusResponse",
@@ -44,6 +50,11 @@ __all__ = [
     "HealthResponse",
     "Instance",
     "InstanceChange",
+    "InstanceDownRequest",
+    "InstanceKey",
+    "InstanceKeyRequest",
+    "InstanceOperations",
+    "InstanceOperationsResponse",
     "InstancesRequest",
     "InstancesResponse",
     "LeaseCopy",
@@ -54,8 +65,13 @@ __all__ = [
     "LeasesStatusResponse",
     "LookupRequest",
     "LookupResponse",
+    "OperateInstanceRequest",
+    "OperateServerRequest",
+    "OperateZoneOperationsRequest",
+    "OperationLogRequest",
     "PeerReplicationStatus",
     "PushedChange",
+    "RegionRequest",
     "RepairStatus",
     "ReplicationLag",
     "ReplicationStatusResponse",
@@ -63,12 +79,23 @@ __all__ = [
     "RouteRule",
     "RuntimeResponse",
     "SelfPreservationResponse",
+    "ServerKey",
+    "ServerKeyRequest",
+    "ServerOperations",
+    "ServerOperationsResponse",
     "Service",
     "ServiceGroup",
     "ServiceNode",
     "ServiceNodeStatus",
+    "StatusOnlyResponse",
     "Subscription",
     "Zone",
+    "ZoneKey",
+    "ZoneKeyRequest",
+    "ZoneOperations",
+    "ZoneOperationsListRequest",
+    "ZoneOperationsListResponse",
+    "ZoneOperationsResponse",
     "decode",
     "encode",
 ]
@@ -314,6 +341,190 @@ class LeaseCopy(_Wire, kw_only=True, frozen=True, gc=False):
 
 class LeasesResponse(_Wire, kw_only=True, frozen=True):
     leases: list[LeaseCopy] | None = None
+    response_status: ResponseStatus
+
+
+# --- management (§4.6, §4.8, §4.10) ---------------------------------------------------------
+
+
+class InstanceKey(_Wire, kw_only=True, frozen=True):
+    instance_id: str | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+
+
+class ServerKey(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+    server_id: str | None = None
+
+
+class ZoneKey(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+    service_id: str | None = None
+    zone_id: str | None = None
+
+
+class OperateInstanceRequest(_Wire, kw_only=True, frozen=True):
+    """Pull an instance out (`operationComplete` false) or back in (true). `token` is the
+    original's audit field, not a credential: credentials go in `Authorization`."""
+
+    extensions: str | None = None
+    instance_key: InstanceKey | None = None
+    operation: str | None = None
+    operation_complete: bool = False
+    operator_id: str | None = None
+    reason: str | None = None
+    token: str | None = None
+
+
+class OperateServerRequest(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    operation: str | None = None
+    operation_complete: bool = False
+    operator_id: str | None = None
+    reason: str | None = None
+    server_key: ServerKey | None = None
+    token: str | None = None
+
+
+class InstanceOperations(_Wire, kw_only=True, frozen=True):
+    instance_key: InstanceKey
+    operations: list[str]
+
+
+class ServerOperations(_Wire, kw_only=True, frozen=True):
+    operations: list[str]
+    server_key: ServerKey
+
+
+class ZoneOperations(_Wire, kw_only=True, frozen=True):
+    operations: list[str]
+    zone_key: ZoneKey
+
+
+class InstanceKeyRequest(_Wire, kw_only=True, frozen=True):
+    instance_key: InstanceKey | None = None
+
+
+class ServerKeyRequest(_Wire, kw_only=True, frozen=True):
+    server_key: ServerKey | None = None
+
+
+class ZoneKeyRequest(_Wire, kw_only=True, frozen=True):
+    zone_key: ZoneKey | None = None
+
+
+class RegionRequest(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+
+
+class InstanceDownRequest(_Wire, kw_only=True, frozen=True):
+    instance: Instance | None = None
+
+
+class OperateZoneOperationsRequest(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    operation: str | None = None
+    operation_complete: bool = False
+    operator_id: str | None = None
+    reason: str | None = None
+    token: str | None = None
+    zone_operations_list: list[ZoneOperations] | None = None
+
+
+class ZoneOperationsListRequest(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+    service_id: str | None = None
+    zone_id: str | None = None
+
+
+class OperationLogRequest(_Wire, kw_only=True, frozen=True):
+    """Filters of the operation logs (equality; blank or null ignored), with paging and order
+    (this implementation's addition: the original has neither)."""
+
+    complete: bool | None = None
+    instance_id: str | None = None
+    limit: int | None = None
+    newest_first: bool | None = None
+    offset: int | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    region_id: str | None = None
+    server_id: str | None = None
+    service_id: str | None = None
+    zone_id: str | None = None
+
+
+class AuditEntry(_Wire, kw_only=True, frozen=True):
+    """One management write: who (token name, operatorId), what, when, before and after."""
+
+    actor: str
+    after: list[str]
+    before: list[str]
+    complete: bool
+    create_time: int
+    extensions: str | None
+    id: int
+    instance_id: str | None
+    kind: str
+    operation: str
+    operator_id: str | None
+    reason: str | None
+    region_id: str
+    server_id: str | None
+    service_id: str | None
+    zone_id: str | None
+
+
+class InstanceOperationsResponse(_Wire, kw_only=True, frozen=True):
+    operations: InstanceOperations | None = None
+    response_status: ResponseStatus
+
+
+class ServerOperationsResponse(_Wire, kw_only=True, frozen=True):
+    operations: ServerOperations | None = None
+    response_status: ResponseStatus
+
+
+class ZoneOperationsResponse(_Wire, kw_only=True, frozen=True):
+    operations: ZoneOperations | None = None
+    response_status: ResponseStatus
+
+
+class AllInstanceOperationsResponse(_Wire, kw_only=True, frozen=True):
+    all_instance_operations: list[InstanceOperations] | None = None
+    response_status: ResponseStatus
+
+
+class AllServerOperationsResponse(_Wire, kw_only=True, frozen=True):
+    all_server_operations: list[ServerOperations] | None = None
+    response_status: ResponseStatus
+
+
+class AllZoneOperationsResponse(_Wire, kw_only=True, frozen=True):
+    all_zone_operations: list[ZoneOperations] | None = None
+    response_status: ResponseStatus
+
+
+class ZoneOperationsListResponse(_Wire, kw_only=True, frozen=True):
+    response_status: ResponseStatus
+    zone_operations_list: list[ZoneOperations] | None = None
+
+
+class DownResponse(_Wire, kw_only=True, frozen=True):
+    down: bool = False
+    response_status: ResponseStatus
+
+
+class AuditLogResponse(_Wire, kw_only=True, frozen=True):
+    """A page of the audit log, and how many entries match in all."""
+
+    logs: list[AuditEntry] | None = None
+    response_status: ResponseStatus
+    total: int = 0
+
+
+class StatusOnlyResponse(_Wire, kw_only=True, frozen=True):
     response_status: ResponseStatus
 
 

@@ -30,6 +30,7 @@ DOC_NODE = "http://127.0.0.1:8080"  # the node the documents talk to; the test n
 ONE_SHOT = frozenset({"services", "instances", "cluster"})
 UNTIL_INTERRUPTED = frozenset({"watch", "register"})
 CLIENT_DEADLINE = 10.0
+DOC_TOKEN = "documentation-admin-token-0123456789"  # noqa: S105 - the docs' $ARTEMIS_ADMIN_TOKEN
 
 
 def blocks(path: Path, language: str) -> list[str]:
@@ -50,8 +51,8 @@ def commands(block: str) -> list[str]:
 def test_every_document_is_checked() -> None:
     """The documents with shell examples are the ones this test knows how to run."""
     with_sh = sorted(p.name for p in DOCS if blocks(p, "sh"))
-    assert ["README.md", "cli.md", "cluster.md", "configuration.md", "operations.md",
-            "performance.md"] == with_sh
+    assert ["README.md", "cli.md", "cluster.md", "configuration.md", "management.md",
+            "operations.md", "performance.md"] == with_sh
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if blocks(p, "sh")], ids=lambda p: p.name)
@@ -59,7 +60,9 @@ def test_shell_examples_run(path: Path, start_node: StartNode, tmp_path: Path) -
     """Each command of each shell block succeeds: curl answers JSON with a success status,
     server command lines parse, client commands exit 0 (those that run until interrupted once
     they printed a line and got SIGINT), benchmark commands answer --help."""
-    node = start_node("--region", "default", "--zone", "default")
+    node = start_node("--region", "default", "--zone", "default",
+                      "--database", f"sqlite:///{tmp_path}/management.db",
+                      "--admin-token", DOC_TOKEN)
     toml = blocks(path, "toml")
     if toml:
         (tmp_path / "artemis.toml").write_text(toml[0])
@@ -85,7 +88,7 @@ def _run(command: str, node: RunningNode, cwd: Path) -> str | None:
             return "curl is not installed"
         line = command.replace("http://127.0.0.1:8080", node.url)
         done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=10,
-                              check=False)
+                              check=False, env={**os.environ, "ARTEMIS_ADMIN_TOKEN": DOC_TOKEN})
         if done.returncode != 0:
             return f"{command}: exit {done.returncode} {done.stderr}"
         if command.split()[-1].endswith("/metrics"):  # the Prometheus text format

@@ -63,3 +63,21 @@ async def seeded(api: Api) -> Api:
     """An up node with `instance()` registered."""
     assert OK_BODY == await api.register(instance())
     return api
+
+
+MANAGEMENT_TOKEN = "management-test-token-0123456789"  # noqa: S105 - a test secret
+
+
+@pytest.fixture
+async def managed(make_api: MakeApi, tmp_path: Any) -> AsyncIterator[Api]:
+    """An up node with a SQLite management database (opened, its data loaded) and an admin
+    token its client sends with every request."""
+    api = await make_api(database=f"sqlite:///{tmp_path}/management.db",
+                         admin_token=MANAGEMENT_TOKEN)
+    management = api.node.management
+    await management.store.open()
+    await management.reload()
+    api.node.release("management")
+    api.client.headers["authorization"] = f"Bearer {MANAGEMENT_TOKEN}"
+    yield api
+    await management.store.close()

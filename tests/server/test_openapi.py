@@ -15,7 +15,7 @@ from artemis.server.app import build_app
 from artemis.server.http import App, Route
 from artemis.server.openapi import ENDPOINTS, PATH, UndocumentedRoute, openapi_document
 from tests.server.conftest import MakeApi, make_node
-from tests.server.harness import REGION, SERVICE, ZONE, Api, instance
+from tests.server.harness import OK_BODY, REGION, SERVICE, ZONE, Api, instance
 
 CONTEXT: Final = "/artemis-web"
 DOCUMENTED_ERRORS: Final = {"404", "405"}
@@ -194,6 +194,9 @@ def test_get_forms_document_the_query_parameters_read() -> None:
         "/api/cluster/up-registry-nodes.json": ["regionId", "zoneId"],
         "/api/cluster/up-discovery-nodes.json": ["regionId", "zoneId"],
         "/api/replication/registry/services.json": ["regionId", "zoneId"],
+        "/api/management/all-instance-operations.json": ["regionId"],
+        "/api/management/all-server-operations.json": ["regionId"],
+        "/api/management/zone/get-all-zone-operations.json": ["regionId"],
     } == {path: names(path) for path in document["paths"] if names(path)}
 
 
@@ -220,6 +223,26 @@ BODIES: dict[str, Any] = {
     "/api/replication/registry/checksums.json": {"regionId": REGION, "checksum": "0"},
     "/api/replication/registry/leases.json": {"regionId": REGION, "serviceIds": [SERVICE]},
     "/api/admin/node-status.json": {"status": "up"},
+    "/api/management/operate-instance.json": {
+        "instanceKey": {"regionId": REGION, "serviceId": SERVICE, "instanceId": "x"},
+        "operation": "pull-out", "operationComplete": False, "operatorId": "ops"},
+    "/api/management/operate-server.json": {
+        "serverKey": {"regionId": REGION, "serverId": "10.9.9.9"},
+        "operation": "pull-out", "operationComplete": False, "operatorId": "ops"},
+    "/api/management/instance-operations.json": {
+        "instanceKey": {"regionId": REGION, "serviceId": SERVICE, "instanceId": "x"}},
+    "/api/management/server-operations.json": {
+        "serverKey": {"regionId": REGION, "serverId": "10.9.9.9"}},
+    "/api/management/instance-down.json": {"instance": instance()},
+    "/api/management/server-down.json": {"serverKey": {"regionId": REGION, "serverId": "1.1.1.1"}},
+    "/api/management/zone/operate-zone-operations.json": {
+        "zoneOperationsList": [{"zoneKey": {"regionId": REGION, "serviceId": "other",
+                                            "zoneId": "z9"}, "operations": ["pull-out"]}],
+        "operationComplete": False, "operatorId": "ops"},
+    "/api/management/zone/get-zone-operations.json": {
+        "zoneKey": {"regionId": REGION, "serviceId": "other", "zoneId": "z9"}},
+    "/api/management/zone/is-zone-down.json": {
+        "zoneKey": {"regionId": REGION, "serviceId": "other", "zoneId": "z9"}},
 }
 PARAMS: dict[str, dict[str, str]] = {
     "/api/discovery/service.json": {"serviceId": SERVICE},
@@ -230,9 +253,12 @@ PARAMS: dict[str, dict[str, str]] = {
 }
 
 
-async def test_every_operation_answers_as_documented(seeded: Api) -> None:
-    """A request to each documented operation of a node holding an instance gets an answer of
-    the documented media type that fits the documented schema."""
+async def test_every_operation_answers_as_documented(managed: Api) -> None:
+    """A request to each documented operation of a node holding an instance (with a management
+    database and a token) gets an answer of the documented media type that fits the documented
+    schema."""
+    seeded = managed
+    assert OK_BODY == await seeded.register(instance())
     first = await seeded.snapshot()
     await seeded.register(instance("10.0.0.8:8080"))
     await seeded.snapshot()

@@ -272,7 +272,9 @@ async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
         "bootstrap_timeout": "10.0", "replication_queue": "100000",
         "replication_batch": "1000", "replication_task_ttl": "10.0",
         "replication_retries": "5", "replication_backoff": "0.05",
-        "anti_entropy_interval": "5.0"},
+        "anti_entropy_interval": "5.0", "database": "", "management_poll_interval": "0.25",
+        "management_timeout": "2.0", "management_start_timeout": "10.0", "tokens": "",
+        "management_open_reads": "false"},
         "responseStatus": SUCCESS,
         "sources": {"config-file": 1, "defaults": 0, "environment": 2, "flags": 3},
     } == response.json()

@@ -108,6 +108,13 @@ class Status:
     def nodes_json(self, request: Request) -> bytes:
         return _sorted.encode({"nodes": self.all_statuses(), "responseStatus": _SUCCESS})
 
+    def management_json(self, request: Request) -> bytes:
+        management = self.node.management
+        body: dict[str, Any] = (management.status() if management is not None
+                                else {"enabled": False})
+        body["responseStatus"] = _SUCCESS
+        return _sorted.encode(body)
+
     def replication_json(self, request: Request) -> bytes:
         cluster = self.node.cluster
         body: dict[str, Any] = {"nodeId": None, "self": self.service_node.url,
@@ -356,6 +363,8 @@ class Status:
                                                           handler=self.connections),
             "/api/status/replication.json": Route(frozenset({"GET"}),
                                                   handler=self.replication_json),
+            "/api/status/management.json": Route(frozenset({"GET"}),
+                                                 handler=self.management_json),
             "/api/admin/node-status.json": Route(both, handler=self.node_status_switch,
                                                  null_fields={"nodeStatus": None}),
             "/api/admin/self-preservation.json": Route(

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from artemis.server import api_discovery, api_registry, api_replication, api_status, openapi
+from artemis.server import (
+    api_discovery,
+    api_management,
+    api_registry,
+    api_replication,
+    api_status,
+    openapi,
+)
 from artemis.server.cluster import Cluster
 from artemis.server.http import App, Request, Response, Route
+from artemis.server.management import Management
 from artemis.server.metrics import CONTENT_TYPE, EndpointStats, render, scrape_registry
 from artemis.server.node import Node
 from artemis.server.push import PushServer
@@ -15,10 +23,11 @@ __all__ = ["build_app"]
 def build_app(node: Node) -> App:
     """The RSGI/ASGI application serving `node`; its ASGI lifespan runs the node's loops."""
     Cluster(node)  # peers, replication and repair (idle without peers)
+    management = Management(node)  # pull-outs from the database (idle without one)
     registry = api_registry.routes(node)
     push = PushServer(node, registry.heartbeat)
     routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push),
-              **api_replication.routes(node)}
+              **api_replication.routes(node), **api_management.routes(node, management)}
     s = node.settings
     unmatched = None
     if s.metrics:

@@ -286,7 +286,7 @@ class Cluster:
 
     async def _bootstrap_loop(self) -> None:
         while True:
-            if self.node.state.status == STARTING:
+            if self.node.state.status == STARTING and not self.node.up_pending:
                 await _guarded(self._bootstrap(), "bootstrap")
             await asyncio.sleep(0.2)
 
@@ -295,7 +295,7 @@ class Cluster:
         started = node.clock.monotonic()
         self.bootstrap = {"state": "waiting for peers"}
         await self.polled.wait()
-        while node.state.status == STARTING:
+        while node.state.status == STARTING and not node.up_pending:
             if await self.bootstrap_step(node.clock.monotonic() - started):
                 return
             await asyncio.sleep(self.settings.peer_status_interval)
@@ -328,7 +328,7 @@ class Cluster:
 
     def _come_up(self, reason: str, **facts: Any) -> None:
         if self.node.state.status == STARTING:
-            self.node.mark_up()
+            self.node.mark_up()  # up now, or once management data is loaded
         self.bootstrap = {"state": "done", "reason": reason, **facts}
         log.info("node is up: %s", reason)
 

@@ -71,6 +71,7 @@ class NodeCollector(Collector):
         yield from self._registry()
         yield from self._push()
         yield from self._cluster()
+        yield from self._management()
         yield from self._runtime()
 
     def _requests(self) -> Iterator[Metric]:
@@ -211,6 +212,26 @@ class NodeCollector(Collector):
                     repairs, rounds)
         yield CounterMetricFamily("artemis_replication_cpu_seconds", "CPU time spent on "
                                   "replication, repair and bootstrap", value=cluster.cpu_seconds)
+
+    def _management(self) -> Iterator[Metric]:
+        management = self.node.management
+        if management is None or not management.enabled:
+            return
+        yield GaugeMetricFamily("artemis_management_available", "1 when the management "
+                                "database answered the last call", value=int(management.available))
+        yield GaugeMetricFamily("artemis_management_version", "Version of the management data "
+                                "applied", value=management.loaded_version or 0)
+        view = management.view
+        pulled = GaugeMetricFamily("artemis_pulled_out", "Keys pulled out of discovery",
+                                   labels=["kind"])
+        pulled.add_metric(["instance"], len(view.instances))
+        pulled.add_metric(["server"], len(view.servers))
+        pulled.add_metric(["zone"], len(view.zones))
+        yield pulled
+        registry = self.node.registry
+        yield GaugeMetricFamily("artemis_hidden_instances", "Registered instances that "
+                                "management hides from discovery",
+                                value=registry.instance_count - registry.visible_count)
 
     def _runtime(self) -> Iterator[Metric]:
         lag = self.node.lag.summary(60.0)

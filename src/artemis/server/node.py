@@ -177,6 +177,9 @@ class Node:
         self.replicate: Replicate | None = None
         self.bootstraps = False
         self.cluster: Any = None  # the Cluster, when the node has one (status and metrics)
+        self.management: Any = None  # the Management, when the node has a database
+        self._holds: set[str] = set()  # what must be ready before the node is up
+        self._up_pending = False
         self.snapshots_taken = 0
         self._trimmed_at = self.started_mono
 
@@ -226,8 +229,28 @@ class Node:
     # --- status --------------------------------------------------------------------------
 
     def mark_up(self) -> None:
-        """A single node is ready as soon as it runs (the cluster adds bootstrap first)."""
-        self.state = self.state.move(UP)
+        """The registry is ready (at once for a single node, after its bootstrap in a
+        cluster); the node is up as soon as nothing holds it (management data loading)."""
+        if self._holds:
+            self._up_pending = True
+            return
+        self._up_pending = False
+        if self.state.status != UP:
+            self.state = self.state.move(UP)
+
+    @property
+    def up_pending(self) -> bool:
+        """The registry is ready but something still holds the node `starting`."""
+        return self._up_pending
+
+    def hold(self, reason: str) -> None:
+        """Keep the node `starting` until `release(reason)`."""
+        self._holds.add(reason)
+
+    def release(self, reason: str) -> None:
+        self._holds.discard(reason)
+        if self._up_pending and not self._holds and self.state.status == STARTING:
+            self.mark_up()
 
     def force(self, status: str) -> None:
         """An operator's override: `up`, `down`, or `auto` (a node that is down starts again
@@ -236,10 +259,12 @@ class Node:
             self.state = self.state.move(UP)
         elif status == "down":
             self.state = self.state.move(DOWN)
+            self._up_pending = False
         elif self.state.status == DOWN:
             self.state = self.state.move(STARTING)
+            self._up_pending = False
             if not self.bootstraps:
-                self.state = self.state.move(UP)
+                self.mark_up()
         log.warning("node status forced %s: now %s", status, self.state.status)
 
     def allowed(self, limiter: str, identity: str) -> bool:

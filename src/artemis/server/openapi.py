@@ -72,6 +72,8 @@ _REGISTRY: Final = ("A batch is checked as a whole first (rate limit, `instances
 _UP_NODES: Final = ("The nodes (this one) serving {what} for the region and zone asked; "
                     "`data-not-found` when none.")
 
+_MANAGEMENT: Final = ("Needs the management database (else `service-unavailable`) and a bearer "
+                      "token with the {role} role (else `no-permission`).")
 _REPLICATION: Final = ("Called by peer nodes. As the registry endpoint, but accepted while the "
                        "node is starting, checked for region only (not zone), and rate-limited "
                        "by the `replication` limiter.")
@@ -175,6 +177,71 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
     "/api/cluster/up-discovery-nodes.json": Endpoint(
         "Nodes serving discovery", wire.GetServiceNodesRequest, wire.GetServiceNodesResponse,
         (_REGION, _ZONE), description=_UP_NODES.format(what="discovery")),
+    "/api/management/operate-instance.json": Endpoint(
+        "Pull an instance out or back in", wire.OperateInstanceRequest,
+        wire.StatusOnlyResponse, description="`operationComplete` false adds `operation` to the "
+        "instance (pulled out: hidden from discovery, still registered), true removes it (back "
+        "in once no operation is left). Audited; applied on every node within "
+        "`management_poll_interval`. " + _MANAGEMENT.format(role="write")),
+    "/api/management/operate-server.json": Endpoint(
+        "Pull a server (machine) out or back in", wire.OperateServerRequest,
+        wire.StatusOnlyResponse, description="The same for every instance whose `ip` is the "
+        "`serverId`. " + _MANAGEMENT.format(role="write")),
+    "/api/management/instance-operations.json": Endpoint(
+        "An instance's operations", wire.InstanceKeyRequest, wire.InstanceOperationsResponse,
+        description="`operations` is null when none. " + _MANAGEMENT.format(role="read")),
+    "/api/management/server-operations.json": Endpoint(
+        "A server's operations", wire.ServerKeyRequest, wire.ServerOperationsResponse,
+        description="`operations` is null when none. " + _MANAGEMENT.format(role="read")),
+    "/api/management/all-instance-operations.json": Endpoint(
+        "Every pulled-out instance", wire.RegionRequest, wire.AllInstanceOperationsResponse,
+        (_REGION,), description=_MANAGEMENT.format(role="read")),
+    "/api/management/all-server-operations.json": Endpoint(
+        "Every pulled-out server", wire.RegionRequest, wire.AllServerOperationsResponse,
+        (_REGION,), description=_MANAGEMENT.format(role="read")),
+    "/api/management/instance-down.json": Endpoint(
+        "Is this instance pulled out?", wire.InstanceDownRequest, wire.DownResponse,
+        description="By its own key, its server (ip) or its zone. "
+        + _MANAGEMENT.format(role="read")),
+    "/api/management/server-down.json": Endpoint(
+        "Is this server pulled out?", wire.ServerKeyRequest, wire.DownResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/zone/operate-zone-operations.json": Endpoint(
+        "Pull services' zones out or back in", wire.OperateZoneOperationsRequest,
+        wire.StatusOnlyResponse, description="Each entry's `operations` (or the request's "
+        "`operation`) added or removed for its zone key. " + _MANAGEMENT.format(role="write")),
+    "/api/management/zone/get-all-zone-operations.json": Endpoint(
+        "Every pulled-out zone", wire.RegionRequest, wire.AllZoneOperationsResponse, (_REGION,),
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/zone/get-zone-operations.json": Endpoint(
+        "A zone's operations", wire.ZoneKeyRequest, wire.ZoneOperationsResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/zone/get-zone-operations-list.json": Endpoint(
+        "Zone operations by service and zone", wire.ZoneOperationsListRequest,
+        wire.ZoneOperationsListResponse, description=_MANAGEMENT.format(role="read")),
+    "/api/management/zone/is-zone-down.json": Endpoint(
+        "Is this zone of a service pulled out?", wire.ZoneKeyRequest, wire.DownResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/instance-operation-logs.json": Endpoint(
+        "Audit log of instance operations", wire.OperationLogRequest, wire.AuditLogResponse,
+        description="Equality filters, `offset`/`limit` (100, at most 1,000) and "
+        "`newestFirst` (true). " + _MANAGEMENT.format(role="read")),
+    "/api/management/log/server-operation-logs.json": Endpoint(
+        "Audit log of server operations", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/zone-operation-logs.json": Endpoint(
+        "Audit log of zone operations", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/audit.json": Endpoint(
+        "The whole audit log", wire.OperationLogRequest, wire.AuditLogResponse,
+        description="Every management write: who (`actor`: the token's name; `operatorId`), "
+        "what, when, the target's operations before and after. "
+        + _MANAGEMENT.format(role="read")),
+    "/api/status/management.json": Endpoint(
+        "Management data on this node", None, dict[str, Any],
+        description="Whether a database is configured and answers, the version of the data "
+        "applied, how many instances, servers and zones are pulled out and how many "
+        "registered instances that hides."),
     "/api/admin/node-status.json": Endpoint(
         "Node status switch", NodeStatusSwitch, wire.GetClusterNodeStatusResponse,
         description="GET gives this node's status; POST forces it: `up` serves at once, "

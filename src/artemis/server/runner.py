@@ -57,6 +57,7 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
     app = build_app(node)
     app.tracing = traces
     node.cluster.tracing = traces
+    node.management.tracing = traces
     # Everything loaded so far (modules, the app) lives as long as the process: keep it out of
     # the garbage collector's full passes, which would otherwise walk it every time.
     gc.collect()

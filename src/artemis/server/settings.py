@@ -139,6 +139,24 @@ class Settings:
     anti_entropy_interval: float = field(default=5.0, metadata=_doc(
         "Seconds between two checksum comparisons with each peer, which repair any difference "
         "(0: off).", lo=0.0, hi=3_600.0))
+    database: str = field(default="", metadata=_doc(
+        "Management database (pull-outs and their audit log), shared by the cluster: "
+        "sqlite:///path/file.db (embedded, no server), mysql://user@host/db or "
+        "postgresql://host/db; empty: no management.", secret_url=True))
+    management_poll_interval: float = field(default=0.25, metadata=_doc(
+        "Seconds between two looks at the management database's version; a change made on "
+        "any node is applied within about this long.", lo=0.05, hi=60.0))
+    management_timeout: float = field(default=2.0, metadata=_doc(
+        "Seconds a management database call may take before the API answers "
+        "service-unavailable.", lo=0.1, hi=60.0))
+    management_start_timeout: float = field(default=10.0, metadata=_doc(
+        "Seconds a starting node waits for its management data before it comes up with "
+        "nothing pulled out.", lo=0.0, hi=3_600.0))
+    tokens: str = field(default="", metadata=_doc(
+        "API tokens of the management API: NAME:ROLES:SECRET, comma-separated, ROLES read, "
+        "write or read+write (the admin_token is a token with every role).", secret=True))
+    management_open_reads: bool = field(default=False, metadata=_doc(
+        "Let management reads (operations, audit log) through without a token."))
     rate_limit_enabled: bool = field(default=True, metadata=_doc(
         "Enforce the per-operation rate limits."))
     rate_limits: dict[str, int] = field(default_factory=dict, metadata=_doc(
@@ -184,12 +202,23 @@ class Settings:
         prefix = limiter + "."
         return {k[len(prefix):]: v for k, v in merged.items() if k.startswith(prefix)}
 
+    def api_tokens(self) -> dict[str, tuple[frozenset[str], str]]:
+        """Token name -> (roles, secret); the admin token is `admin` with every role."""
+        tokens = parse_tokens(self.tokens) if self.tokens else {}
+        if self.admin_token:
+            tokens["admin"] = (frozenset({"read", "write"}), self.admin_token)
+        return tokens
+
     def public(self) -> dict[str, Any]:
         """Every setting with its value, secrets masked (for /api/status/config.json)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = ("***" if value else "") if f.metadata.get("secret") else value
+            if f.metadata.get("secret"):
+                value = "***" if value else ""
+            elif f.metadata.get("secret_url") and value:
+                value = _mask_url(value)
+            out[f.name] = value
         return out
 
     # --- loading -------------------------------------------------------------------------
@@ -251,6 +280,14 @@ class Settings:
             name, sep, port = self.peers_dns.rpartition(":")
             if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
                 raise fail("peers_dns", f"must be NAME:PORT, got {self.peers_dns!r}")
+        if self.tokens:
+            try:
+                parse_tokens(self.tokens)
+            except ValueError as exc:
+                raise fail("tokens", str(exc)) from None
+        if self.database and not any("write" in roles for roles, _ in self.api_tokens().values()):
+            raise fail("database", "needs a token with the write role (admin_token, or tokens "
+                                   "with NAME:write:SECRET): management writes are never open")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise fail("tls_cert" if not self.tls_cert else "tls_key",
                        "must be given together with tls_cert and tls_key both set")
@@ -384,3 +421,37 @@ def settings_table() -> str:
         rows.append(f"| `{name}` | `{flag_name(name)}` | `{env_name(name)}` | {shown} | "
                     f"{f.metadata['doc']} |")
     return "\n".join(rows) + "\n"
+
+
+ROLES: Final = frozenset({"read", "write"})
+
+
+def parse_tokens(text: str) -> dict[str, tuple[frozenset[str], str]]:
+    """`NAME:ROLES:SECRET,...` -> {name: (roles, secret)}; write implies read."""
+    out: dict[str, tuple[frozenset[str], str]] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, rest = part.strip().partition(":")
+        roles_text, sep2, secret = rest.partition(":")
+        if not (sep and sep2 and name and secret):
+            raise ValueError(f"each token is NAME:ROLES:SECRET, got {name or part[:20]!r}...")
+        roles = frozenset(r.strip().lower() for r in roles_text.split("+") if r.strip())
+        if not roles or not roles <= ROLES:
+            raise ValueError(f"token {name!r}: roles are read, write or read+write")
+        if len(secret) < 16:
+            raise ValueError(f"token {name!r}: the secret must be at least 16 characters")
+        if name in out:
+            raise ValueError(f"token {name!r} is given twice")
+        out[name] = (roles | ({"read"} if "write" in roles else set()), secret)
+    return out
+
+
+def _mask_url(url: str) -> str:
+    """A database URL with its password masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, _, host = rest.partition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

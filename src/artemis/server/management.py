@@ -1,0 +1,202 @@
+"""Management on a node: the store's pull-outs applied to the registry, within a second everywhere.
+
+  * The node opens the store (migrating an empty database) when it starts, loads the
+    operations in force and applies them (`Registry.apply_view`); instances they hide get a
+    `delete`, the rest is untouched. Until that first load succeeds the node does not come up,
+    for at most `management_start_timeout` seconds: a node whose database is down then serves
+    with nothing pulled out, logs it, and applies the data as soon as the database answers.
+  * Every `management_poll_interval` it reads the store's version (one row); when it moved, it
+    loads the operations again and applies what changed. A write made through this node is
+    applied at once. Every node of a cluster therefore sees a write within one poll interval
+    (0.25 s by default), without the original's 2 s sleep after each write.
+  * While the store cannot be reached, writes and reads of the management API answer
+    `service-unavailable`; registration, heartbeats, discovery and push go on with the last
+    data loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from artemis.core.management import ManagementView
+from artemis.server.node import Node
+from artemis.server.store import ManagementData, ManagementStore, StoreError
+
+__all__ = ["Management", "Operations"]
+
+log = logging.getLogger("artemis.management")
+T = TypeVar("T")
+
+_LOG_EVERY: Final = 30.0  # seconds between two warnings of a store that stays down
+
+
+@dataclass(frozen=True, slots=True)
+class Operations:
+    """The operations in force in this node's region, by lower-case key (for the API's reads)."""
+
+    instances: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    servers: dict[str, list[str]] = field(default_factory=dict)
+    zones: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, region: str, data: ManagementData) -> Operations:
+        mine = region.lower()
+        instances: dict[tuple[str, str], list[str]] = {}
+        servers: dict[str, list[str]] = {}
+        zones: dict[tuple[str, str], list[str]] = {}
+        for r, service, instance, op in data.instance_ops:
+            if r.lower() == mine:
+                instances.setdefault((service.lower(), instance.lower()), []).append(op)
+        for r, server, op in data.server_ops:
+            if r.lower() == mine:
+                servers.setdefault(server.lower(), []).append(op)
+        for r, service, zone, op in data.zone_ops:
+            if r.lower() == mine:
+                zones.setdefault((service.lower(), zone.lower()), []).append(op)
+        for table in (instances, servers, zones):
+            for ops in table.values():
+                ops.sort()
+        return cls(instances, servers, zones)
+
+
+class Management:
+    """The management store of a node and the loop that keeps the registry in step with it."""
+
+    def __init__(self, node: Node, store: ManagementStore | None = None) -> None:
+        self.node = node
+        s = node.settings
+        self.store = store if store is not None else (
+            ManagementStore(s.database, timeout=s.management_timeout) if s.database else None)
+        self.available = False  # the last call to the store succeeded
+        self.loaded_version: int | None = None
+        self.operations = Operations()
+        self.last_error = ""
+        self.loads = 0
+        self.last_load_ms = 0
+        self._warned_at = -_LOG_EVERY
+        self.tracing: Any = None  # set by the runner when requests are traced
+        node.management = self
+        if self.store is not None:
+            node.hold("management")
+            node.add_task("management", self.run)
+            node.on_close(self.close)
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    @property
+    def view(self) -> ManagementView:
+        return self.node.registry.view
+
+    async def traced(self, name: str, call: Awaitable[T]) -> T:
+        """Await a store call, in a client span when tracing samples it."""
+        span = None
+        if self.tracing is not None:
+            span, _ = self.tracing.start_client(f"management {name}", self.store_label)
+        status = 200
+        try:
+            return await call
+        except StoreError:
+            status = 503
+            raise
+        finally:
+            if span is not None:
+                self.tracing.end(span, status)
+
+    @property
+    def store_label(self) -> str:
+        return f"{self.store.backend}:" if self.store is not None else ""
+
+    # --- run -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        s = self.node.settings
+        started = time.monotonic()
+        while self.loaded_version is None:
+            await self._refresh(force=True)
+            if self.loaded_version is not None:
+                break
+            if time.monotonic() - started >= s.management_start_timeout:
+                log.warning("the management database does not answer after %g s: serving with "
+                            "nothing pulled out until it does", s.management_start_timeout)
+                self.node.release("management")
+            await asyncio.sleep(s.management_poll_interval)
+        self.node.release("management")
+        while True:
+            await asyncio.sleep(s.management_poll_interval)
+            await self._refresh()
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+
+    async def _refresh(self, force: bool = False) -> None:
+        store = self.store
+        assert store is not None
+        try:
+            if self.loaded_version is None:
+                await store.open()
+            if not force and await store.version() == self.loaded_version:
+                self._ok()
+                return
+            data = await self.traced("load", store.load())
+        except StoreError as exc:
+            self._failed(exc)
+            return
+        except Exception as exc:  # a bug must not stop the loop: log it, try again
+            log.exception("loading management data failed")
+            self._failed(exc)
+            return
+        self._ok()
+        self.apply(data)
+
+    def apply(self, data: ManagementData) -> None:
+        """Make the registry show what `data` leaves in discovery."""
+        node = self.node
+        view = ManagementView.build(node.settings.region, data.instance_ops, data.server_ops,
+                                    data.zone_ops, data.version)
+        self.operations = Operations.of(node.settings.region, data)
+        changes = node.registry.apply_view(view, node.clock.wall_ms())
+        node.publish(changes)
+        if changes or self.loaded_version is None:
+            log.info("management data version %d applied: %d instances changed visibility",
+                     data.version, len(changes))
+        self.loaded_version = data.version
+        self.loads += 1
+        self.last_load_ms = node.clock.wall_ms()
+
+    async def reload(self) -> None:
+        """Load and apply the store's data now (after a write through this node)."""
+        await self._refresh(force=True)
+
+    def _ok(self) -> None:
+        if not self.available and self.loaded_version is not None:
+            log.info("the management database answers again")
+        self.available = True
+        self.last_error = ""
+
+    def _failed(self, exc: Exception) -> None:
+        self.available = False
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        now = time.monotonic()
+        if now - self._warned_at >= _LOG_EVERY:
+            self._warned_at = now
+            log.warning("the management database does not answer (%s); keeping the last "
+                        "management data (version %s)", self.last_error, self.loaded_version)
+
+    def status(self) -> dict[str, Any]:
+        view = self.view
+        return {"enabled": self.enabled, "available": self.available,
+                "version": self.loaded_version, "loads": self.loads,
+                "lastLoadTime": self.last_load_ms, "lastError": self.last_error,
+                "pulledOut": {"instances": len(view.instances), "servers": len(view.servers),
+                              "zones": len(view.zones)},
+                "hiddenInstances": self.node.registry.instance_count
+                - self.node.registry.visible_count}
+
