@@ -1,16 +1,17 @@
 """Lookup throughput with and without management data, on one node. Run by hand:
 
-    .venv/bin/python benchmarks/bench_management.py                 # about 2 minutes
+    .venv/bin/python benchmarks/bench_management.py                 # about 3 minutes
     .venv/bin/python benchmarks/bench_management.py --pull-outs 10000 --duration 10 --rounds 2
 
-The node runs with a SQLite management database in a temporary directory. It holds 10,000
-instances of 1,000 other services plus `lookup.service` with 20 instances. wrk measures
-`lookup.json` of `lookup.service` (the 20 instances, as bench_node.py's lookup scenario) with no
-management data, then --pull-outs instances are pulled out through the management API (5 more
-instances of `lookup.service`, registered for this, and the rest among the other services), and
-wrk measures the same lookup again: its answer is the same 20 instances, now filtered from 25.
-Rounds alternate nothing (the pull-outs stay); each phase's figure is the median of --rounds.
-Route rules are not part of it: they are not built.
+Two nodes run side by side, each with its own SQLite management database in a temporary
+directory (and 1-hour leases, so nothing expires while the pull-outs are made without
+heartbeats). Both hold 10,000 instances of 1,000 other services plus `lookup.service` with 20
+instances. On the second, 5 more instances of `lookup.service` are registered and --pull-outs
+instances are pulled out through the management API (those 5 and the rest among the other
+services). wrk then measures `lookup.json` of `lookup.service` on each node in turn, --rounds
+times (the same 20 instances in both answers, as bench_node.py's lookup scenario; on the second
+filtered from 25). Each figure is the median of its rounds. Route rules are not part of it: they
+are not built.
 """
 
 from __future__ import annotations
@@ -48,52 +49,65 @@ def visible(client: httpx.Client, base: str) -> int:
     return len(answer["services"][0]["instances"])
 
 
+def pull_out(client: httpx.Client, base: str, targets: list[dict[str, Any]]) -> float:
+    """Pull every target out through the management API; the seconds it took."""
+    started = time.monotonic()
+    for inst in targets:
+        answer = client.post(base + "/api/management/operate-instance.json", headers=AUTH,
+                             content=json.dumps({
+                                 "instanceKey": {"regionId": REGION,
+                                                 "serviceId": inst["serviceId"],
+                                                 "instanceId": inst["instanceId"]},
+                                 "operation": "pull-out", "operationComplete": False,
+                                 "operatorId": "bench"})).json()
+        if answer["responseStatus"]["status"] != "success":
+            raise RuntimeError(answer)
+    return time.monotonic() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pull-outs", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, node(
-            "--database", f"sqlite:///{tmp}/management.db", "--admin-token", TOKEN) as (
-            base, proc, cmd):
-        others = [instance(f"other.service.{i % 1000}", 100 + i)
-                  for i in range(max(10_000, args.pull_outs))]
-        register(base, others)
-        register(base, [instance("lookup.service", i) for i in range(20)])
-        with httpx.Client(timeout=30) as client:
-            before = lookup(base, args, proc)
-            shown_before = visible(client, base)
-            extra = [instance("lookup.service", 20 + i) for i in range(5)]
-            register(base, extra)
-            targets = extra + others[:args.pull_outs - len(extra)]
-            started = time.monotonic()
-            for inst in targets:
-                answer = client.post(base + "/api/management/operate-instance.json",
-                                     headers=AUTH, content=json.dumps({
-                                         "instanceKey": {"regionId": REGION,
-                                                         "serviceId": inst["serviceId"],
-                                                         "instanceId": inst["instanceId"]},
-                                         "operation": "pull-out", "operationComplete": False,
-                                         "operatorId": "bench"})).json()
-                if answer["responseStatus"]["status"] != "success":
-                    raise RuntimeError(answer)
-            pull_seconds = time.monotonic() - started
-            status = client.get(base + "/api/status/management.json").json()
-            after = lookup(base, args, proc)
-            shown_after = visible(client, base)
-    rate_before = statistics.median(r["requests_per_s"] for r in before)
-    rate_after = statistics.median(r["requests_per_s"] for r in after)
+    others = [instance(f"other.service.{i % 1000}", 100 + i)
+              for i in range(max(10_000, args.pull_outs))]
+    lookups = [instance("lookup.service", i) for i in range(20)]
+    extra = [instance("lookup.service", 20 + i) for i in range(5)]
+    targets = extra + others[:args.pull_outs - len(extra)]
+    with tempfile.TemporaryDirectory() as tmp, \
+            node("--database", f"sqlite:///{tmp}/plain.db", "--admin-token", TOKEN,
+                 "--lease-ttl", "3600") as (plain, plain_proc, cmd), \
+            node("--database", f"sqlite:///{tmp}/managed.db", "--admin-token", TOKEN,
+                 "--lease-ttl", "3600") as (managed, managed_proc, _), \
+            httpx.Client(timeout=30) as client:
+        for base in (plain, managed):
+            register(base, others + lookups)
+        register(managed, extra)
+        pull_seconds = pull_out(client, managed, targets)
+        status = client.get(managed + "/api/status/management.json").json()
+        rounds: dict[str, list[dict[str, Any]]] = {"plain": [], "managed": []}
+        for _ in range(args.rounds):  # alternating, so drift hits both alike
+            rounds["plain"] += lookup(plain, argparse.Namespace(**{**vars(args), "rounds": 1}),
+                                      plain_proc)
+            rounds["managed"] += lookup(managed, argparse.Namespace(**{**vars(args),
+                                                                       "rounds": 1}),
+                                        managed_proc)
+        shown = {"plain": visible(client, plain), "managed": visible(client, managed)}
+    rate = {k: statistics.median(r["requests_per_s"] for r in v) for k, v in rounds.items()}
     print(json.dumps({
-        "command": cmd, "instances": len(others) + 25,
-        "lookup_without_management": {"requests_per_s": rate_before, "rounds": before,
-                                      "instances_answered": shown_before},
+        "command": cmd, "instances": len(others) + 20,
         "pull_outs": len(targets), "pull_out_calls_seconds": round(pull_seconds, 1),
         "management": {k: status[k] for k in ("version", "pulledOut", "hiddenInstances")},
-        "lookup_with_pull_outs": {"requests_per_s": rate_after, "rounds": after,
-                                  "instances_answered": shown_after},
-        "ratio": f"{rate_after / rate_before:.1%}",
+        "lookup_without_management": {"requests_per_s": rate["plain"],
+                                      "rounds": rounds["plain"],
+                                      "instances_answered": shown["plain"]},
+        "lookup_with_pull_outs": {"requests_per_s": rate["managed"],
+                                  "rounds": rounds["managed"],
+                                  "instances_answered": shown["managed"]},
+        "ratio": f"{rate['managed'] / rate['plain']:.1%}",
     }, indent=2))
 
 

@@ -8,8 +8,8 @@ the node is up (writes), then the database (`service-unavailable` when it does n
 Reads answer from the data the node applies (the last loaded), like the original's caches;
 audit-log reads go to the database.
 
-Keys are matched lower-case; a write is applied on this node at once and on every other node
-within `management_poll_interval`; there is no sleep after a write.
+Keys are matched lower-case; a write is applied on this node before it answers and on every other
+node within `management_poll_interval`; there is no sleep after a write.
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ class ManagementApi:
         await self.management.traced("operate-instance", store.operate_instance(
             region, service, instance, operation, body.operation_complete, actor=actor,
             now_ms=self.node.clock.wall_ms(), **context))
-        await self.management.reload()
+        self.management.wrote("instance", (service, instance), operation,
+                              body.operation_complete, await store.version())
         return _OK_BODY
 
     async def operate_server(self, request: Request, actor: str) -> bytes:
@@ -193,7 +194,8 @@ class ManagementApi:
         await self.management.traced("operate-server", store.operate_server(
             region, server, operation, body.operation_complete, actor=actor,
             now_ms=self.node.clock.wall_ms(), **context))
-        await self.management.reload()
+        self.management.wrote("server", server, operation, body.operation_complete,
+                              await store.version())
         return _OK_BODY
 
     async def instance_operations(self, request: Request, actor: str) -> bytes:
@@ -296,7 +298,8 @@ class ManagementApi:
             await self.management.traced("operate-zone", store.operate_zone(
                 region, service, zone, operation, body.operation_complete, actor=actor,
                 now_ms=self.node.clock.wall_ms(), **context))
-        await self.management.reload()
+            self.management.wrote("zone", (service, zone), operation, body.operation_complete,
+                                  await store.version())
         return _OK_BODY
 
     def _zone_items(self, service: str | None = None,

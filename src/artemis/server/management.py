@@ -80,6 +80,7 @@ class Management:
         self.last_load_ms = 0
         self._warned_at = -_LOG_EVERY
         self.tracing: Any = None  # set by the runner when requests are traced
+        self._floor = 0  # the store's version after this node's last write
         node.management = self
         if self.store is not None:
             node.hold("management")
@@ -157,7 +158,11 @@ class Management:
         self.apply(data)
 
     def apply(self, data: ManagementData) -> None:
-        """Make the registry show what `data` leaves in discovery."""
+        """Make the registry show what `data` leaves in discovery. Data older than a write this
+        node made and applied already is not applied (a load that began before the write
+        committed would undo it for a moment); the next poll loads again."""
+        if data.version < self._floor:
+            return
         node = self.node
         view = ManagementView.build(node.settings.region, data.instance_ops, data.server_ops,
                                     data.zone_ops, data.version)
@@ -172,8 +177,37 @@ class Management:
         self.last_load_ms = node.clock.wall_ms()
 
     async def reload(self) -> None:
-        """Load and apply the store's data now (after a write through this node)."""
+        """Load and apply the store's data now."""
         await self._refresh(force=True)
+
+    def wrote(self, kind: str, key: str | tuple[str, str], operation: str, complete: bool,
+              version: int) -> None:
+        """Apply a write this node just made (`kind` instance, server or zone), without reading
+        the store back: the write is visible here before its answer leaves. The next poll sees
+        the version moved and loads everything, writes of other nodes included. `version` is
+        the store's version after the write."""
+        self._floor = max(self._floor, version)
+        ops = self.operations
+        tables: dict[str, dict[Any, list[str]]] = {
+            "instance": ops.instances, "server": ops.servers, "zone": ops.zones}
+        table = dict(tables[kind])
+        current = set(table.get(key, ()))
+        if complete:
+            current.discard(operation)
+        else:
+            current.add(operation)
+        if current:
+            table[key] = sorted(current)
+        else:
+            table.pop(key, None)
+        tables[kind] = table
+        self.operations = Operations(tables["instance"], tables["server"], tables["zone"])
+        node = self.node
+        view = ManagementView(region=node.settings.region.lower(),
+                              instances=frozenset(tables["instance"]),
+                              servers=frozenset(tables["server"]),
+                              zones=frozenset(tables["zone"]), version=self.view.version)
+        node.publish(node.registry.apply_view(view, node.clock.wall_ms()))
 
     def _ok(self) -> None:
         if not self.available and self.loaded_version is not None:

@@ -29,9 +29,12 @@ Rules
   * Each call is bounded by `timeout` seconds (`open()` by `timeout` to reach the database, then
     `migration_timeout` to migrate). Errors never escape as driver or SQLAlchemy exceptions:
 
-        StoreError            anything else (bad argument, constraint, SQL error, store not open)
+        StoreError            anything else (a constraint, an SQL error, a broken row)
+        ├── StoreValueError   an argument the store cannot take (also a ValueError): a URL of
+        │                     no known database, text too long or with NUL, a bad audit filter
         └── StoreUnavailable  the database cannot be reached, lost the connection, is locked or
-                              did not answer in time: the same call may succeed later
+                              did not answer in time, or the store is not open (yet): the same
+                              call may succeed later
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ __all__ = [
     "ManagementStore",
     "StoreError",
     "StoreUnavailable",
+    "StoreValueError",
     "async_url",
     "target_key",
 ]
@@ -93,6 +97,7 @@ MAX_ID: Final = 256
 MAX_NAME: Final = 128  # operation, operator_id, actor
 MAX_REASON: Final = 1024
 MAX_EXTENSIONS: Final = 65_536
+MAX_OFFSET: Final = 2**63 - 1  # the largest OFFSET every backend takes
 AUDIT_FILTERS: Final = frozenset({
     "kind", "region_id", "service_id", "instance_id", "server_id", "zone_id", "operation",
     "operator_id", "actor", "complete",
@@ -119,8 +124,13 @@ class StoreError(Exception):
     """A store call failed; the message says why. Never a driver's or SQLAlchemy's exception."""
 
 
+class StoreValueError(StoreError, ValueError):
+    """An argument the store cannot take; the message names it. Nothing was written."""
+
+
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or did not answer in time; the call may succeed later."""
+    """The database cannot be reached or did not answer in time, or the store is not open; the
+    call may succeed later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,18 +231,18 @@ def async_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except (sa_exc.ArgumentError, ValueError):
-        raise StoreError("the database URL cannot be parsed") from None
+        raise StoreValueError("the database URL cannot be parsed") from None
     if "+" not in parsed.drivername:
         driver = _DRIVERS.get(parsed.drivername)
         if driver is None:
-            raise StoreError(
+            raise StoreValueError(
                 f"unsupported database URL scheme {parsed.drivername!r}: "
                 "use sqlite, mysql, mariadb or postgresql") from None
         parsed = parsed.set(drivername=driver)
         if parsed.get_backend_name() in _MYSQL and "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise StoreError("an in-memory SQLite database cannot be shared: name a file")
+        raise StoreValueError("an in-memory SQLite database cannot be shared: name a file")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -244,15 +254,15 @@ def target_key(*ids: str) -> str:
 
 def _check_text(name: str, value: str, limit: int) -> None:
     if not isinstance(value, str):
-        raise StoreError(f"{name} must be text, not {type(value).__name__}")
+        raise StoreValueError(f"{name} must be text, not {type(value).__name__}")
     if len(value) > limit:
-        raise StoreError(f"{name} is longer than {limit} characters")
+        raise StoreValueError(f"{name} is longer than {limit} characters")
     if "\x00" in value:
-        raise StoreError(f"{name} contains a NUL character")
+        raise StoreValueError(f"{name} contains a NUL character")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise StoreError(f"{name} is not valid Unicode text") from None
+        raise StoreValueError(f"{name} is not valid Unicode text") from None
 
 
 def _describe(error: BaseException) -> str:
@@ -294,10 +304,10 @@ def _conditions(filters: Mapping[str, str | bool | None]) -> list[ColumnElement[
     conditions: list[ColumnElement[bool]] = []
     for name, value in filters.items():
         if name not in AUDIT_FILTERS:
-            raise StoreError(f"the audit log cannot be filtered on {name!r}")
+            raise StoreValueError(f"the audit log cannot be filtered on {name!r}")
         wanted: type = bool if name == "complete" else str
         if value is not None and type(value) is not wanted:
-            raise StoreError(f"the audit filter {name} takes {wanted.__name__} or None")
+            raise StoreValueError(f"the audit filter {name} takes {wanted.__name__} or None")
         column = _AUDIT.c[name]
         conditions.append(column.is_(None) if value is None else column == value)
     return conditions
@@ -376,9 +386,9 @@ class ManagementStore:
     def __init__(self, url: str, *, pool_size: int = 5, timeout: float = 2.0,
                  migration_timeout: float = 60.0) -> None:
         if pool_size < 1:
-            raise StoreError("pool_size must be at least 1")
+            raise StoreValueError("pool_size must be at least 1")
         if timeout <= 0 or migration_timeout <= 0:
-            raise StoreError("timeouts must be positive")
+            raise StoreValueError("timeouts must be positive")
         self._url = make_url(async_url(url))
         self._pool_size = pool_size
         self._timeout = timeout
@@ -497,8 +507,8 @@ class ManagementStore:
     ) -> tuple[list[AuditEntry], int]:
         """One page of the audit log (at most MAX_AUDIT_PAGE rows) and how many rows match;
         each filter is equality on its column (None: the column is empty)."""
-        if offset < 0 or limit < 0:
-            raise StoreError("offset and limit must not be negative")
+        if not 0 <= offset <= MAX_OFFSET or limit < 0:
+            raise StoreValueError(f"offset must be 0 to {MAX_OFFSET} and limit at least 0")
         conditions = _conditions(filters)
         order = ((_AUDIT.c.created_ms.desc(), _AUDIT.c.id.desc()) if newest_first
                  else (_AUDIT.c.created_ms.asc(), _AUDIT.c.id.asc()))
@@ -526,14 +536,14 @@ class ManagementStore:
 
     def _writer(self) -> AsyncEngine:
         if self._engine is None:
-            raise StoreError("the management store is not open")
+            raise StoreUnavailable("the management store is not open")
         return self._engine
 
     @contextlib.asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction whose statements all see one snapshot."""
         if self._reader is None:
-            raise StoreError("the management store is not open")
+            raise StoreUnavailable("the management store is not open")
         async with self._reader.connect() as connection, connection.begin():
             yield connection
 
@@ -565,7 +575,7 @@ class ManagementStore:
         if context.reason is not None:
             _check_text("reason", context.reason, MAX_REASON)
         if type(complete) is not bool or type(context.now_ms) is not int:
-            raise StoreError("complete must be a bool and now_ms an int")
+            raise StoreValueError("complete must be a bool and now_ms an int")
         async with self._guard(f"{target.kind} {operation}"):
             try:
                 return await self._operate_once(target, operation, complete, context)
