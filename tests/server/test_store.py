@@ -34,6 +34,7 @@ from artemis.server.store import (
     ManagementStore,
     StoreError,
     StoreUnavailable,
+    StoreValueError,
     async_url,
 )
 
@@ -161,16 +162,17 @@ async def test_reopening_keeps_data_and_migrates_nothing(db_url: str) -> None:
 
 
 async def test_a_store_can_be_closed_and_opened_again(db_url: str) -> None:
-    """close() then open() on the same object works; calls while closed are StoreErrors."""
+    """close() then open() on the same object works; calls while it is not open are
+    StoreUnavailable (a node retries them)."""
     store = ManagementStore(db_url)
-    with pytest.raises(StoreError, match="not open"):
+    with pytest.raises(StoreUnavailable, match="not open"):
         await store.version()
     await store.open()
     await store.open()  # already open: nothing happens
     await store.operate_zone("sha", "svc", "zone-1", "pullout", False, **CONTEXT, now_ms=1)
     await store.close()
     await store.close()
-    with pytest.raises(StoreError, match="not open"):
+    with pytest.raises(StoreUnavailable, match="not open"):
         await store.load()
     await store.open()
     try:
@@ -240,7 +242,7 @@ def test_plain_urls_get_the_async_driver(given: str, expected: str) -> None:
 ])
 def test_other_urls_are_refused(given: str, message: str) -> None:
     """An unknown scheme, a non-URL or an in-memory SQLite database is a clear StoreError."""
-    with pytest.raises(StoreError, match=message):
+    with pytest.raises(StoreValueError, match=message):
         ManagementStore(given)
 
 
@@ -370,8 +372,8 @@ async def test_ids_are_kept_and_compared_exactly(store: ManagementStore) -> None
 
 async def test_text_that_does_not_fit_is_refused_and_changes_nothing(
         store: ManagementStore) -> None:
-    """Values longer than their column, with NUL or with lone surrogates are StoreErrors, on
-    every backend alike; 256-character ids fit."""
+    """Values longer than their column, with NUL or with lone surrogates are StoreValueErrors,
+    on every backend alike; 256-character ids fit."""
     longest = "s" * 256
     assert await store.operate_instance(longest, longest, longest, "o" * 128, False,
                                         actor="a" * 128, operator_id="p" * 128,
@@ -388,7 +390,7 @@ async def test_text_that_does_not_fit_is_refused_and_changes_nothing(
     for change, message in bad:
         call = {"region": "sha", "service": "svc", "instance": "i1", "operation": "pullout",
                 "complete": False, **CONTEXT, "now_ms": 2, **change}
-        with pytest.raises(StoreError, match=message):
+        with pytest.raises(StoreValueError, match=message):
             await store.operate_instance(**call)
     assert 1 == await store.version()
     assert 1 == (await store.audit({}))[1]
@@ -441,12 +443,14 @@ async def test_audit_filters(store: ManagementStore) -> None:
 
 
 async def test_bad_audit_filters_are_refused(store: ManagementStore) -> None:
-    """An unknown column, a value of the wrong type or a negative page is a StoreError."""
+    """An unknown column, a value of the wrong type or a page out of range is a
+    StoreValueError; the largest offset is fine."""
     for filters, page in [({"token": "x"}, {}), ({"complete": "true"}, {}),
                           ({"service_id": True}, {}), ({}, {"offset": -1}),
-                          ({}, {"limit": -1})]:
-        with pytest.raises(StoreError):
+                          ({}, {"offset": 2**63}), ({}, {"limit": -1})]:
+        with pytest.raises(StoreValueError):
             await store.audit(filters, **page)
+    assert ([], 0) == await store.audit({}, offset=2**63 - 1)
 
 
 async def test_audit_paging_and_order(store: ManagementStore) -> None:

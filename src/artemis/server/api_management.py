@@ -24,7 +24,7 @@ from artemis.core.node_status import UP
 from artemis.server.http import BadRequest, Request, Route, status_bytes
 from artemis.server.management import Management
 from artemis.server.node import Node
-from artemis.server.store import StoreError, StoreUnavailable
+from artemis.server.store import StoreError, StoreUnavailable, StoreValueError
 
 __all__ = ["ManagementApi", "routes"]
 
@@ -97,6 +97,8 @@ class ManagementApi:
                                   f"status: {self.node.state.status}")
             try:
                 return await handler(request, actor)
+            except StoreValueError as exc:  # a value the database cannot hold (NUL, ...)
+                raise BadRequest(str(exc)) from None
             except StoreUnavailable as exc:
                 return route.fail("service-unavailable", f"the management database does not "
                                   f"answer: {exc}")
