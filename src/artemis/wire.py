@@ -65,6 +65,8 @@ __all__ = [
     "LeasesStatusResponse",
     "LookupRequest",
     "LookupResponse",
+    "ManagedServiceRequest",
+    "ManagedServiceResponse",
     "OperateInstanceRequest",
     "OperateServerRequest",
     "OperateZoneOperationsRequest",
@@ -474,6 +476,20 @@ class AuditEntry(_Wire, kw_only=True, frozen=True):
     server_id: str | None
     service_id: str | None
     zone_id: str | None
+
+
+class ManagedServiceRequest(_Wire, kw_only=True, frozen=True):
+    region_id: str | None = None
+    service_id: str | None = None
+    zone_id: str | None = None
+
+
+class ManagedServiceResponse(_Wire, kw_only=True, frozen=True):
+    """A service as operators see it, with its management groups (none until groups exist)."""
+
+    groups: list[ServiceGroup] | None = None
+    response_status: ResponseStatus
+    service: Service | None = None
 
 
 class InstanceOperationsResponse(_Wire, kw_only=True, frozen=True):

@@ -196,6 +196,7 @@ def test_get_forms_document_the_query_parameters_read() -> None:
         "/api/replication/registry/services.json": ["regionId", "zoneId"],
         "/api/management/all-instance-operations.json": ["regionId"],
         "/api/management/all-server-operations.json": ["regionId"],
+        "/api/management/services.json": ["regionId", "zoneId"],
         "/api/management/zone/get-all-zone-operations.json": ["regionId"],
     } == {path: names(path) for path in document["paths"] if names(path)}
 
@@ -234,6 +235,7 @@ BODIES: dict[str, Any] = {
     "/api/management/server-operations.json": {
         "serverKey": {"regionId": REGION, "serverId": "10.9.9.9"}},
     "/api/management/instance-down.json": {"instance": instance()},
+    "/api/management/service.json": {"regionId": REGION, "serviceId": SERVICE},
     "/api/management/server-down.json": {"serverKey": {"regionId": REGION, "serverId": "1.1.1.1"}},
     "/api/management/zone/operate-zone-operations.json": {
         "zoneOperationsList": [{"zoneKey": {"regionId": REGION, "serviceId": "other",

@@ -19,8 +19,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import msgspec
+
 from artemis import wire
 from artemis.core.node_status import UP
+from artemis.core.registry import ServiceState
 from artemis.server.http import BadRequest, Request, Route, status_bytes
 from artemis.server.management import Management
 from artemis.server.node import Node
@@ -59,6 +62,8 @@ class ManagementApi:
             ("all-server-operations.json", both, self.all_server_operations,
              {"allServerOperations": None}),
             ("instance-down.json", post, self.instance_down, {"down": False}),
+            ("services.json", both, self.services, {"services": None, "version": 0}),
+            ("service.json", post, self.service, {"groups": None, "service": None}),
             ("server-down.json", post, self.server_down, {"down": False}),
             ("zone/operate-zone-operations.json", post, self.operate_zones, {}),
             ("zone/get-all-zone-operations.json", both, self.all_zone_operations,
@@ -271,6 +276,43 @@ class ManagementApi:
         self._region(key.region_id)
         down = self._text(key.server_id, "serverId").lower() in self.management.view.servers
         return wire.encode(wire.DownResponse(down=down, response_status=_SUCCESS))
+
+    # --- the management views of the registry ------------------------------------------
+
+    def _managed(self, state: ServiceState) -> wire.Service:
+        """A service as operators see it: every instance, `status` down when pulled out (up
+        otherwise), with its lease's creationTime, renewalTime and ttl (ms, as text) added to
+        its metadata."""
+        clock = self.node.clock
+        now, wall = clock.monotonic(), clock.wall_ms()
+        instances = []
+        for lease in state.leases.values():
+            instance = lease.instance
+            metadata = {**(instance.metadata or {}), "creationTime": str(lease.created_ms),
+                        "renewalTime": str(int(wall - (now - lease.renewed) * 1000)),
+                        "ttl": str(int(lease.ttl * 1000))}
+            instances.append(msgspec.structs.replace(
+                instance, status="down" if lease.hidden else "up", metadata=metadata))
+        return wire.Service(instances=instances, logic_instances=[], metadata=None,
+                            route_rules=[], service_id=state.service_id)
+
+    async def services(self, request: Request, actor: str) -> bytes:
+        if request.method == "POST":
+            request.json(wire.GetServicesRequest)  # checked, not used (as the original)
+        registry = self.node.registry
+        items = [self._managed(state) for state in registry.services.values()]
+        return wire.encode(wire.GetServicesResponse(response_status=_SUCCESS, services=items,
+                                                    version=self.node.clock.wall_ms()))
+
+    async def service(self, request: Request, actor: str) -> bytes:
+        asked = request.json(wire.ManagedServiceRequest)
+        self._region(asked.region_id)
+        service_id = self._text(asked.service_id, "serviceId")
+        state = self.node.registry.service(service_id)
+        found = (wire.Service(instances=[], logic_instances=[], metadata=None, route_rules=[],
+                              service_id=service_id) if state is None else self._managed(state))
+        return wire.encode(wire.ManagedServiceResponse(groups=[], response_status=_SUCCESS,
+                                                       service=found))
 
     # --- zones ---------------------------------------------------------------------------
 

@@ -203,6 +203,17 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
         "Is this instance pulled out?", wire.InstanceDownRequest, wire.DownResponse,
         description="By its own key, its server (ip) or its zone. "
         + _MANAGEMENT.format(role="read")),
+    "/api/management/services.json": Endpoint(
+        "Every service as operators see it", wire.GetServicesRequest, wire.GetServicesResponse,
+        (_REGION, _ZONE), description="Every registered instance, pulled out or not: `status` "
+        "is `down` when management hides it, `up` otherwise, and its metadata gains "
+        "`creationTime`, `renewalTime` and `ttl` (ms, as text). " + _MANAGEMENT.format(
+            role="read")),
+    "/api/management/service.json": Endpoint(
+        "One service as operators see it", wire.ManagedServiceRequest,
+        wire.ManagedServiceResponse, description="As services.json, for one service, with its "
+        "management groups (`[]`: groups are not built yet). " + _MANAGEMENT.format(
+            role="read")),
     "/api/management/server-down.json": Endpoint(
         "Is this server pulled out?", wire.ServerKeyRequest, wire.DownResponse,
         description=_MANAGEMENT.format(role="read")),
