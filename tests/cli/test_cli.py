@@ -393,3 +393,59 @@ def test_changes_name_what_happened_to_each_instance() -> None:
     b2 = wire.Instance(service_id=SERVICE, instance_id="b", url="http://b2")
     assert [("delete", a), ("change", b2), ("new", c)] == changes(
         {"a": a, "b": b}, {"b": b2, "c": c})
+
+
+# --- management: pull-out, pull-in, pulled-out, audit -----------------------------------------
+
+TOKEN = "cli-test-admin-token-0123456789"  # noqa: S105 - a test secret
+
+
+@pytest.fixture
+def managed_node(start_node: StartNode, tmp_path: Path) -> RunningNode:
+    """A node with a SQLite management database and an admin token."""
+    return start_node("--database", f"sqlite:///{tmp_path}/management.db",
+                      "--admin-token", TOKEN)
+
+
+def test_pull_out_and_back_in(managed_node: RunningNode) -> None:
+    """pull-out hides an instance, a server and a zone; pulled-out lists them; pull-in brings
+    the instance back; audit shows every write, newest first."""
+    a, b = instance("a"), instance("b")
+    register(managed_node, a, b)
+    common = ("--server", managed_node.url, "--region", "SHA", "--token", TOKEN,
+              "--operator", "alice")
+
+    outs = [invoke("pull-out", "instance", SERVICE, "a", "--reason", "disk", *common),
+            invoke("pull-out", "server", "10.0.0.99", *common),
+            invoke("pull-out", "zone", "other.service", "zone-9", *common)]
+    hidden = [i["instanceId"] for i in listed(managed_node)]
+    pulled = invoke("pulled-out", "--json", *common[:-2])
+    back = invoke("pull-in", "instance", SERVICE, "a", *common)
+    shown = sorted(i["instanceId"] for i in listed(managed_node))
+    log = invoke("audit", "--json", "--limit", "2", *common[:-2])
+
+    assert ([0, 0, 0], ["instance demo.service a: pull-out in force (out of discovery)\n"],
+            ["b"], 0, [
+                {"kind": "instance", "key": "demo.service a", "operations": "pull-out"},
+                {"kind": "server", "key": "10.0.0.99", "operations": "pull-out"},
+                {"kind": "zone", "key": "other.service zone-9", "operations": "pull-out"}],
+            0, ["a", "b"], 0) == (
+        [r.exit_code for r in outs], [outs[0].output], hidden, pulled.exit_code,
+        json.loads(pulled.output), back.exit_code, shown, log.exit_code)
+    entries = json.loads(log.output)
+    assert [("admin", "alice", "instance-operation", "demo.service a", "pull-in", "pull-out",
+             ""), ("admin", "alice", "zone-operation", "other.service zone-9", "pull-out", "",
+                   "pull-out")] == [
+        (e["actor"], e["operator"], e["kind"], e["target"], e["done"], e["before"], e["after"])
+        for e in entries]
+
+
+def test_management_commands_need_a_token(managed_node: RunningNode) -> None:
+    """A wrong token is refused in one line with exit code 1, and changes nothing."""
+    result = invoke("pull-out", "instance", SERVICE, "a", "--server", managed_node.url,
+                    "--region", "SHA", "--token", "not-the-token-0123456789")
+    pulled = invoke("pulled-out", "--json", "--server", managed_node.url, "--region", "SHA",
+                    "--token", TOKEN)
+
+    assert (1, "artemis: no-permission: this call needs a bearer token with the write role\n",
+            []) == (result.exit_code, result.output, json.loads(pulled.output))

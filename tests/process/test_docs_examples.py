@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
 DOC_NODE = "http://127.0.0.1:8080"  # the node the documents talk to; the test node's URL here
-ONE_SHOT = frozenset({"services", "instances", "cluster"})
+ONE_SHOT = frozenset({"services", "instances", "cluster", "pull-out", "pull-in", "pulled-out",
+                      "audit"})
 UNTIL_INTERRUPTED = frozenset({"watch", "register"})
 CLIENT_DEADLINE = 10.0
 DOC_TOKEN = "documentation-admin-token-0123456789"  # noqa: S105 - the docs' $ARTEMIS_ADMIN_TOKEN
@@ -127,7 +128,8 @@ def _run_client(command: str, words: list[str], env: dict[str, str],
     if "--server" not in args and "ARTEMIS_SERVER" not in env:
         args += ["--server", node.url]
     argv = [sys.executable, "-m", "artemis", *args]
-    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("ARTEMIS_")}, **env}
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("ARTEMIS_")},
+                "ARTEMIS_TOKEN": DOC_TOKEN, **env}  # the docs' management commands use it
     if words[1] in ONE_SHOT:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False,
                               env=full_env)

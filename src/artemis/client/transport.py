@@ -53,14 +53,17 @@ class NetworkTransport:
     """Real nodes over HTTP/1.1 (httpx, connections pooled) and WebSockets (websockets)."""
 
     def __init__(self, *, timeout: float = 5.0, connect_timeout: float = 2.0,
-                 verify: str | bool | ssl.SSLContext = True) -> None:
+                 verify: str | bool | ssl.SSLContext = True, token: str | None = None) -> None:
         """`verify` says which https:// and wss:// nodes to trust: True, the usual certificate
         authorities; a path, the CA certificate(s) in that PEM file (or directory); an
-        SSLContext, as it says; False, any certificate (tests only)."""
+        SSLContext, as it says; False, any certificate (tests only). `token` is sent as a
+        bearer token with every HTTP request (the management API needs one)."""
         context = _ssl_context(verify)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=connect_timeout), headers=headers,
             verify=True if context is None else context)
         self._ssl = context
         self._connect_timeout = connect_timeout
