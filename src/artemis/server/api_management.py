@@ -3,10 +3,11 @@
 
 Order of checks, for every endpoint: the management database is configured (else
 `service-unavailable`), the caller's bearer token has the role (`write` for writes, `read` for
-reads unless reads are open; else `no-permission`), the body's shape and values (`bad-request`),
-the node is up (writes), then the database (`service-unavailable` when it does not answer).
-Reads answer from the data the node applies (the last loaded), like the original's caches;
-audit-log reads go to the database.
+reads unless reads are open; else `no-permission`), the database answered the node's last look
+(else `service-unavailable`: nothing is read or written on data that may be stale), the body's
+shape and values (`bad-request`), the node is up (writes; else `service-unavailable`), then the
+database call itself. Reads of operations answer from the data the node applied, like the
+original's caches; audit-log reads go to the database.
 
 Keys are matched lower-case; a write is applied on this node before it answers and on every other
 node within `management_poll_interval`; there is no sleep after a write.
@@ -39,9 +40,14 @@ _MAX_NAME: Final = 128
 _MAX_REASON: Final = 1024
 _MAX_EXTENSIONS: Final = 2048
 _MAX_ZONE_BATCH: Final = 1000
+_MAX_OFFSET: Final = 2**63 - 1
 
 Handler = Callable[[Request, str], Awaitable[bytes]]
 Endpoint = Callable[[Request], Awaitable[bytes]]
+
+
+class NodeNotUp(Exception):
+    """A write reached a node that is not up."""
 
 
 class ManagementApi:
@@ -97,13 +103,15 @@ class ManagementApi:
             if actor is None:
                 return route.fail("no-permission", f"this call needs a bearer token with the "
                                   f"{'write' if write else 'read'} role")
-            if write and self.node.state.status != UP:
-                return route.fail("service-unavailable", f"Serivce is not in up state. Current "
-                                  f"status: {self.node.state.status}")
+            if not self.management.available:
+                return route.fail("service-unavailable", "the management database does not "
+                                  "answer; discovery goes on with the last data loaded")
             try:
                 return await handler(request, actor)
             except StoreValueError as exc:  # a value the database cannot hold (NUL, ...)
                 raise BadRequest(str(exc)) from None
+            except NodeNotUp as exc:
+                return route.fail("service-unavailable", str(exc))
             except StoreUnavailable as exc:
                 return route.fail("service-unavailable", f"the management database does not "
                                   f"answer: {exc}")
@@ -126,6 +134,12 @@ class ManagementApi:
             if hmac.compare_digest(secret, expected) and role in roles:  # constant time each
                 found = name
         return found
+
+    def _require_up(self) -> None:
+        """Writes need the node up (checked once the body is known to be valid)."""
+        if self.node.state.status != UP:
+            raise NodeNotUp(f"Serivce is not in up state. Current status: "
+                            f"{self.node.state.status}")
 
     def _region(self, region: str | None) -> str:
         if region is None or not region.strip():
@@ -178,6 +192,7 @@ class ManagementApi:
         instance = self._text(key.instance_id, "instanceId").lower()
         operation = self._text(body.operation, "operation", _MAX_NAME)
         context = self._context(body)
+        self._require_up()
         store = self.management.store
         assert store is not None
         await self.management.traced("operate-instance", store.operate_instance(
@@ -196,6 +211,7 @@ class ManagementApi:
         server = self._text(key.server_id, "serverId").lower()
         operation = self._text(body.operation, "operation", _MAX_NAME)
         context = self._context(body)
+        self._require_up()
         store = self.management.store
         assert store is not None
         await self.management.traced("operate-server", store.operate_server(
@@ -336,6 +352,7 @@ class ManagementApi:
             for operation in operations:
                 writes.append((region, service, zone, self._text(operation, "operation",
                                                                  _MAX_NAME)))
+        self._require_up()
         store = self.management.store
         assert store is not None
         for region, service, zone, operation in writes:
@@ -393,20 +410,23 @@ class ManagementApi:
         async def logs(request: Request, actor: str) -> bytes:
             asked = request.json(wire.OperationLogRequest)
             filters: dict[str, str | bool | None] = {"kind": kind}
-            for name in ("region_id", "service_id", "instance_id", "server_id", "zone_id"):
+            for name, field in (("region_id", "regionId"), ("service_id", "serviceId"),
+                                ("instance_id", "instanceId"), ("server_id", "serverId"),
+                                ("zone_id", "zoneId")):
                 value = getattr(asked, name)
                 if value is not None and value.strip():
-                    filters[name] = self._text(value, name).lower()
-            for name in ("operation", "operator_id"):
+                    filters[name] = self._text(value, field).lower()
+            for name, field in (("operation", "operation"), ("operator_id", "operatorId")):
                 value = getattr(asked, name)
                 if value is not None and value.strip():
-                    filters[name] = self._text(value, name, _MAX_NAME)
+                    filters[name] = self._text(value, field, _MAX_NAME)
             if asked.complete is not None:
                 filters["complete"] = asked.complete
             offset = asked.offset or 0
             limit = 100 if asked.limit is None else asked.limit
-            if offset < 0 or not 1 <= limit <= 1000:
-                raise BadRequest("offset must be at least 0 and limit from 1 to 1000.")
+            if not 0 <= offset <= _MAX_OFFSET or not 1 <= limit <= 1000:
+                raise BadRequest(f"offset must be from 0 to {_MAX_OFFSET} and limit from 1 to "
+                                 f"1000.")
             store = self.management.store
             assert store is not None
             entries, total = await self.management.traced("audit", store.audit(

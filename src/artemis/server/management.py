@@ -9,9 +9,9 @@
     loads the operations again and applies what changed. A write made through this node is
     applied at once. Every node of a cluster therefore sees a write within one poll interval
     (0.25 s by default), without the original's 2 s sleep after each write.
-  * While the store cannot be reached, writes and reads of the management API answer
-    `service-unavailable`; registration, heartbeats, discovery and push go on with the last
-    data loaded.
+  * While the store cannot be reached (its last call failed), every call of the management
+    API answers `service-unavailable`; registration, heartbeats, discovery and push go on with
+    the last data loaded.
 """
 
 from __future__ import annotations

@@ -429,13 +429,13 @@ ROLES: Final = frozenset({"read", "write"})
 def parse_tokens(text: str) -> dict[str, tuple[frozenset[str], str]]:
     """`NAME:ROLES:SECRET,...` -> {name: (roles, secret)}; write implies read."""
     out: dict[str, tuple[frozenset[str], str]] = {}
-    for part in text.split(","):
+    for position, part in enumerate(text.split(","), 1):
         if not part.strip():
             continue
         name, sep, rest = part.strip().partition(":")
         roles_text, sep2, secret = rest.partition(":")
-        if not (sep and sep2 and name and secret):
-            raise ValueError(f"each token is NAME:ROLES:SECRET, got {name or part[:20]!r}...")
+        if not (sep and sep2 and name and secret):  # never quote it: it may hold a secret
+            raise ValueError(f"token {position} is not NAME:ROLES:SECRET")
         roles = frozenset(r.strip().lower() for r in roles_text.split("+") if r.strip())
         if not roles or not roles <= ROLES:
             raise ValueError(f"token {name!r}: roles are read, write or read+write")
