@@ -155,6 +155,7 @@ class ServiceState(msgspec.Struct, gc=False):
     cached_body: bytes | None = None
     visible_checksum: int = 0  # of the leases discovery shows
     visible: int = 0  # how many leases discovery shows
+    rules: bytes = b"[]"  # its encoded routeRules, from management
 
     def body(self) -> bytes:
         """The Service JSON of this service as discovery shows it, encoded once per revision."""
@@ -162,7 +163,8 @@ class ServiceState(msgspec.Struct, gc=False):
         if body is None:
             body = self.cached_body = encode_service(
                 self.service_id,
-                (lease.encoded for lease in self.leases.values() if not lease.hidden))
+                (lease.encoded for lease in self.leases.values() if not lease.hidden),
+                self.rules)
         return body
 
     def touched(self, revision: int) -> None:
@@ -170,11 +172,12 @@ class ServiceState(msgspec.Struct, gc=False):
         self.cached_body = None
 
 
-def encode_service(service_id: str, instances: Iterable[bytes]) -> bytes:
-    """A Service as a registered service answers it: filters applied, lists never null (§4.2)."""
+def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b"[]") -> bytes:
+    """A Service as a registered service answers it: filters applied, lists never null (§4.2);
+    `rules` is its encoded `routeRules` list."""
     return b"".join((
         b'{"instances":[', b",".join(instances),
-        b'],"logicInstances":[],"metadata":null,"routeRules":[],"serviceId":',
+        b'],"logicInstances":[],"metadata":null,"routeRules":', rules, b',"serviceId":',
         wire.encode(service_id), b"}",
     ))
 
@@ -486,7 +489,8 @@ class Registry:
         key = instance.service_id.lower()  # type: ignore[union-attr]
         state = self.services.get(key)
         if state is None:
-            state = self.services[key] = ServiceState(key, instance.service_id)  # type: ignore[arg-type]
+            state = self.services[key] = ServiceState(
+                key, instance.service_id, rules=self.view.rules_of(key))  # type: ignore[arg-type]
         legacy = _is_legacy(instance)
         ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
@@ -550,6 +554,7 @@ class Registry:
         """Take new management data: instances it hides get a `delete`, instances it shows
         again a `new` (only the services the change can touch are looked at)."""
         old, self.view = self.view, view
+        ruled = old.changed_rules(view)
         touched = old.changed_services(view)
         keys = list(self.services) if touched is None else [
             k for k in touched if k in self.services]
@@ -570,6 +575,11 @@ class Registry:
                     changes.append(self._record("new", key, lease.key, wall_ms, None,
                                                 lease.hash, lease.encoded,
                                                 state.visible_checksum))
+        for key in sorted(ruled):  # new route rules: subscribers fetch the service again
+            ruled_state = self.services.get(key)
+            if ruled_state is not None:
+                ruled_state.rules = view.rules_of(key)
+                changes.append(self.reload(ruled_state.service_id, wall_ms))
         return changes
 
     def _record(self, kind: str, service: str, key: str, wall_ms: int, prev_hash: int | None,
