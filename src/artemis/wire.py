@@ -30,6 +30,7 @@ __all__ = [
     "ChecksumsResponse",
     "ConfigResponse",
     "ConnectionsResponse",
+    "CreateRouteRuleRequest",
     "DecodeError",
     "DeploymentResponse",
     "DiscoveryConfig",
@@ -47,7 +48,13 @@ __all__ = [
     "GetServicesDeltaResponse",
     "GetServicesRequest",
     "GetServicesResponse",
+    "Group",
+    "GroupWeight",
+    "GroupsQuery",
+    "GroupsResponse",
+    "GroupsWrite",
     "HealthResponse",
+    "IdsWrite",
     "Instance",
     "InstanceChange",
     "InstanceDownRequest",
@@ -79,6 +86,13 @@ __all__ = [
     "ReplicationStatusResponse",
     "ResponseStatus",
     "RouteRule",
+    "RouteRuleGroup",
+    "RouteRuleGroupsQuery",
+    "RouteRuleGroupsResponse",
+    "RouteRuleGroupsWrite",
+    "RouteRulesQuery",
+    "RouteRulesResponse",
+    "RouteRulesWrite",
     "RuntimeResponse",
     "SelfPreservationResponse",
     "ServerKey",
@@ -89,6 +103,7 @@ __all__ = [
     "ServiceGroup",
     "ServiceNode",
     "ServiceNodeStatus",
+    "ServiceRouteRule",
     "StatusOnlyResponse",
     "Subscription",
     "Zone",
@@ -490,6 +505,146 @@ class ManagedServiceResponse(_Wire, kw_only=True, frozen=True):
     groups: list[ServiceGroup] | None = None
     response_status: ResponseStatus
     service: Service | None = None
+
+
+class Group(_Wire, kw_only=True, frozen=True):
+    """A management group of a service's instances in one zone (§3.10): instances whose
+    `groupId` is its `name` belong to it. `groupKey` is written, never read."""
+
+    app_id: str | None = None
+    description: str | None = None
+    group_id: int | None = None
+    group_key: str | None = None
+    metadata: dict[str, str] | None = None
+    name: str | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+    status: str | None = None
+    zone_id: str | None = None
+
+
+class GroupWeight(_Wire, kw_only=True, frozen=True):
+    app_id: str | None = None
+    description: str | None = None
+    group_id: int | None = None
+    group_key: str | None = None
+    metadata: dict[str, str] | None = None
+    name: str | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+    status: str | None = None
+    weight: int | None = None
+    zone_id: str | None = None
+
+
+class ServiceRouteRule(_Wire, kw_only=True, frozen=True):
+    description: str | None = None
+    name: str | None = None
+    route_rule_id: int | None = None
+    service_id: str | None = None
+    status: str | None = None
+    strategy: str | None = None
+
+
+class RouteRuleGroup(_Wire, kw_only=True, frozen=True):
+    """A group's place in a route rule: `unreleasedWeight` is staged, `weight` is what
+    discovery shows (set by a release)."""
+
+    group_id: int | None = None
+    route_rule_group_id: int | None = None
+    route_rule_id: int | None = None
+    unreleased_weight: int | None = None
+    weight: int | None = None
+
+
+class GroupsWrite(_Wire, kw_only=True, frozen=True):
+    """insert-groups / update-groups, with the write's context."""
+
+    extensions: str | None = None
+    groups: list[Group] | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    token: str | None = None
+
+
+class IdsWrite(_Wire, kw_only=True, frozen=True):
+    """delete-groups / delete-route-rules / delete-route-rule-groups."""
+
+    extensions: str | None = None
+    group_ids: list[int] | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    route_rule_group_ids: list[int] | None = None
+    route_rule_ids: list[int] | None = None
+    token: str | None = None
+
+
+class RouteRulesWrite(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    route_rules: list[ServiceRouteRule] | None = None
+    token: str | None = None
+
+
+class RouteRuleGroupsWrite(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    route_rule_groups: list[RouteRuleGroup] | None = None
+    token: str | None = None
+
+
+class CreateRouteRuleRequest(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    groups: list[GroupWeight] | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    route_rule: ServiceRouteRule | None = None
+    token: str | None = None
+
+
+class GroupsQuery(_Wire, kw_only=True, frozen=True):
+    app_id: str | None = None
+    group_id: int | None = None
+    name: str | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+    status: str | None = None
+    zone_id: str | None = None
+
+
+class RouteRulesQuery(_Wire, kw_only=True, frozen=True):
+    name: str | None = None
+    route_rule_id: int | None = None
+    service_id: str | None = None
+    status: str | None = None
+
+
+class RouteRuleGroupsQuery(_Wire, kw_only=True, frozen=True):
+    group_id: int | None = None
+    route_rule_group_id: int | None = None
+    route_rule_id: int | None = None
+
+
+class GroupsResponse(_Wire, kw_only=True, frozen=True):
+    groups: list[Group] | None = None
+    response_status: ResponseStatus
+
+
+class RouteRulesResponse(_Wire, kw_only=True, frozen=True):
+    response_status: ResponseStatus
+    route_rules: list[ServiceRouteRule] | None = None
+
+
+class RouteRuleGroupsResponse(_Wire, kw_only=True, frozen=True):
+    response_status: ResponseStatus
+    route_rule_groups: list[RouteRuleGroup] | None = None
 
 
 class InstanceOperationsResponse(_Wire, kw_only=True, frozen=True):

@@ -169,7 +169,8 @@ def test_help_lists_every_command() -> None:
     """`artemis --help` lists the server and every client command."""
     result = invoke("--help")
     listing = result.stdout[result.stdout.index("Commands:"):].splitlines()[1:]
-    assert (0, ["cluster", "instances", "register", "server", "services", "watch"]) == (
+    assert (0, ["audit", "cluster", "instances", "pull-in", "pull-out", "pulled-out", "register",
+                "server", "services", "watch"]) == (
         result.exit_code, [line.split()[0] for line in listing if line.strip()])
 
 

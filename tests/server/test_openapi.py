@@ -197,6 +197,9 @@ def test_get_forms_document_the_query_parameters_read() -> None:
         "/api/management/all-instance-operations.json": ["regionId"],
         "/api/management/all-server-operations.json": ["regionId"],
         "/api/management/services.json": ["regionId", "zoneId"],
+        "/api/management/group/get-all-groups.json": ["regionId"],
+        "/api/management/group/get-all-route-rules.json": ["regionId"],
+        "/api/management/group/get-all-route-rule-groups.json": ["regionId"],
         "/api/management/zone/get-all-zone-operations.json": ["regionId"],
     } == {path: names(path) for path in document["paths"] if names(path)}
 
@@ -206,6 +209,9 @@ def test_get_forms_document_the_query_parameters_read() -> None:
 
 # A meaningful body per POST endpoint (and services-delta's, set by the test); the others are
 # sent `{}` (or nothing, when they read no body).
+GROUP = {"serviceId": SERVICE, "regionId": REGION, "zoneId": ZONE, "name": "blue",
+         "status": "active"}
+RULE = {"serviceId": SERVICE, "name": "split", "status": "active"}
 BODIES: dict[str, Any] = {
     "/api/registry/register.json": {"instances": [instance("10.0.0.6:8080")]},
     "/api/registry/heartbeat.json": {"instances": [instance(), instance("10.9.9.9:1")]},
@@ -236,6 +242,22 @@ BODIES: dict[str, Any] = {
         "serverKey": {"regionId": REGION, "serverId": "10.9.9.9"}},
     "/api/management/instance-down.json": {"instance": instance()},
     "/api/management/service.json": {"regionId": REGION, "serviceId": SERVICE},
+    "/api/management/group/insert-groups.json": {"groups": [GROUP], "operatorId": "ops"},
+    "/api/management/group/update-groups.json": {"groups": [GROUP], "operatorId": "ops"},
+    "/api/management/group/insert-route-rules.json": {"routeRules": [RULE], "operatorId": "ops"},
+    "/api/management/group/update-route-rules.json": {"routeRules": [RULE], "operatorId": "ops"},
+    "/api/management/group/create-route-rule.json": {
+        "routeRule": RULE, "groups": [{**GROUP, "weight": 7}], "operatorId": "ops"},
+    "/api/management/group/insert-route-rule-groups.json": {"routeRuleGroups": [
+        {"routeRuleId": 1, "groupId": 1, "unreleasedWeight": 3}], "operatorId": "ops"},
+    "/api/management/group/update-route-rule-groups.json": {"routeRuleGroups": [
+        {"routeRuleId": 1, "groupId": 1, "unreleasedWeight": 4}], "operatorId": "ops"},
+    "/api/management/group/release-route-rule-groups.json": {"routeRuleGroups": [
+        {"routeRuleId": 1, "groupId": 1}], "operatorId": "ops"},
+    "/api/management/group/delete-route-rule-groups.json": {
+        "routeRuleGroupIds": [99], "operatorId": "ops"},
+    "/api/management/group/delete-groups.json": {"groupIds": [99], "operatorId": "ops"},
+    "/api/management/group/delete-route-rules.json": {"routeRuleIds": [99], "operatorId": "ops"},
     "/api/management/server-down.json": {"serverKey": {"regionId": REGION, "serverId": "1.1.1.1"}},
     "/api/management/zone/operate-zone-operations.json": {
         "zoneOperationsList": [{"zoneKey": {"regionId": REGION, "serviceId": "other",

@@ -41,6 +41,7 @@ _MAX_REASON: Final = 1024
 _MAX_EXTENSIONS: Final = 2048
 _MAX_ZONE_BATCH: Final = 1000
 _MAX_OFFSET: Final = 2**63 - 1
+_WRITES: Final = ("operate", "insert-", "update-", "delete-", "create-", "release-")
 
 Handler = Callable[[Request, str], Awaitable[bytes]]
 Endpoint = Callable[[Request], Awaitable[bytes]]
@@ -86,13 +87,13 @@ class ManagementApi:
              {"logs": None, "total": 0}),
             ("log/audit.json", post, self._log(None), {"logs": None, "total": 0}),
         ):
-            self.routes[f"{BASE}/{path}"] = Route(methods, async_handler=self._guard(
+            self.routes[f"{BASE}/{path}"] = Route(methods, async_handler=self.guard(
                 f"{BASE}/{path}", handler), null_fields=nulls)
 
     # --- checks --------------------------------------------------------------------------
 
-    def _guard(self, path: str, handler: Handler) -> Endpoint:
-        write = "operate" in path
+    def guard(self, path: str, handler: Handler) -> Endpoint:
+        write = any(verb in path.rsplit("/", 1)[-1] for verb in _WRITES)
 
         async def guarded(request: Request) -> bytes:
             route = self.routes[path]
@@ -135,13 +136,13 @@ class ManagementApi:
                 found = name
         return found
 
-    def _require_up(self) -> None:
+    def require_up(self) -> None:
         """Writes need the node up (checked once the body is known to be valid)."""
         if self.node.state.status != UP:
             raise NodeNotUp(f"Serivce is not in up state. Current status: "
                             f"{self.node.state.status}")
 
-    def _region(self, region: str | None) -> str:
+    def region(self, region: str | None) -> str:
         if region is None or not region.strip():
             raise BadRequest("regionId is null or empty.")
         if region.strip().lower() != self.node.settings.region.lower():
@@ -150,7 +151,7 @@ class ManagementApi:
         return region.strip().lower()
 
     @staticmethod
-    def _text(value: str | None, name: str, limit: int = _MAX_ID) -> str:
+    def text(value: str | None, name: str, limit: int = _MAX_ID) -> str:
         if value is None or not value.strip():
             raise BadRequest(f"{name} is null or empty.")
         text = value.strip()
@@ -161,23 +162,23 @@ class ManagementApi:
         return text
 
     @staticmethod
-    def _optional(value: str | None, name: str, limit: int) -> str | None:
+    def optional(value: str | None, name: str, limit: int) -> str | None:
         if value is None:
             return None
         if len(value) > limit:
             raise BadRequest(f"{name} is longer than {limit} characters.")
         return value
 
-    def _context(self, body: Any) -> dict[str, Any]:
+    def context(self, body: Any) -> dict[str, Any]:
         """operatorId, reason and extensions of a write (the original's OperationContext)."""
-        extensions = self._optional(body.extensions, "extensions", _MAX_EXTENSIONS)
+        extensions = self.optional(body.extensions, "extensions", _MAX_EXTENSIONS)
         if extensions is not None:
             try:
                 json.loads(extensions)
             except ValueError:
                 raise BadRequest("extensions is not JSON text.") from None
-        return {"operator_id": self._text(body.operator_id, "operatorId", _MAX_NAME),
-                "reason": self._optional(body.reason, "reason", _MAX_REASON),
+        return {"operator_id": self.text(body.operator_id, "operatorId", _MAX_NAME),
+                "reason": self.optional(body.reason, "reason", _MAX_REASON),
                 "extensions": extensions or "{}"}
 
     # --- instances and servers -----------------------------------------------------------
@@ -187,12 +188,12 @@ class ManagementApi:
         key = body.instance_key
         if key is None:
             raise BadRequest("instanceKey is null.")
-        region = self._region(key.region_id)
-        service = self._text(key.service_id, "serviceId").lower()
-        instance = self._text(key.instance_id, "instanceId").lower()
-        operation = self._text(body.operation, "operation", _MAX_NAME)
-        context = self._context(body)
-        self._require_up()
+        region = self.region(key.region_id)
+        service = self.text(key.service_id, "serviceId").lower()
+        instance = self.text(key.instance_id, "instanceId").lower()
+        operation = self.text(body.operation, "operation", _MAX_NAME)
+        context = self.context(body)
+        self.require_up()
         store = self.management.store
         assert store is not None
         await self.management.traced("operate-instance", store.operate_instance(
@@ -207,11 +208,11 @@ class ManagementApi:
         key = body.server_key
         if key is None:
             raise BadRequest("serverKey is null.")
-        region = self._region(key.region_id)
-        server = self._text(key.server_id, "serverId").lower()
-        operation = self._text(body.operation, "operation", _MAX_NAME)
-        context = self._context(body)
-        self._require_up()
+        region = self.region(key.region_id)
+        server = self.text(key.server_id, "serverId").lower()
+        operation = self.text(body.operation, "operation", _MAX_NAME)
+        context = self.context(body)
+        self.require_up()
         store = self.management.store
         assert store is not None
         await self.management.traced("operate-server", store.operate_server(
@@ -225,9 +226,9 @@ class ManagementApi:
         key = request.json(wire.InstanceKeyRequest).instance_key
         if key is None:
             raise BadRequest("instanceKey is null.")
-        region = self._region(key.region_id)
-        service = self._text(key.service_id, "serviceId").lower()
-        instance = self._text(key.instance_id, "instanceId").lower()
+        region = self.region(key.region_id)
+        service = self.text(key.service_id, "serviceId").lower()
+        instance = self.text(key.instance_id, "instanceId").lower()
         operations = self.management.operations.instances.get((service, instance))
         found = None if not operations else wire.InstanceOperations(
             instance_key=wire.InstanceKey(instance_id=instance, region_id=region,
@@ -239,15 +240,15 @@ class ManagementApi:
         key = request.json(wire.ServerKeyRequest).server_key
         if key is None:
             raise BadRequest("serverKey is null.")
-        region = self._region(key.region_id)
-        server = self._text(key.server_id, "serverId").lower()
+        region = self.region(key.region_id)
+        server = self.text(key.server_id, "serverId").lower()
         operations = self.management.operations.servers.get(server)
         found = None if not operations else wire.ServerOperations(
             operations=operations, server_key=wire.ServerKey(region_id=region, server_id=server))
         return wire.encode(wire.ServerOperationsResponse(operations=found,
                                                          response_status=_SUCCESS))
 
-    def _other_region(self, request: Request) -> bool:
+    def other_region(self, request: Request) -> bool:
         """Whether the optional regionId filter of the all-* reads names another region (which
         lists nothing)."""
         region = (request.query("regionId") if request.method == "GET"
@@ -255,7 +256,7 @@ class ManagementApi:
         return bool(region and region.strip().lower() != self.node.settings.region.lower())
 
     async def all_instance_operations(self, request: Request, actor: str) -> bytes:
-        other = self._other_region(request)
+        other = self.other_region(request)
         region = self.node.settings.region.lower()
         items = [] if other else [
             wire.InstanceOperations(instance_key=wire.InstanceKey(
@@ -265,7 +266,7 @@ class ManagementApi:
                                                              response_status=_SUCCESS))
 
     async def all_server_operations(self, request: Request, actor: str) -> bytes:
-        other = self._other_region(request)
+        other = self.other_region(request)
         region = self.node.settings.region.lower()
         items = [] if other else [
             wire.ServerOperations(operations=ops, server_key=wire.ServerKey(
@@ -278,10 +279,10 @@ class ManagementApi:
         instance = request.json(wire.InstanceDownRequest).instance
         if instance is None:
             raise BadRequest("instance is null.")
-        self._region(instance.region_id)
+        self.region(instance.region_id)
         down = self.management.view.hides(
-            self._text(instance.service_id, "serviceId").lower(),
-            self._text(instance.instance_id, "instanceId").lower(),
+            self.text(instance.service_id, "serviceId").lower(),
+            self.text(instance.instance_id, "instanceId").lower(),
             (instance.ip or "").lower(), (instance.zone_id or "").lower())
         return wire.encode(wire.DownResponse(down=down, response_status=_SUCCESS))
 
@@ -289,8 +290,8 @@ class ManagementApi:
         key = request.json(wire.ServerKeyRequest).server_key
         if key is None:
             raise BadRequest("serverKey is null.")
-        self._region(key.region_id)
-        down = self._text(key.server_id, "serverId").lower() in self.management.view.servers
+        self.region(key.region_id)
+        down = self.text(key.server_id, "serverId").lower() in self.management.view.servers
         return wire.encode(wire.DownResponse(down=down, response_status=_SUCCESS))
 
     # --- the management views of the registry ------------------------------------------
@@ -322,8 +323,8 @@ class ManagementApi:
 
     async def service(self, request: Request, actor: str) -> bytes:
         asked = request.json(wire.ManagedServiceRequest)
-        self._region(asked.region_id)
-        service_id = self._text(asked.service_id, "serviceId")
+        self.region(asked.region_id)
+        service_id = self.text(asked.service_id, "serviceId")
         state = self.node.registry.service(service_id)
         found = (wire.Service(instances=[], logic_instances=[], metadata=None, route_rules=[],
                               service_id=service_id) if state is None else self._managed(state))
@@ -339,20 +340,20 @@ class ManagementApi:
             raise BadRequest("zoneOperationsList is null or empty.")
         if len(items) > _MAX_ZONE_BATCH:
             raise BadRequest(f"zoneOperationsList has more than {_MAX_ZONE_BATCH} entries.")
-        context = self._context(body)
+        context = self.context(body)
         writes = []
         for item in items:
             key = item.zone_key
-            region = self._region(key.region_id)
-            service = self._text(key.service_id, "serviceId").lower()
-            zone = self._text(key.zone_id, "zoneId").lower()
+            region = self.region(key.region_id)
+            service = self.text(key.service_id, "serviceId").lower()
+            zone = self.text(key.zone_id, "zoneId").lower()
             operations = item.operations or ([body.operation] if body.operation else [])
             if not operations:
                 raise BadRequest("operations is null or empty.")
             for operation in operations:
-                writes.append((region, service, zone, self._text(operation, "operation",
+                writes.append((region, service, zone, self.text(operation, "operation",
                                                                  _MAX_NAME)))
-        self._require_up()
+        self.require_up()
         store = self.management.store
         assert store is not None
         for region, service, zone, operation in writes:
@@ -372,7 +373,7 @@ class ManagementApi:
                 if (service is None or s == service) and (zone is None or z == zone)]
 
     async def all_zone_operations(self, request: Request, actor: str) -> bytes:
-        items = [] if self._other_region(request) else self._zone_items()
+        items = [] if self.other_region(request) else self._zone_items()
         return wire.encode(wire.AllZoneOperationsResponse(all_zone_operations=items,
                                                          response_status=_SUCCESS))
 
@@ -380,16 +381,16 @@ class ManagementApi:
         key = request.json(wire.ZoneKeyRequest).zone_key
         if key is None:
             raise BadRequest("zoneKey is null.")
-        self._region(key.region_id)
-        items = self._zone_items(self._text(key.service_id, "serviceId").lower(),
-                                 self._text(key.zone_id, "zoneId").lower())
+        self.region(key.region_id)
+        items = self._zone_items(self.text(key.service_id, "serviceId").lower(),
+                                 self.text(key.zone_id, "zoneId").lower())
         return wire.encode(wire.ZoneOperationsResponse(operations=items[0] if items else None,
                                                        response_status=_SUCCESS))
 
     async def zone_operations_list(self, request: Request, actor: str) -> bytes:
         asked = request.json(wire.ZoneOperationsListRequest)
         if asked.region_id:
-            self._region(asked.region_id)
+            self.region(asked.region_id)
         items = self._zone_items(asked.service_id.strip().lower() if asked.service_id else None,
                                  asked.zone_id.strip().lower() if asked.zone_id else None)
         return wire.encode(wire.ZoneOperationsListResponse(response_status=_SUCCESS,
@@ -399,9 +400,9 @@ class ManagementApi:
         key = request.json(wire.ZoneKeyRequest).zone_key
         if key is None:
             raise BadRequest("zoneKey is null.")
-        self._region(key.region_id)
-        down = (self._text(key.service_id, "serviceId").lower(),
-                self._text(key.zone_id, "zoneId").lower()) in self.management.view.zones
+        self.region(key.region_id)
+        down = (self.text(key.service_id, "serviceId").lower(),
+                self.text(key.zone_id, "zoneId").lower()) in self.management.view.zones
         return wire.encode(wire.DownResponse(down=down, response_status=_SUCCESS))
 
     # --- audit log -----------------------------------------------------------------------
@@ -415,11 +416,11 @@ class ManagementApi:
                                 ("zone_id", "zoneId")):
                 value = getattr(asked, name)
                 if value is not None and value.strip():
-                    filters[name] = self._text(value, field).lower()
+                    filters[name] = self.text(value, field).lower()
             for name, field in (("operation", "operation"), ("operator_id", "operatorId")):
                 value = getattr(asked, name)
                 if value is not None and value.strip():
-                    filters[name] = self._text(value, field, _MAX_NAME)
+                    filters[name] = self.text(value, field, _MAX_NAME)
             if asked.complete is not None:
                 filters["complete"] = asked.complete
             offset = asked.offset or 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from artemis.server import (
     api_discovery,
+    api_groups,
     api_management,
     api_registry,
     api_replication,
@@ -20,6 +21,12 @@ from artemis.server.push import PushServer
 __all__ = ["build_app"]
 
 
+def management_routes(node: Node, management: Management) -> dict[str, Route]:
+    api = api_management.ManagementApi(node, management)
+    api_groups.add_routes(api)
+    return api.routes
+
+
 def build_app(node: Node) -> App:
     """The RSGI/ASGI application serving `node`; its ASGI lifespan runs the node's loops."""
     Cluster(node)  # peers, replication and repair (idle without peers)
@@ -27,7 +34,7 @@ def build_app(node: Node) -> App:
     registry = api_registry.routes(node)
     push = PushServer(node, registry.heartbeat)
     routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push),
-              **api_replication.routes(node), **api_management.routes(node, management)}
+              **api_replication.routes(node), **management_routes(node, management)}
     s = node.settings
     unmatched = None
     if s.metrics:

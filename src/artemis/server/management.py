@@ -23,9 +23,16 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from artemis.core.management import ManagementView
+from artemis.core.management import ManagementView, route_rules
 from artemis.server.node import Node
-from artemis.server.store import ManagementData, ManagementStore, StoreError
+from artemis.server.store import (
+    Group,
+    ManagementData,
+    ManagementStore,
+    RouteRule,
+    RouteRuleGroup,
+    StoreError,
+)
 
 __all__ = ["Management", "Operations"]
 
@@ -75,6 +82,9 @@ class Management:
         self.available = False  # the last call to the store succeeded
         self.loaded_version: int | None = None
         self.operations = Operations()
+        self.groups: tuple[Group, ...] = ()
+        self.route_rules: tuple[RouteRule, ...] = ()
+        self.route_rule_groups: tuple[RouteRuleGroup, ...] = ()
         self.last_error = ""
         self.loads = 0
         self.last_load_ms = 0
@@ -164,9 +174,21 @@ class Management:
         if data.version < self._floor:
             return
         node = self.node
-        view = ManagementView.build(node.settings.region, data.instance_ops, data.server_ops,
-                                    data.zone_ops, data.version)
         self.operations = Operations.of(node.settings.region, data)
+        region = node.settings.region.lower()
+        self.groups = tuple(g for g in data.groups if g.region_id == region)
+        ids = {g.id for g in self.groups}
+        self.route_rules = tuple(data.route_rules)
+        self.route_rule_groups = tuple(link for link in data.route_rule_groups
+                                       if link.group_id in ids)
+        rules = route_rules(
+            ((g.id, g.service_id, g.region_id, g.zone_id, g.name, g.status)
+             for g in self.groups),
+            ((r.id, r.service_id, r.name, r.status, r.strategy) for r in self.route_rules),
+            ((link.route_rule_id, link.group_id, link.weight)
+             for link in self.route_rule_groups))
+        view = ManagementView.build(node.settings.region, data.instance_ops, data.server_ops,
+                                    data.zone_ops, data.version, rules)
         changes = node.registry.apply_view(view, node.clock.wall_ms())
         node.publish(changes)
         if changes or self.loaded_version is None:
@@ -206,7 +228,8 @@ class Management:
         view = ManagementView(region=node.settings.region.lower(),
                               instances=frozenset(tables["instance"]),
                               servers=frozenset(tables["server"]),
-                              zones=frozenset(tables["zone"]), version=self.view.version)
+                              zones=frozenset(tables["zone"]), version=self.view.version,
+                              rules=self.view.rules)
         node.publish(node.registry.apply_view(view, node.clock.wall_ms()))
 
     def _ok(self) -> None:

@@ -248,6 +248,69 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
         description="Every management write: who (`actor`: the token's name; `operatorId`), "
         "what, when, the target's operations before and after. "
         + _MANAGEMENT.format(role="read")),
+    "/api/management/group/insert-groups.json": Endpoint(
+        "Add groups", wire.GroupsWrite, wire.StatusOnlyResponse,
+        description="Each group by (serviceId, regionId, zoneId, name): a new one is added, a "
+        "deleted one revived unchanged. Audited. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/update-groups.json": Endpoint(
+        "Add or change groups", wire.GroupsWrite, wire.StatusOnlyResponse,
+        description="As insert-groups, and an existing group takes the appId, description and "
+        "status given. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/delete-groups.json": Endpoint(
+        "Delete groups", wire.IdsWrite, wire.StatusOnlyResponse,
+        description="`groupIds`; deleted groups leave their route rules. "
+        + _MANAGEMENT.format(role="write")),
+    "/api/management/group/get-groups.json": Endpoint(
+        "Find groups", wire.GroupsQuery, wire.GroupsResponse,
+        description="Equality filters, from the database. " + _MANAGEMENT.format(role="read")),
+    "/api/management/group/get-all-groups.json": Endpoint(
+        "Every group", wire.RegionRequest, wire.GroupsResponse, (_REGION,),
+        description="As the node applies them. " + _MANAGEMENT.format(role="read")),
+    "/api/management/group/insert-route-rules.json": Endpoint(
+        "Add route rules", wire.RouteRulesWrite, wire.StatusOnlyResponse,
+        description="Each rule by (serviceId, name): a new one is added, a deleted one revived "
+        "unchanged. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/update-route-rules.json": Endpoint(
+        "Add or change route rules", wire.RouteRulesWrite, wire.StatusOnlyResponse,
+        description="As insert-route-rules, and an existing rule takes the description, status "
+        "and strategy given. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/delete-route-rules.json": Endpoint(
+        "Delete route rules", wire.IdsWrite, wire.StatusOnlyResponse,
+        description="`routeRuleIds`. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/get-route-rules.json": Endpoint(
+        "Find route rules", wire.RouteRulesQuery, wire.RouteRulesResponse,
+        description="Equality filters, from the database. " + _MANAGEMENT.format(role="read")),
+    "/api/management/group/get-all-route-rules.json": Endpoint(
+        "Every route rule", wire.RegionRequest, wire.RouteRulesResponse, (_REGION,),
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/group/create-route-rule.json": Endpoint(
+        "Create a route rule with its groups", wire.CreateRouteRuleRequest,
+        wire.StatusOnlyResponse,
+        description="One transaction: the rule, its groups (added or revived) and their "
+        "weights, staged (unreleased) until release-route-rule-groups. "
+        + _MANAGEMENT.format(role="write")),
+    "/api/management/group/insert-route-rule-groups.json": Endpoint(
+        "Stage groups' weights in route rules", wire.RouteRuleGroupsWrite,
+        wire.StatusOnlyResponse,
+        description="`unreleasedWeight` (0 to 10,000) of each (routeRuleId, groupId); discovery "
+        "shows it once released. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/update-route-rule-groups.json": Endpoint(
+        "Stage groups' weights in route rules", wire.RouteRuleGroupsWrite,
+        wire.StatusOnlyResponse, description="The same as insert-route-rule-groups. "
+        + _MANAGEMENT.format(role="write")),
+    "/api/management/group/release-route-rule-groups.json": Endpoint(
+        "Release staged weights", wire.RouteRuleGroupsWrite, wire.StatusOnlyResponse,
+        description="Each (routeRuleId, groupId)'s weight becomes its unreleased weight: what "
+        "discovery shows. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/delete-route-rule-groups.json": Endpoint(
+        "Take groups out of route rules", wire.IdsWrite, wire.StatusOnlyResponse,
+        description="`routeRuleGroupIds`. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/get-route-rule-groups.json": Endpoint(
+        "Find groups of route rules", wire.RouteRuleGroupsQuery, wire.RouteRuleGroupsResponse,
+        description="Equality filters, from the database. " + _MANAGEMENT.format(role="read")),
+    "/api/management/group/get-all-route-rule-groups.json": Endpoint(
+        "Every group of every route rule", wire.RegionRequest, wire.RouteRuleGroupsResponse,
+        (_REGION,), description=_MANAGEMENT.format(role="read")),
     "/api/status/management.json": Endpoint(
         "Management data on this node", None, dict[str, Any],
         description="Whether a database is configured and answers, the version of the data "

@@ -22,10 +22,25 @@ Rules
     after. The version goes up by exactly 1 per call, whether or not anything changed, since the
     audit row is a write too. A concurrent duplicate insert (IntegrityError) retries the call
     once; the retry finds the row present.
+  * Groups and route rules (§4.7): a group is unique on (service, region, zone, name), a route
+    rule on (service, name), both by a target_key hash as above (so keys compare exactly on
+    every backend); a route rule's groups are links (rule id, group id) with a released
+    `weight` and a staged `unreleased_weight`. `upsert_*` inserts a missing row; an existing
+    one is revived (deleted=false) and, with `update=True`, gets the new fields. `delete_*`
+    of groups and rules is soft (deleted=true), of links hard. Each write call is one
+    transaction that bumps the version once and appends one audit row per entity it found or
+    wrote, changed or not (kinds `group`, `route-rule`, `route-rule-group`; unknown ids get
+    none): `before`/`after` are [] (no row) or [the row as a JSON object], `detail` the JSON
+    object of the fields written ({} if none), `operation` `create` (upsert with update=False,
+    create_route_rule, a new link), `update` (update=True, a link's new staged weight),
+    `release` or `delete` (`complete` is true for deletes only). A call that refuses an
+    argument (a missing or deleted id, a negative weight, a status other than active/inactive)
+    writes nothing, not even the version.
   * `load()` and `audit()` read in one snapshot (REPEATABLE READ; one SQLite transaction).
   * Values are always bound parameters. Text must not hold NUL or lone surrogates, and must fit
-    its column (checked here, since SQLite does not): ids 256 characters, operation, operator and
-    actor 128, reason 1024, extensions 65536.
+    its column (checked here, since SQLite does not): ids and names 256 characters, operation,
+    operator and actor 128, reason and description 1024, extensions 65536, status 32, strategy
+    64; weights are 0 to 2**31 - 1.
   * Each call is bounded by `timeout` seconds (`open()` by `timeout` to reach the database, then
     `migration_timeout` to migrate). Errors never escape as driver or SQLAlchemy exceptions:
 
@@ -45,10 +60,10 @@ import hashlib
 import json
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -64,6 +79,7 @@ from sqlalchemy import (
     Text,
     delete,
     event,
+    false,
     func,
     insert,
     select,
@@ -71,17 +87,27 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, RowMapping, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = [
+    "DEFAULT_STRATEGY",
+    "KIND_GROUP",
     "KIND_INSTANCE",
+    "KIND_ROUTE_RULE",
+    "KIND_ROUTE_RULE_GROUP",
     "KIND_SERVER",
     "KIND_ZONE",
     "MAX_AUDIT_PAGE",
+    "STATUSES",
     "AuditEntry",
+    "Group",
+    "GroupSpec",
     "ManagementData",
     "ManagementStore",
+    "RouteRule",
+    "RouteRuleGroup",
+    "RouteRuleSpec",
     "StoreError",
     "StoreUnavailable",
     "StoreValueError",
@@ -92,16 +118,29 @@ __all__ = [
 KIND_INSTANCE: Final = "instance-operation"
 KIND_SERVER: Final = "server-operation"
 KIND_ZONE: Final = "zone-operation"
+KIND_GROUP: Final = "group"
+KIND_ROUTE_RULE: Final = "route-rule"
+KIND_ROUTE_RULE_GROUP: Final = "route-rule-group"
 MAX_AUDIT_PAGE: Final = 1000
 MAX_ID: Final = 256
 MAX_NAME: Final = 128  # operation, operator_id, actor
 MAX_REASON: Final = 1024
+MAX_DESCRIPTION: Final = 1024
+MAX_STATUS: Final = 32
+MAX_STRATEGY: Final = 64
 MAX_EXTENSIONS: Final = 65_536
 MAX_OFFSET: Final = 2**63 - 1  # the largest OFFSET every backend takes
+MAX_ROW_ID: Final = 2**63 - 1  # BIGINT
+MAX_WEIGHT: Final = 2**31 - 1  # INT
+STATUSES: Final = frozenset({"active", "inactive"})
+DEFAULT_STRATEGY: Final = "weighted-round-robin"
 AUDIT_FILTERS: Final = frozenset({
     "kind", "region_id", "service_id", "instance_id", "server_id", "zone_id", "operation",
-    "operator_id", "actor", "complete",
+    "operator_id", "actor", "complete", "group_id", "route_rule_id", "name",
 })
+_INT_FILTERS: Final = frozenset({"group_id", "route_rule_id"})
+_CHUNK: Final = 500  # ids per IN (...) list
+_T = TypeVar("_T")
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -134,18 +173,89 @@ class StoreUnavailable(StoreError):
 
 
 @dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """A group to write: its key (service, region, zone, name) and its fields."""
+
+    service_id: str
+    region_id: str
+    zone_id: str
+    name: str
+    app_id: str | None = None
+    description: str | None = None
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A group (not deleted) as stored."""
+
+    id: int
+    service_id: str
+    region_id: str
+    zone_id: str
+    name: str
+    app_id: str | None
+    description: str | None
+    status: str
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRuleSpec:
+    """A route rule to write: its key (service, name) and its fields."""
+
+    service_id: str
+    name: str
+    description: str | None = None
+    status: str = "active"
+    strategy: str = DEFAULT_STRATEGY
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """A route rule (not deleted) as stored."""
+
+    id: int
+    service_id: str
+    name: str
+    description: str | None
+    status: str
+    strategy: str
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRuleGroup:
+    """A group of a route rule: the released weight (None until released) and the staged one."""
+
+    id: int
+    route_rule_id: int
+    group_id: int
+    weight: int | None
+    unreleased_weight: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class ManagementData:
-    """Every operation in force, read in one snapshot with the version it belongs to."""
+    """Every operation in force, group and route rule, read in one snapshot with the version
+    it belongs to. Groups and rules are those not deleted, ordered by id; links are those whose
+    rule and group are both not deleted, ordered by id."""
 
     instance_ops: frozenset[tuple[str, str, str, str]]  # (region, service, instance, operation)
     server_ops: frozenset[tuple[str, str, str]]  # (region, server, operation)
     zone_ops: frozenset[tuple[str, str, str, str]]  # (region, service, zone, operation)
     version: int
+    groups: tuple[Group, ...] = ()
+    route_rules: tuple[RouteRule, ...] = ()
+    route_rule_groups: tuple[RouteRuleGroup, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One row of the audit log; `before`/`after` are the target's operations, sorted."""
+    """One row of the audit log; `before`/`after` are the target's operations, sorted (for the
+    kinds of groups, route rules and their links: [] or [the row as a JSON object])."""
 
     id: int
     created_ms: int
@@ -163,6 +273,10 @@ class AuditEntry:
     extensions: str
     before: list[str]
     after: list[str]
+    group_id: int | None = None
+    route_rule_id: int | None = None
+    name: str | None = None
+    detail: str | None = None  # the JSON of the fields written (groups, rules and links)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +337,71 @@ _AUDIT: Final = Table(
     Column("extensions", Text, nullable=False),
     Column("before", Text, nullable=False),
     Column("after", Text, nullable=False),
+    Column("group_id", BigInteger),
+    Column("route_rule_id", BigInteger),
+    Column("name", String(MAX_ID)),
+    Column("detail", Text),
 )
+_GROUPS: Final = Table(
+    "service_group", _METADATA,
+    Column("id", BigInteger, primary_key=True),
+    Column("target_key", String(64), nullable=False),
+    *(Column(column, String(MAX_ID), nullable=False)
+      for column in ("service_id", "region_id", "zone_id", "name")),
+    Column("app_id", String(MAX_ID)),
+    Column("description", String(MAX_DESCRIPTION)),
+    Column("status", String(MAX_STATUS), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+_RULES: Final = Table(
+    "service_route_rule", _METADATA,
+    Column("id", BigInteger, primary_key=True),
+    Column("target_key", String(64), nullable=False),
+    Column("service_id", String(MAX_ID), nullable=False),
+    Column("name", String(MAX_ID), nullable=False),
+    Column("description", String(MAX_DESCRIPTION)),
+    Column("status", String(MAX_STATUS), nullable=False),
+    Column("strategy", String(MAX_STRATEGY), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+_LINKS: Final = Table(
+    "service_route_rule_group", _METADATA,
+    Column("id", BigInteger, primary_key=True),
+    Column("route_rule_id", BigInteger, nullable=False),
+    Column("group_id", BigInteger, nullable=False),
+    Column("weight", Integer),
+    Column("unreleased_weight", Integer),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """A kind of row written by `upsert_*`: its table, key columns (hashed into target_key),
+    the fields an update rewrites, and the audit column that names the row's id."""
+
+    kind: str
+    table: Table
+    keys: tuple[str, ...]
+    fields: tuple[str, ...]
+    audit_id: str
+    filters: dict[str, str]  # filter name -> column
+
+
+_GROUP: Final = _Entity(
+    KIND_GROUP, _GROUPS, ("service_id", "region_id", "zone_id", "name"),
+    ("app_id", "description", "status"), "group_id",
+    {"group_id": "id", **{name: name for name in (
+        "service_id", "region_id", "zone_id", "name", "app_id", "status")}})
+_RULE: Final = _Entity(
+    KIND_ROUTE_RULE, _RULES, ("service_id", "name"), ("description", "status", "strategy"),
+    "route_rule_id", {"route_rule_id": "id", "service_id": "service_id", "name": "name",
+                      "status": "status"})
+_LINK_FILTERS: Final = {"route_rule_group_id": "id", "route_rule_id": "route_rule_id",
+                        "group_id": "group_id"}
 
 
 def async_url(url: str) -> str:
@@ -300,17 +478,303 @@ def _entry(row: RowMapping) -> AuditEntry:
     return AuditEntry(**values)
 
 
-def _conditions(filters: Mapping[str, str | bool | None]) -> list[ColumnElement[bool]]:
+def _conditions(filters: Mapping[str, str | int | None]) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     for name, value in filters.items():
         if name not in AUDIT_FILTERS:
             raise StoreValueError(f"the audit log cannot be filtered on {name!r}")
-        wanted: type = bool if name == "complete" else str
+        wanted: type = bool if name == "complete" else int if name in _INT_FILTERS else str
         if value is not None and type(value) is not wanted:
             raise StoreValueError(f"the audit filter {name} takes {wanted.__name__} or None")
         column = _AUDIT.c[name]
+        if isinstance(value, int) and not isinstance(value, bool) and not (
+                -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID):
+            conditions.append(false())  # no BIGINT holds it
+            continue
         conditions.append(column.is_(None) if value is None else column == value)
     return conditions
+
+
+def _check_context(context: _Context) -> None:
+    _check_text("operator_id", context.operator_id, MAX_NAME)
+    _check_text("actor", context.actor, MAX_NAME)
+    _check_text("extensions", context.extensions, MAX_EXTENSIONS)
+    if context.reason is not None:
+        _check_text("reason", context.reason, MAX_REASON)
+
+
+def _write_context(actor: str, operator_id: str, reason: str | None, extensions: str,
+                   now_ms: int) -> _Context:
+    """The audit context of a write of groups, route rules or links, once it fits."""
+    context = _Context(actor, operator_id, reason, extensions, now_ms)
+    _check_context(context)
+    if type(now_ms) is not int:
+        raise StoreValueError("now_ms must be an int")
+    return context
+
+
+def _check_optional(name: str, value: str | None, limit: int) -> None:
+    if value is not None:
+        _check_text(name, value, limit)
+
+
+def _check_status(status: str) -> None:
+    _check_text("status", status, MAX_STATUS)
+    if status not in STATUSES:
+        raise StoreValueError(f"status must be active or inactive, not {status!r}")
+
+
+def _check_group(spec: GroupSpec) -> dict[str, Any]:
+    """The columns of a group to write, once its values fit."""
+    if not isinstance(spec, GroupSpec):
+        raise StoreValueError(f"a group must be a GroupSpec, not {type(spec).__name__}")
+    for name in _GROUP.keys:
+        _check_text(name, getattr(spec, name), MAX_ID)
+    _check_optional("app_id", spec.app_id, MAX_ID)
+    _check_optional("description", spec.description, MAX_DESCRIPTION)
+    _check_status(spec.status)
+    return asdict(spec)
+
+
+def _check_rule(spec: RouteRuleSpec) -> dict[str, Any]:
+    """The columns of a route rule to write, once its values fit."""
+    if not isinstance(spec, RouteRuleSpec):
+        raise StoreValueError(f"a route rule must be a RouteRuleSpec, not {type(spec).__name__}")
+    for name in _RULE.keys:
+        _check_text(name, getattr(spec, name), MAX_ID)
+    _check_optional("description", spec.description, MAX_DESCRIPTION)
+    _check_status(spec.status)
+    _check_text("strategy", spec.strategy, MAX_STRATEGY)
+    return asdict(spec)
+
+
+def _check_row_id(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise StoreValueError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
+def _check_weight(value: object) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_WEIGHT:
+        shown = repr(value) if type(value) is int else type(value).__name__
+        raise StoreValueError(f"a weight must be an int from 0 to {MAX_WEIGHT}, not {shown}")
+    return value
+
+
+def _check_pairs(items: Iterable[object], size: int) -> list[tuple[Any, ...]]:
+    """Route rule links as tuples of `size` items: (route_rule_id, group_id[, weight])."""
+    checked: list[tuple[Any, ...]] = []
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != size:
+            raise StoreValueError(f"a route rule group must be a tuple of {size} values")
+        _check_row_id("route_rule_id", item[0])
+        _check_row_id("group_id", item[1])
+        if size == 3:
+            _check_weight(item[2])
+        checked.append(item)
+    return checked
+
+
+def _check_ids(name: str, ids: Iterable[object]) -> list[int]:
+    """Row ids, each once, in the order given; ids no BIGINT holds cannot exist: dropped."""
+    found: dict[int, None] = {}
+    for value in ids:
+        row_id = _check_row_id(name, value)
+        if -MAX_ROW_ID - 1 <= row_id <= MAX_ROW_ID:
+            found[row_id] = None
+    return list(found)
+
+
+def _chunks(values: Sequence[_T]) -> Iterable[Sequence[_T]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start:start + _CHUNK]
+
+
+def _filter(table: Table, columns: Mapping[str, str], what: str,
+            filters: Mapping[str, str | int | None]) -> list[ColumnElement[bool]]:
+    """Equality conditions on `table` (None: the column is empty) of a `what` read."""
+    conditions: list[ColumnElement[bool]] = []
+    for name, value in filters.items():
+        if name not in columns:
+            raise StoreValueError(f"{what} cannot be filtered on {name!r}")
+        column = table.c[columns[name]]
+        if value is None:
+            conditions.append(column.is_(None))
+        elif isinstance(column.type, BigInteger):
+            if type(value) is not int:
+                raise StoreValueError(f"the {what} filter {name} takes int or None")
+            in_range = -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID
+            conditions.append(column == value if in_range else false())
+        else:
+            if type(value) is not str:
+                raise StoreValueError(f"the {what} filter {name} takes str or None")
+            _check_text(name, value, MAX_EXTENSIONS)
+            conditions.append(column == value)
+    return conditions
+
+
+def _row_json(row: Mapping[str, Any] | None) -> list[str]:
+    """An audit row's before/after of a group, rule or link: [] or [the row as JSON]."""
+    if row is None:
+        return []
+    values = {name: bool(value) if name == "deleted" else value
+              for name, value in row.items() if name != "target_key"}
+    return [json.dumps(values, ensure_ascii=False, sort_keys=True)]
+
+
+def _audit_row(context: _Context, kind: str, operation: str, before: Mapping[str, Any] | None,
+               after: Mapping[str, Any] | None, written: Mapping[str, Any], *,
+               service_id: str | None, region_id: str = "", zone_id: str | None = None,
+               group_id: int | None = None, route_rule_id: int | None = None,
+               name: str | None = None) -> dict[str, Any]:
+    return {
+        "created_ms": context.now_ms, "actor": context.actor,
+        "operator_id": context.operator_id, "kind": kind, "region_id": region_id,
+        "service_id": service_id, "instance_id": None, "server_id": None, "zone_id": zone_id,
+        "operation": operation, "complete": operation == "delete", "reason": context.reason,
+        "extensions": context.extensions, "before": _encode(_row_json(before)),
+        "after": _encode(_row_json(after)), "group_id": group_id,
+        "route_rule_id": route_rule_id, "name": name,
+        "detail": json.dumps(dict(written), ensure_ascii=False, sort_keys=True)}
+
+
+def _entity_audit(entity: _Entity, context: _Context, operation: str,
+                  before: Mapping[str, Any] | None, after: Mapping[str, Any],
+                  written: Mapping[str, Any]) -> dict[str, Any]:
+    ids = {entity.audit_id: after["id"]}
+    if entity is _GROUP:
+        ids |= {"region_id": after["region_id"], "zone_id": after["zone_id"]}
+    return _audit_row(context, entity.kind, operation, before, after, written,
+                      service_id=after["service_id"], name=after["name"], **ids)
+
+
+def _link_audit(context: _Context, operation: str, before: Mapping[str, Any] | None,
+                after: Mapping[str, Any] | None, written: Mapping[str, Any],
+                service_id: str | None) -> dict[str, Any]:
+    row: Mapping[str, Any] = after or before or {}
+    return _audit_row(context, KIND_ROUTE_RULE_GROUP, operation, before, after, written,
+                      service_id=service_id, group_id=row["group_id"],
+                      route_rule_id=row["route_rule_id"])
+
+
+def _group(row: Mapping[Any, Any]) -> Group:
+    return Group(**{name: row[name] for name in Group.__dataclass_fields__})
+
+
+def _rule(row: Mapping[Any, Any]) -> RouteRule:
+    return RouteRule(**{name: row[name] for name in RouteRule.__dataclass_fields__})
+
+
+def _link(row: Mapping[Any, Any]) -> RouteRuleGroup:
+    return RouteRuleGroup(**{name: row[name] for name in RouteRuleGroup.__dataclass_fields__})
+
+
+def _inserted_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:
+        raise StoreError("the database did not say the id of an inserted row")
+    return int(key[0])
+
+
+async def _bump(connection: AsyncConnection) -> None:
+    """Bump the version: the first write of every write transaction (its row lock serializes
+    the writers)."""
+    bumped = await connection.execute(
+        update(_META).where(_META.c.id == 1).values(version=_META.c.version + 1))
+    if bumped.rowcount != 1:
+        raise StoreError("the version row is missing")
+
+
+async def _insert_audit(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await connection.execute(insert(_AUDIT), rows)
+
+
+async def _rows_by_id(connection: AsyncConnection, table: Table, ids: Sequence[int],
+                      *conditions: ColumnElement[bool]) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(ids):
+        rows = await connection.execute(select(table).where(table.c.id.in_(chunk), *conditions))
+        found.update((row["id"], dict(row)) for row in rows.mappings())
+    return found
+
+
+async def _upsert(connection: AsyncConnection, entity: _Entity, items: Sequence[dict[str, Any]],
+                  update_fields: bool, now_ms: int,
+                  ) -> list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]]:
+    """Insert each missing row, revive each deleted one and, with `update_fields`, write the
+    new fields of the rest; (before, after, fields written) of each item, in order."""
+    table = entity.table
+    keys = [target_key(*(item[name] for name in entity.keys)) for item in items]
+    current: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(dict.fromkeys(keys))):
+        rows = await connection.execute(select(table).where(table.c.target_key.in_(chunk)))
+        current.update((row["target_key"], dict(row)) for row in rows.mappings())
+    done: list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]] = []
+    for key, item in zip(keys, items, strict=True):
+        before = current.get(key)
+        if before is None:
+            written = {**item, "deleted": False}
+            inserted = await connection.execute(insert(table).values(
+                target_key=key, **written, created_ms=now_ms, updated_ms=now_ms))
+            after = {"id": _inserted_id(inserted), "target_key": key, **written,
+                     "created_ms": now_ms, "updated_ms": now_ms}
+        else:
+            written = {"deleted": False} if before["deleted"] else {}
+            if update_fields:
+                written |= {name: item[name] for name in entity.fields
+                            if before[name] != item[name]}
+            after = before
+            if written:
+                await connection.execute(update(table).where(table.c.id == before["id"])
+                                         .values(**written, updated_ms=now_ms))
+                after = {**before, **written, "updated_ms": now_ms}
+        current[key] = after
+        done.append((before, after, written))
+    return done
+
+
+async def _links(connection: AsyncConnection, rule_ids: Iterable[int],
+                 ) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every link of the given route rules, by (route_rule_id, group_id)."""
+    found: dict[tuple[int, int], dict[str, Any]] = {}
+    for chunk in _chunks(list(dict.fromkeys(rule_ids))):
+        rows = await connection.execute(select(_LINKS).where(_LINKS.c.route_rule_id.in_(chunk)))
+        found.update(((row["route_rule_id"], row["group_id"]), dict(row))
+                     for row in rows.mappings())
+    return found
+
+
+async def _set_links(connection: AsyncConnection, items: Sequence[tuple[int, int, int]],
+                     ) -> list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]]:
+    """Set each link's unreleased weight, inserting the missing ones (weight None);
+    (before, after, fields written) of each item, in order."""
+    current = await _links(connection, (rule_id for rule_id, _, _ in items))
+    done: list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]] = []
+    for rule_id, group_id, weight in items:
+        before = current.get((rule_id, group_id))
+        written: dict[str, Any]
+        if before is None:
+            written = {"route_rule_id": rule_id, "group_id": group_id, "weight": None,
+                       "unreleased_weight": weight}
+            inserted = await connection.execute(insert(_LINKS).values(**written))
+            after = {"id": _inserted_id(inserted), **written}
+        elif before["unreleased_weight"] != weight:
+            written = {"unreleased_weight": weight}
+            await connection.execute(
+                update(_LINKS).where(_LINKS.c.id == before["id"]).values(**written))
+            after = {**before, **written}
+        else:
+            written, after = {}, before
+        current[(rule_id, group_id)] = after
+        done.append((before, after, written))
+    return done
+
+
+async def _rule_services(connection: AsyncConnection, rule_ids: Iterable[int]) -> dict[int, str]:
+    """The service of each route rule (deleted or not), by id."""
+    rows = await _rows_by_id(connection, _RULES, list(dict.fromkeys(rule_ids)))
+    return {row_id: row["service_id"] for row_id, row in rows.items()}
 
 
 def _migrate(connection: Connection) -> None:
@@ -451,7 +915,8 @@ class ManagementStore:
         return int(found)
 
     async def load(self) -> ManagementData:
-        """Every operation in force and the version, read in one snapshot."""
+        """Every operation in force, group, route rule and link (see ManagementData) and the
+        version, read in one snapshot."""
         async with self._guard("load"), self._snapshot() as connection:
             found = await connection.scalar(select(_META.c.version).where(_META.c.id == 1))
             instances = await connection.execute(select(
@@ -465,9 +930,23 @@ class ManagementStore:
                 _ZONE_OPS.c.region_id, _ZONE_OPS.c.service_id, _ZONE_OPS.c.zone_id,
                 _ZONE_OPS.c.operation))
             zone_ops = frozenset((a, b, c, d) for a, b, c, d in zones)
+            groups = await connection.execute(
+                select(_GROUPS).where(_GROUPS.c.deleted.is_(False)).order_by(_GROUPS.c.id))
+            group_rows = tuple(_group(row) for row in groups.mappings())
+            rules = await connection.execute(
+                select(_RULES).where(_RULES.c.deleted.is_(False)).order_by(_RULES.c.id))
+            rule_rows = tuple(_rule(row) for row in rules.mappings())
+            links = await connection.execute(
+                select(_LINKS)
+                .join(_RULES, _RULES.c.id == _LINKS.c.route_rule_id)
+                .join(_GROUPS, _GROUPS.c.id == _LINKS.c.group_id)
+                .where(_RULES.c.deleted.is_(False), _GROUPS.c.deleted.is_(False))
+                .order_by(_LINKS.c.id))
+            link_rows = tuple(_link(row) for row in links.mappings())
         if found is None:
             raise StoreError("the version row is missing")
-        return ManagementData(instance_ops, server_ops, zone_ops, int(found))
+        return ManagementData(instance_ops, server_ops, zone_ops, int(found), group_rows,
+                              rule_rows, link_rows)
 
     async def operate_instance(
         self, region: str, service: str, instance: str, operation: str, complete: bool, *,
@@ -502,7 +981,7 @@ class ManagementStore:
         return await self._operate(target, operation, complete, context)
 
     async def audit(
-        self, filters: Mapping[str, str | bool | None], *, offset: int = 0, limit: int = 100,
+        self, filters: Mapping[str, str | int | None], *, offset: int = 0, limit: int = 100,
         newest_first: bool = True,
     ) -> tuple[list[AuditEntry], int]:
         """One page of the audit log (at most MAX_AUDIT_PAGE rows) and how many rows match;
@@ -520,7 +999,261 @@ class ManagementStore:
             rows = (await connection.execute(page)).mappings().all()
         return [_entry(row) for row in rows], int(total or 0)
 
+    # -- groups and route rules (§4.7) -------------------------------------------------------
+
+    async def upsert_groups(
+        self, groups: Sequence[GroupSpec], *, update: bool, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> list[Group]:
+        """Insert each group missing by its key (service, region, zone, name); revive each
+        deleted one and, with `update`, give the existing ones the new app_id, description and
+        status. The rows after the write, one per spec, in order."""
+        items = [_check_group(spec) for spec in groups]
+        return [_group(row) for row in await self._upsert_entities(
+            _GROUP, items, update, _write_context(actor, operator_id, reason, extensions, now_ms))]
+
+    async def delete_groups(
+        self, group_ids: Sequence[int], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Mark groups deleted (their links stay, hidden from `load()`); unknown ids are
+        ignored. How many groups were not deleted before."""
+        ids = _check_ids("group_id", group_ids)
+        return await self._soft_delete(
+            _GROUP, ids, _write_context(actor, operator_id, reason, extensions, now_ms))
+
+    async def groups(self, filters: Mapping[str, str | int | None]) -> list[Group]:
+        """The groups not deleted that match every filter (group_id, service_id, region_id,
+        zone_id, name, app_id, status: equality; None: the column is empty), by id."""
+        return [_group(row) for row in await self._read(_GROUP, filters)]
+
+    async def upsert_route_rules(
+        self, rules: Sequence[RouteRuleSpec], *, update: bool, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> list[RouteRule]:
+        """Insert each route rule missing by its key (service, name); revive each deleted one
+        and, with `update`, give the existing ones the new description, status and strategy.
+        The rows after the write, one per spec, in order."""
+        items = [_check_rule(spec) for spec in rules]
+        return [_rule(row) for row in await self._upsert_entities(
+            _RULE, items, update, _write_context(actor, operator_id, reason, extensions, now_ms))]
+
+    async def delete_route_rules(
+        self, route_rule_ids: Sequence[int], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Mark route rules deleted (their links stay, hidden from `load()`); unknown ids are
+        ignored. How many rules were not deleted before."""
+        ids = _check_ids("route_rule_id", route_rule_ids)
+        return await self._soft_delete(
+            _RULE, ids, _write_context(actor, operator_id, reason, extensions, now_ms))
+
+    async def route_rules(self, filters: Mapping[str, str | int | None]) -> list[RouteRule]:
+        """The route rules not deleted that match every filter (route_rule_id, service_id,
+        name, status), by id."""
+        return [_rule(row) for row in await self._read(_RULE, filters)]
+
+    async def upsert_route_rule_groups(
+        self, items: Sequence[tuple[int, int, int]], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> list[RouteRuleGroup]:
+        """Set the unreleased weight of each (route_rule_id, group_id, weight), inserting the
+        missing links (released weight None). Each rule and group must exist and not be
+        deleted, each weight be 0 or more: otherwise StoreValueError and nothing is written.
+        The links after the write, one per item, in order."""
+        links = _check_pairs(items, 3)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> list[RouteRuleGroup]:
+            services = await self._live_targets(connection, links)
+            done = await _set_links(connection, links)
+            await _insert_audit(connection, [
+                _link_audit(context, "create" if before is None else "update", before, after,
+                            written, services[after["route_rule_id"]])
+                for before, after, written in done])
+            return [_link(after) for _, after, _ in done]
+
+        return await self._write("upsert route rule groups", write)
+
+    async def release_route_rule_groups(
+        self, items: Sequence[tuple[int, int]], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Make the unreleased weight of each existing link (route_rule_id, group_id) its
+        weight; missing links are ignored. How many weights changed."""
+        pairs = _check_pairs(items, 2)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> int:
+            current = await _links(connection, (rule_id for rule_id, _ in pairs))
+            services = await _rule_services(connection, (rule_id for rule_id, _ in current))
+            audits, changed = [], 0
+            for rule_id, group_id in pairs:
+                before = current.get((rule_id, group_id))
+                if before is None:
+                    continue
+                written: dict[str, Any] = {}
+                if before["weight"] != before["unreleased_weight"]:
+                    written = {"weight": before["unreleased_weight"]}
+                    await connection.execute(
+                        update(_LINKS).where(_LINKS.c.id == before["id"]).values(**written))
+                    changed += 1
+                after = current[(rule_id, group_id)] = {**before, **written}
+                audits.append(_link_audit(context, "release", before, after, written,
+                                          services.get(rule_id)))
+            await _insert_audit(connection, audits)
+            return changed
+
+        return await self._write("release route rule groups", write)
+
+    async def delete_route_rule_groups(
+        self, route_rule_group_ids: Sequence[int], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Delete links by id (for good); unknown ids are ignored. How many were deleted."""
+        ids = _check_ids("route_rule_group_id", route_rule_group_ids)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> int:
+            found = await _rows_by_id(connection, _LINKS, ids)
+            services = await _rule_services(
+                connection, (row["route_rule_id"] for row in found.values()))
+            gone = [row_id for row_id in ids if row_id in found]
+            for chunk in _chunks(gone):
+                await connection.execute(delete(_LINKS).where(_LINKS.c.id.in_(chunk)))
+            await _insert_audit(connection, [
+                _link_audit(context, "delete", found[row_id], None, {},
+                            services.get(found[row_id]["route_rule_id"]))
+                for row_id in gone])
+            return len(gone)
+
+        return await self._write("delete route rule groups", write)
+
+    async def route_rule_groups(self, filters: Mapping[str, int | None]) -> list[RouteRuleGroup]:
+        """Every link (deleted rules and groups included) that matches every filter
+        (route_rule_group_id, route_rule_id, group_id), by id."""
+        conditions = _filter(_LINKS, _LINK_FILTERS, "route rule groups", filters)
+        async with self._guard("route rule groups"), self._snapshot() as connection:
+            rows = await connection.execute(
+                select(_LINKS).where(*conditions).order_by(_LINKS.c.id))
+            return [_link(row) for row in rows.mappings()]
+
+    async def create_route_rule(
+        self, rule: RouteRuleSpec, groups: Sequence[tuple[GroupSpec, int]], *, actor: str,
+        operator_id: str, reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> tuple[RouteRule, list[Group]]:
+        """In one transaction: insert or revive the rule, insert or revive each group (of the
+        rule's service), and set each link's unreleased weight. The rule and the groups (one
+        per item, in order) after the write."""
+        rule_item = _check_rule(rule)
+        group_items: list[dict[str, Any]] = []
+        weights: list[int] = []
+        for entry in groups:
+            if not isinstance(entry, tuple) or len(entry) != 2:
+                raise StoreValueError("a group of a route rule must be a (GroupSpec, weight)")
+            group_items.append(_check_group(entry[0]))
+            weights.append(_check_weight(entry[1]))
+            if group_items[-1]["service_id"] != rule_item["service_id"]:
+                raise StoreValueError(
+                    f"group {group_items[-1]['name']!r} is not of the route rule's service")
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> tuple[RouteRule, list[Group]]:
+            [(before, after, written)] = await _upsert(connection, _RULE, [rule_item], False,
+                                                       now_ms)
+            audits = [_entity_audit(_RULE, context, "create", before, after, written)]
+            members = await _upsert(connection, _GROUP, group_items, False, now_ms)
+            audits += [_entity_audit(_GROUP, context, "create", *member) for member in members]
+            links = await _set_links(connection, [
+                (after["id"], member["id"], weight)
+                for (_, member, _), weight in zip(members, weights, strict=True)])
+            audits += [_link_audit(context, "create" if link_before is None else "update",
+                                   link_before, link_after, link_written, after["service_id"])
+                       for link_before, link_after, link_written in links]
+            await _insert_audit(connection, audits)
+            return _rule(after), [_group(member) for _, member, _ in members]
+
+        return await self._write("create route rule", write)
+
     # -- internals --------------------------------------------------------------------------
+
+    async def _write(self, what: str,
+                     body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run `body` in one write transaction that first bumps the version, bounded by the
+        timeout; a concurrent duplicate insert (IntegrityError) retries it once."""
+        async with self._guard(what):
+            try:
+                return await self._write_once(body)
+            except sa_exc.IntegrityError:
+                return await self._write_once(body)
+
+    async def _write_once(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        async with self._writer().begin() as connection:
+            await _bump(connection)
+            return await body(connection)
+
+    async def _read(self, entity: _Entity,
+                    filters: Mapping[str, str | int | None]) -> list[RowMapping]:
+        table = entity.table
+        conditions = _filter(table, entity.filters, f"{entity.kind}s", filters)
+        async with self._guard(f"{entity.kind}s"), self._snapshot() as connection:
+            rows = await connection.execute(select(table).where(
+                *conditions, table.c.deleted.is_(False)).order_by(table.c.id))
+            return list(rows.mappings())
+
+    async def _upsert_entities(self, entity: _Entity, items: list[dict[str, Any]],
+                               update_fields: bool, context: _Context) -> list[dict[str, Any]]:
+        if type(update_fields) is not bool:
+            raise StoreValueError("update must be a bool")
+        operation = "update" if update_fields else "create"
+
+        async def write(connection: AsyncConnection) -> list[dict[str, Any]]:
+            done = await _upsert(connection, entity, items, update_fields, context.now_ms)
+            await _insert_audit(connection, [
+                _entity_audit(entity, context, operation, *item) for item in done])
+            return [after for _, after, _ in done]
+
+        return await self._write(f"upsert {entity.kind}s", write)
+
+    async def _soft_delete(self, entity: _Entity, ids: list[int], context: _Context) -> int:
+        table = entity.table
+
+        async def write(connection: AsyncConnection) -> int:
+            found = await _rows_by_id(connection, table, ids)
+            live = [row_id for row_id in ids if row_id in found and not found[row_id]["deleted"]]
+            for chunk in _chunks(live):
+                await connection.execute(update(table).where(table.c.id.in_(chunk)).values(
+                    deleted=True, updated_ms=context.now_ms))
+            audits = []
+            for row_id in ids:
+                before = found.get(row_id)
+                if before is None:
+                    continue
+                written = {} if before["deleted"] else {"deleted": True}
+                after = {**before, **written, "updated_ms": context.now_ms} if written else before
+                audits.append(_entity_audit(entity, context, "delete", before, after, written))
+            await _insert_audit(connection, audits)
+            return len(live)
+
+        return await self._write(f"delete {entity.kind}s", write)
+
+    @staticmethod
+    async def _live_targets(connection: AsyncConnection,
+                            links: Sequence[tuple[Any, ...]]) -> dict[int, str]:
+        """The service of each link's route rule; StoreValueError names the first rule or
+        group that does not exist or is deleted."""
+        rule_ids = _check_ids("route_rule_id", (link[0] for link in links))
+        group_ids = _check_ids("group_id", (link[1] for link in links))
+        rules = await _rows_by_id(connection, _RULES, rule_ids, _RULES.c.deleted.is_(False))
+        groups = await _rows_by_id(connection, _GROUPS, group_ids,
+                                   _GROUPS.c.deleted.is_(False))
+        for link in links:
+            if link[0] not in rules:
+                raise StoreValueError(f"route rule {link[0]} does not exist or is deleted")
+            if link[1] not in groups:
+                raise StoreValueError(f"group {link[1]} does not exist or is deleted")
+        return {row_id: row["service_id"] for row_id, row in rules.items()}
+
 
     def _create_engine(self) -> AsyncEngine:
         try:
@@ -569,11 +1302,7 @@ class ManagementStore:
         for column, value in target.ids.items():
             _check_text(column, value, MAX_ID)
         _check_text("operation", operation, MAX_NAME)
-        _check_text("operator_id", context.operator_id, MAX_NAME)
-        _check_text("actor", context.actor, MAX_NAME)
-        _check_text("extensions", context.extensions, MAX_EXTENSIONS)
-        if context.reason is not None:
-            _check_text("reason", context.reason, MAX_REASON)
+        _check_context(context)
         if type(complete) is not bool or type(context.now_ms) is not int:
             raise StoreValueError("complete must be a bool and now_ms an int")
         async with self._guard(f"{target.kind} {operation}"):
@@ -588,10 +1317,7 @@ class ManagementStore:
         table = target.table
         key = target_key(*target.ids.values())
         async with self._writer().begin() as connection:
-            bumped = await connection.execute(
-                update(_META).where(_META.c.id == 1).values(version=_META.c.version + 1))
-            if bumped.rowcount != 1:
-                raise StoreError("the version row is missing")
+            await _bump(connection)
             found = await connection.execute(
                 select(table.c.operation).where(table.c.target_key == key))
             before = sorted(row[0] for row in found)
