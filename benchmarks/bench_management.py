@@ -1,17 +1,18 @@
 """Lookup throughput with and without management data, on one node. Run by hand:
 
     .venv/bin/python benchmarks/bench_management.py                 # about 3 minutes
-    .venv/bin/python benchmarks/bench_management.py --pull-outs 10000 --duration 10 --rounds 2
+    .venv/bin/python benchmarks/bench_management.py --pull-outs 10000 --route-rules 1000 --rounds 2
 
 Two nodes run side by side, each with its own SQLite management database in a temporary
 directory (and 1-hour leases, so nothing expires while the pull-outs are made without
 heartbeats). Both hold 10,000 instances of 1,000 other services plus `lookup.service` with 20
-instances. On the second, 5 more instances of `lookup.service` are registered and --pull-outs
-instances are pulled out through the management API (those 5 and the rest among the other
-services). wrk then measures `lookup.json` of `lookup.service` on each node in turn, --rounds
-times (the same 20 instances in both answers, as bench_node.py's lookup scenario; on the second
-filtered from 25). Each figure is the median of its rounds. Route rules are not part of it: they
-are not built.
+instances. On the second, --route-rules services (`lookup.service` among them) get an active
+route rule with two active groups and released weights, 5 more instances of `lookup.service` are
+registered, and --pull-outs instances are pulled out through the management API (those 5 and the
+rest among the other services). wrk then measures `lookup.json` of `lookup.service` on each node
+in turn, --rounds times (the same 20 instances in both answers, as bench_node.py's lookup
+scenario; on the second filtered from 25 and carrying the route rule). Each figure is the median
+of its rounds.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ def lookup(base: str, args: argparse.Namespace, proc: Any) -> list[dict[str, Any
                 proc) for _ in range(args.rounds)]
 
 
-def visible(client: httpx.Client, base: str) -> int:
-    answer = client.post(base + "/api/discovery/lookup.json", json={
-        "discoveryConfigs": [{"serviceId": "lookup.service"}], "regionId": REGION}).json()
-    return len(answer["services"][0]["instances"])
+def visible(client: httpx.Client, base: str) -> dict[str, Any]:
+    """What the measured lookup answers: its instance count, route rules and size."""
+    response = client.post(base + "/api/discovery/lookup.json", json={
+        "discoveryConfigs": [{"serviceId": "lookup.service"}], "regionId": REGION})
+    service = response.json()["services"][0]
+    return {"instances": len(service["instances"]), "routeRules": service["routeRules"],
+            "bytes": len(response.content)}
 
 
 def pull_out(client: httpx.Client, base: str, targets: list[dict[str, Any]]) -> float:
@@ -65,12 +69,49 @@ def pull_out(client: httpx.Client, base: str, targets: list[dict[str, Any]]) -> 
     return time.monotonic() - started
 
 
+def post_ok(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer: dict[str, Any] = client.post(url, headers=AUTH, content=json.dumps(body)).json()
+    if answer["responseStatus"]["status"] != "success":
+        raise RuntimeError(answer)
+    return answer
+
+
+def add_route_rules(client: httpx.Client, base: str, services: list[str]) -> float:
+    """One active route rule per service with two active groups (blue 90, green 10), weights
+    released, in batches of 1,000; the seconds it took."""
+    group = f"{base}/api/management/group"
+    context = {"operatorId": "bench"}
+    started = time.monotonic()
+    groups = [{"serviceId": s, "regionId": REGION, "zoneId": ZONE, "name": name,
+               "status": "active"} for s in services for name in ("blue", "green")]
+    for i in range(0, len(groups), 1000):
+        post_ok(client, group + "/insert-groups.json", {"groups": groups[i:i + 1000], **context})
+    rules = [{"serviceId": s, "name": "split", "status": "active"} for s in services]
+    for i in range(0, len(rules), 1000):
+        post_ok(client, group + "/insert-route-rules.json",
+                {"routeRules": rules[i:i + 1000], **context})
+    group_ids = {(g["serviceId"], g["name"]): g["groupId"] for g in post_ok(
+        client, group + "/get-all-groups.json", {})["groups"]}
+    rule_ids = {r["serviceId"]: r["routeRuleId"] for r in post_ok(
+        client, group + "/get-all-route-rules.json", {})["routeRules"]}
+    links = [{"routeRuleId": rule_ids[s.lower()], "groupId": group_ids[(s.lower(), name)],
+              "unreleasedWeight": weight}
+             for s in services for name, weight in (("blue", 90), ("green", 10))]
+    for i in range(0, len(links), 1000):
+        post_ok(client, group + "/insert-route-rule-groups.json",
+                {"routeRuleGroups": links[i:i + 1000], **context})
+        post_ok(client, group + "/release-route-rule-groups.json",
+                {"routeRuleGroups": links[i:i + 1000], **context})
+    return time.monotonic() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pull-outs", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--route-rules", type=int, default=1_000)
     args = parser.parse_args()
     others = [instance(f"other.service.{i % 1000}", 100 + i)
               for i in range(max(10_000, args.pull_outs))]
@@ -86,6 +127,8 @@ def main() -> None:
         for base in (plain, managed):
             register(base, others + lookups)
         register(managed, extra)
+        ruled = ["lookup.service"] + [f"other.service.{i}" for i in range(args.route_rules - 1)]
+        rule_seconds = add_route_rules(client, managed, ruled)
         pull_seconds = pull_out(client, managed, targets)
         status = client.get(managed + "/api/status/management.json").json()
         rounds: dict[str, list[dict[str, Any]]] = {"plain": [], "managed": []}
@@ -99,6 +142,7 @@ def main() -> None:
     rate = {k: statistics.median(r["requests_per_s"] for r in v) for k, v in rounds.items()}
     print(json.dumps({
         "command": cmd, "instances": len(others) + 20,
+        "route_rules": len(ruled), "route_rules_seconds": round(rule_seconds, 1),
         "pull_outs": len(targets), "pull_out_calls_seconds": round(pull_seconds, 1),
         "management": {k: status[k] for k in ("version", "pulledOut", "hiddenInstances")},
         "lookup_without_management": {"requests_per_s": rate["plain"],
