@@ -133,6 +133,7 @@ class Lease(msgspec.Struct, gc=False):
     due: int = 0  # sequence number of this lease's live entry in the expiry heap
     ip: str = ""  # lower-case, for server (machine) pull-outs
     zone: str = ""  # lower-case, for zone pull-outs
+    group: str = ""  # lower-case groupId, for group pull-outs
     hidden: bool = False  # pulled out by management: kept, renewed, not discovered
 
     @property
@@ -156,6 +157,7 @@ class ServiceState(msgspec.Struct, gc=False):
     visible_checksum: int = 0  # of the leases discovery shows
     visible: int = 0  # how many leases discovery shows
     rules: bytes = b"[]"  # its encoded routeRules, from management
+    logic: bytes = b"[]"  # its encoded logicInstances, from management
 
     def body(self) -> bytes:
         """The Service JSON of this service as discovery shows it, encoded once per revision."""
@@ -164,7 +166,7 @@ class ServiceState(msgspec.Struct, gc=False):
             body = self.cached_body = encode_service(
                 self.service_id,
                 (lease.encoded for lease in self.leases.values() if not lease.hidden),
-                self.rules)
+                self.rules, self.logic)
         return body
 
     def touched(self, revision: int) -> None:
@@ -172,13 +174,13 @@ class ServiceState(msgspec.Struct, gc=False):
         self.cached_body = None
 
 
-def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b"[]") -> bytes:
+def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b"[]",
+                   logic: bytes = b"[]") -> bytes:
     """A Service as a registered service answers it: filters applied, lists never null (§4.2);
-    `rules` is its encoded `routeRules` list."""
+    `rules` and `logic` are its encoded `routeRules` and `logicInstances` lists."""
     return b"".join((
-        b'{"instances":[', b",".join(instances),
-        b'],"logicInstances":[],"metadata":null,"routeRules":', rules, b',"serviceId":',
-        wire.encode(service_id), b"}",
+        b'{"instances":[', b",".join(instances), b'],"logicInstances":', logic,
+        b',"metadata":null,"routeRules":', rules, b',"serviceId":', wire.encode(service_id), b"}",
     ))
 
 
@@ -490,21 +492,23 @@ class Registry:
         state = self.services.get(key)
         if state is None:
             state = self.services[key] = ServiceState(
-                key, instance.service_id, rules=self.view.rules_of(key))  # type: ignore[arg-type]
+                key, instance.service_id, rules=self.view.rules_of(key),  # type: ignore[arg-type]
+                logic=self.view.logic_of(key))
         legacy = _is_legacy(instance)
         ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
         ip = (instance.ip or "").lower()
         zone = (instance.zone_id or "").lower()
+        group = (instance.group_id or "").lower()
         view = self.view
-        hidden = not view.empty and view.hides(key, ikey, ip, zone)
+        hidden = not view.empty and view.hides(key, ikey, ip, zone, group)
         if self.tombstones:
             self.tombstones.pop(f"{key}\x1f{ikey}", None)  # registered again: not gone
         encoded = wire.encode(instance)
         renewed = now if renewed is None else renewed
         lease = Lease(encoded, instance_hash(encoded), state.key, ikey, now,
                       wall_ms if created_ms is None else created_ms, renewed, ttl, legacy,
-                      ip=ip, zone=zone, hidden=hidden)
+                      ip=ip, zone=zone, group=group, hidden=hidden)
         old = state.leases.get(ikey)
         shown_before = old is not None and not old.hidden
         if old is not None:
@@ -562,7 +566,7 @@ class Registry:
         for key in keys:
             state = self.services[key]
             for lease in state.leases.values():
-                hidden = view.hides(key, lease.key, lease.ip, lease.zone)
+                hidden = view.hides(key, lease.key, lease.ip, lease.zone, lease.group)
                 if hidden == lease.hidden:
                     continue
                 lease.hidden = hidden
@@ -579,6 +583,7 @@ class Registry:
             ruled_state = self.services.get(key)
             if ruled_state is not None:
                 ruled_state.rules = view.rules_of(key)
+                ruled_state.logic = view.logic_of(key)
                 changes.append(self.reload(ruled_state.service_id, wall_ms))
         return changes
 

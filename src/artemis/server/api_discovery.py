@@ -76,7 +76,7 @@ class Discovery:
         if state.service_id == service_id:
             return state.body(), state.visible_checksum
         return (encode_service(service_id, (lease.encoded for lease in state.leases.values()
-                                            if not lease.hidden), state.rules),
+                                            if not lease.hidden), state.rules, state.logic),
                 state.visible_checksum)
 
     def lookup(self, request: Request) -> bytes:

@@ -283,7 +283,8 @@ class ManagementApi:
         down = self.management.view.hides(
             self.text(instance.service_id, "serviceId").lower(),
             self.text(instance.instance_id, "instanceId").lower(),
-            (instance.ip or "").lower(), (instance.zone_id or "").lower())
+            (instance.ip or "").lower(), (instance.zone_id or "").lower(),
+            (instance.group_id or "").lower())
         return wire.encode(wire.DownResponse(down=down, response_status=_SUCCESS))
 
     async def server_down(self, request: Request, actor: str) -> bytes:
