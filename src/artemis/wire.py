@@ -21,17 +21,21 @@ from typing import Any, Final, TypeVar, Union, get_args, get_origin
 import msgspec
 
 __all__ = [
+    "AllGroupOperationsResponse",
+    "AllGroupTagsResponse",
     "AllInstanceOperationsResponse",
     "AllServerOperationsResponse",
     "AllZoneOperationsResponse",
     "AuditEntry",
     "AuditLogResponse",
+    "CanaryRequest",
     "ChecksumsRequest",
     "ChecksumsResponse",
     "ConfigResponse",
     "ConnectionsResponse",
     "CreateRouteRuleRequest",
     "DecodeError",
+    "DeleteGroupTagsRequest",
     "DeploymentResponse",
     "DiscoveryConfig",
     "DownResponse",
@@ -49,6 +53,17 @@ __all__ = [
     "GetServicesRequest",
     "GetServicesResponse",
     "Group",
+    "GroupIdQuery",
+    "GroupInstance",
+    "GroupInstancesResponse",
+    "GroupInstancesWrite",
+    "GroupOperationWrite",
+    "GroupOperations",
+    "GroupOperationsResponse",
+    "GroupOperationsWrite",
+    "GroupTags",
+    "GroupTagsResponse",
+    "GroupTagsWrite",
     "GroupWeight",
     "GroupsQuery",
     "GroupsResponse",
@@ -101,6 +116,10 @@ __all__ = [
     "ServerOperationsResponse",
     "Service",
     "ServiceGroup",
+    "ServiceInstance",
+    "ServiceInstancesQuery",
+    "ServiceInstancesResponse",
+    "ServiceInstancesWrite",
     "ServiceNode",
     "ServiceNodeStatus",
     "ServiceRouteRule",
@@ -555,6 +574,166 @@ class RouteRuleGroup(_Wire, kw_only=True, frozen=True):
     route_rule_id: int | None = None
     unreleased_weight: int | None = None
     weight: int | None = None
+
+
+class GroupTags(_Wire, kw_only=True, frozen=True):
+    group_id: int | None = None
+    tags: dict[str, str] | None = None
+
+
+class GroupInstance(_Wire, kw_only=True, frozen=True):
+    """An explicit member of a group, by instance id."""
+
+    group_id: int | None = None
+    id: int | None = None
+    instance_id: str | None = None
+
+
+class GroupOperations(_Wire, kw_only=True, frozen=True):
+    group_id: int | None = None
+    operations: list[str] | None = None
+
+
+class ServiceInstance(_Wire, kw_only=True, frozen=True):
+    """A logical instance: defined by operators, not registered, shown in `logicInstances`."""
+
+    description: str | None = None
+    group_id: str | None = None
+    health_check_url: str | None = None
+    id: int | None = None
+    instance_id: str | None = None
+    ip: str | None = None
+    machine_name: str | None = None
+    metadata: dict[str, str] | None = None
+    port: int = 0
+    protocol: str | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+    url: str | None = None
+    zone_id: str | None = None
+
+
+class GroupTagsWrite(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    group_tags_list: list[GroupTags] | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    token: str | None = None
+
+
+class DeleteGroupTagsRequest(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    group_id: int | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    tag: str | None = None
+    token: str | None = None
+    value: str | None = None
+
+
+class GroupInstancesWrite(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    group_instance_ids: list[int] | None = None
+    group_instances: list[GroupInstance] | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    token: str | None = None
+
+
+class GroupOperationsWrite(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    group_operations_list: list[GroupOperations] | None = None
+    operation: str | None = None
+    operation_complete: bool = False
+    operator_id: str | None = None
+    reason: str | None = None
+    token: str | None = None
+
+
+class GroupOperationWrite(_Wire, kw_only=True, frozen=True):
+    """operate-group-operation: a group by its fields (made if missing) and one operation."""
+
+    app_id: str | None = None
+    description: str | None = None
+    extensions: str | None = None
+    name: str | None = None
+    operation: str | None = None
+    operation_complete: bool = False
+    operator_id: str | None = None
+    reason: str | None = None
+    region_id: str | None = None
+    service_id: str | None = None
+    status: str | None = None
+    token: str | None = None
+    zone_id: str | None = None
+
+
+class ServiceInstancesWrite(_Wire, kw_only=True, frozen=True):
+    extensions: str | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    service_instance_ids: list[int] | None = None
+    service_instances: list[ServiceInstance] | None = None
+    token: str | None = None
+
+
+class CanaryRequest(_Wire, kw_only=True, frozen=True):
+    """update-canary-ips: the canary members of a service (instance ids, as the original)."""
+
+    app_id: str | None = None
+    canary_ips: list[str] | None = None
+    extensions: str | None = None
+    operation: str | None = None
+    operator_id: str | None = None
+    reason: str | None = None
+    service_id: str | None = None
+    token: str | None = None
+
+
+class GroupIdQuery(_Wire, kw_only=True, frozen=True):
+    group_id: int | None = None
+    instance_id: str | None = None
+    tag_id: int | None = None
+    tag_key: str | None = None
+
+
+class ServiceInstancesQuery(_Wire, kw_only=True, frozen=True):
+    instance_id: str | None = None
+    service_id: str | None = None
+
+
+class GroupTagsResponse(_Wire, kw_only=True, frozen=True):
+    group_tags: GroupTags | None = None
+    response_status: ResponseStatus
+
+
+class AllGroupTagsResponse(_Wire, kw_only=True, frozen=True):
+    all_group_tags: list[GroupTags] | None = None
+    response_status: ResponseStatus
+
+
+class GroupInstancesResponse(_Wire, kw_only=True, frozen=True):
+    group_instances: list[GroupInstance] | None = None
+    response_status: ResponseStatus
+
+
+class GroupOperationsResponse(_Wire, kw_only=True, frozen=True):
+    group_operations: GroupOperations | None = None
+    response_status: ResponseStatus
+
+
+class AllGroupOperationsResponse(_Wire, kw_only=True, frozen=True):
+    all_group_operations: list[GroupOperations] | None = None
+    response_status: ResponseStatus
+
+
+class ServiceInstancesResponse(_Wire, kw_only=True, frozen=True):
+    response_status: ResponseStatus
+    service_instances: list[ServiceInstance] | None = None
 
 
 class GroupsWrite(_Wire, kw_only=True, frozen=True):

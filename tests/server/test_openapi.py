@@ -200,6 +200,8 @@ def test_get_forms_document_the_query_parameters_read() -> None:
         "/api/management/group/get-all-groups.json": ["regionId"],
         "/api/management/group/get-all-route-rules.json": ["regionId"],
         "/api/management/group/get-all-route-rule-groups.json": ["regionId"],
+        "/api/management/group/get-all-group-tags.json": ["regionId"],
+        "/api/management/group/get-all-group-operations.json": ["regionId"],
         "/api/management/zone/get-all-zone-operations.json": ["regionId"],
     } == {path: names(path) for path in document["paths"] if names(path)}
 
@@ -209,6 +211,7 @@ def test_get_forms_document_the_query_parameters_read() -> None:
 
 # A meaningful body per POST endpoint (and services-delta's, set by the test); the others are
 # sent `{}` (or nothing, when they read no body).
+G = "/api/management/group/"
 GROUP = {"serviceId": SERVICE, "regionId": REGION, "zoneId": ZONE, "name": "blue",
          "status": "active"}
 RULE = {"serviceId": SERVICE, "name": "split", "status": "active"}
@@ -257,6 +260,25 @@ BODIES: dict[str, Any] = {
     "/api/management/group/delete-route-rule-groups.json": {
         "routeRuleGroupIds": [99], "operatorId": "ops"},
     "/api/management/group/delete-groups.json": {"groupIds": [99], "operatorId": "ops"},
+    G + "insert-group-tags.json": {"groupTagsList": [{"groupId": 1, "tags": {"idc": "a"}}],
+                                   "operatorId": "ops"},
+    G + "update-group-tags.json": {"groupTagsList": [{"groupId": 1, "tags": {"idc": "b"}}],
+                                   "operatorId": "ops"},
+    G + "delete-group-tags.json": {"groupId": 1, "tag": "none", "operatorId": "ops"},
+    G + "get-group-tags.json": {"groupId": 1},
+    G + "insert-group-instances.json": {"groupInstances": [{"groupId": 1, "instanceId": "x"}],
+                                        "operatorId": "ops"},
+    G + "delete-group-instances.json": {"groupInstanceIds": [99], "operatorId": "ops"},
+    G + "operate-group-operations.json": {
+        "groupOperationsList": [{"groupId": 1, "operations": ["o"]}], "operatorId": "ops"},
+    G + "operate-group-operation.json": {**GROUP, "operation": "o2", "operatorId": "ops"},
+    G + "get-group-operations.json": {"groupId": 1},
+    G + "insert-service-instances.json": {"serviceInstances": [
+        {"serviceId": SERVICE, "instanceId": "logic", "url": "http://l/", "regionId": REGION}],
+        "operatorId": "ops"},
+    G + "delete-service-instances.json": {"serviceInstanceIds": [99], "operatorId": "ops"},
+    "/api/management/canary/update-canary-ips.json": {
+        "serviceId": SERVICE, "appId": "app", "canaryIps": ["x"], "operatorId": "ops"},
     "/api/management/group/delete-route-rules.json": {"routeRuleIds": [99], "operatorId": "ops"},
     "/api/management/server-down.json": {"serverKey": {"regionId": REGION, "serverId": "1.1.1.1"}},
     "/api/management/zone/operate-zone-operations.json": {

@@ -45,8 +45,9 @@ CONTEXT: dict[str, Any] = {
     "extensions": '{"ticket":"OPS-1"}',
 }
 TABLES = ["artemis_alembic_version", "artemis_meta", "audit_log", "instance_operation",
-          "server_operation", "service_group", "service_route_rule", "service_route_rule_group",
-          "zone_operation"]
+          "server_operation", "service_group", "service_group_instance",
+          "service_group_operation", "service_group_tag", "service_instance",
+          "service_route_rule", "service_route_rule_group", "zone_operation"]
 INJECTIONS = ["'; DROP TABLE audit_log; --", '" OR 1=1 --', "\\'; DROP TABLE artemis_meta; --",
               "%", "_"]
 EMPTY = ManagementData(frozenset(), frozenset(), frozenset(), 0)
@@ -144,7 +145,7 @@ async def test_an_empty_database_gets_the_schema(db_url: str) -> None:
         assert EMPTY == await store.load()
         assert ([], 0) == await store.audit({})
     assert TABLES == await table_names(db_url)
-    assert ["0002"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
+    assert ["0003"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
     assert [0] == await scalars(db_url, "SELECT version FROM artemis_meta")
 
 
@@ -158,7 +159,7 @@ async def test_reopening_keeps_data_and_migrates_nothing(db_url: str) -> None:
             assert written == await store.load()
             entries, total = await store.audit({})
             assert ([KIND_SERVER], 1) == ([entry.kind for entry in entries], total)
-    assert ["0002"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
+    assert ["0003"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
     assert [1] == await scalars(db_url, "SELECT version FROM artemis_meta")
 
 

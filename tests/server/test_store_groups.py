@@ -52,7 +52,8 @@ from tests.server.test_store import (
 OLD_TABLES = ["artemis_alembic_version", "artemis_meta", "audit_log", "instance_operation",
               "server_operation", "zone_operation"]
 TABLES = sorted([*OLD_TABLES, "service_group", "service_route_rule",
-                 "service_route_rule_group"])
+                 "service_route_rule_group", "service_group_tag", "service_group_instance",
+                 "service_group_operation", "service_instance"])
 NEW_AUDIT_COLUMNS = ["group_id", "route_rule_id", "name", "detail"]
 EMPTY = ManagementData(frozenset(), frozenset(), frozenset(), 0)
 G1 = GroupSpec("svc", "sha", "zone-1", "blue", app_id="app", description="the blue one")
@@ -237,7 +238,7 @@ async def test_an_empty_database_gets_the_groups_schema(db_url: str) -> None:
         assert [] == await store.route_rule_groups({})
     assert TABLES == await table_names(db_url)
     assert NEW_AUDIT_COLUMNS == (await column_names(db_url, "audit_log"))[-4:]
-    assert ["0002"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
+    assert ["0003"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
 
 
 async def test_an_r0001_database_is_upgraded_and_keeps_its_data(db_url: str) -> None:
@@ -268,7 +269,7 @@ async def test_an_r0001_database_is_upgraded_and_keeps_its_data(db_url: str) -> 
                                                               now_ms=9)
         assert 8 == await store.version()
     assert TABLES == await table_names(db_url)
-    assert ["0002"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
+    assert ["0003"] == await scalars(db_url, "SELECT version_num FROM artemis_alembic_version")
 
 
 async def test_a_downgrade_drops_groups_and_keeps_the_rest(db_url: str) -> None:
@@ -464,14 +465,18 @@ async def test_route_rule_filters(store: ManagementStore) -> None:
 
 async def test_links_stage_weights_and_release_copies_them(store: ManagementStore) -> None:
     """upsert_route_rule_groups stages unreleased weights (inserting links with no weight);
-    release makes them the weight and counts the links it changed; missing links are
-    ignored."""
+    release makes them the weight and counts the links it changed; a pair without a link is
+    refused and releases nothing."""
     _, g1, g2 = await rule_with_groups(store)
     staged = [RouteRuleGroup(1, 1, 1, None, 5), RouteRuleGroup(2, 1, 2, None, 0)]
     assert staged == await store.upsert_route_rule_groups([(1, 1, 5), (1, 2, 0)], **CONTEXT,
                                                           now_ms=3)
-    assert 2 == await store.release_route_rule_groups([(1, 1), (1, 2), (1, 3), (9, 9)],
-                                                      **CONTEXT, now_ms=4)
+    with pytest.raises(StoreValueError) as refused:
+        await store.release_route_rule_groups([(1, 1), (1, 2), (1, 3), (9, 9)], **CONTEXT,
+                                              now_ms=4)
+    assert ("route rule 1 has no group 3", staged, 3) == (
+        str(refused.value), await store.route_rule_groups({}), await store.version())
+    assert 2 == await store.release_route_rule_groups([(1, 1), (1, 2)], **CONTEXT, now_ms=4)
     released = [RouteRuleGroup(1, 1, 1, 5, 5), RouteRuleGroup(2, 1, 2, 0, 0)]
     assert released == await store.route_rule_groups({})
     restaged = RouteRuleGroup(1, 1, 1, 5, 7)

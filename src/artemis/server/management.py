@@ -23,14 +23,19 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from artemis.core.management import ManagementView, route_rules
+from artemis import wire
+from artemis.core.management import ManagementView, logic_instances, route_rules
 from artemis.server.node import Node
 from artemis.server.store import (
     Group,
+    GroupInstance,
+    GroupOperation,
+    GroupTag,
     ManagementData,
     ManagementStore,
     RouteRule,
     RouteRuleGroup,
+    ServiceInstance,
     StoreError,
 )
 
@@ -85,6 +90,10 @@ class Management:
         self.groups: tuple[Group, ...] = ()
         self.route_rules: tuple[RouteRule, ...] = ()
         self.route_rule_groups: tuple[RouteRuleGroup, ...] = ()
+        self.group_tags: tuple[GroupTag, ...] = ()
+        self.group_instances: tuple[GroupInstance, ...] = ()
+        self.group_operations: tuple[GroupOperation, ...] = ()
+        self.service_instances: tuple[ServiceInstance, ...] = ()
         self.last_error = ""
         self.loads = 0
         self.last_load_ms = 0
@@ -181,14 +190,34 @@ class Management:
         self.route_rules = tuple(data.route_rules)
         self.route_rule_groups = tuple(link for link in data.route_rule_groups
                                        if link.group_id in ids)
+        self.group_tags = tuple(t for t in data.group_tags if t.group_id in ids)
+        self.group_instances = tuple(m for m in data.group_instances if m.group_id in ids)
+        self.group_operations = tuple(o for o in data.group_operations if o.group_id in ids)
+        self.service_instances = tuple(i for i in data.service_instances
+                                       if i.region_id == region)
+        tags: dict[int, dict[str, str]] = {}
+        for tag in self.group_tags:
+            tags.setdefault(tag.group_id, {})[tag.tag] = tag.value
+        members: dict[int, list[str]] = {}
+        for member in self.group_instances:
+            members.setdefault(member.group_id, []).append(member.instance_id)
         rules = route_rules(
             ((g.id, g.service_id, g.region_id, g.zone_id, g.name, g.status)
              for g in self.groups),
             ((r.id, r.service_id, r.name, r.status, r.strategy) for r in self.route_rules),
             ((link.route_rule_id, link.group_id, link.weight)
-             for link in self.route_rule_groups))
+             for link in self.route_rule_groups), tags, members)
+        by_id = {g.id: g for g in self.groups}
+        groups_down = {(by_id[o.group_id].service_id, by_id[o.group_id].zone_id,
+                        by_id[o.group_id].name) for o in self.group_operations}
+        logic = logic_instances(wire.Instance(
+            group_id=i.group_id, health_check_url=i.health_check_url, instance_id=i.instance_id,
+            ip=i.ip, machine_name=i.machine_name,
+            metadata=dict(i.metadata) if i.metadata else None, port=i.port,
+            protocol=i.protocol, region_id=i.region_id, service_id=i.service_id, url=i.url,
+            zone_id=i.zone_id) for i in self.service_instances)
         view = ManagementView.build(node.settings.region, data.instance_ops, data.server_ops,
-                                    data.zone_ops, data.version, rules)
+                                    data.zone_ops, data.version, rules, groups_down, logic)
         changes = node.registry.apply_view(view, node.clock.wall_ms())
         node.publish(changes)
         if changes or self.loaded_version is None:
@@ -229,7 +258,8 @@ class Management:
                               instances=frozenset(tables["instance"]),
                               servers=frozenset(tables["server"]),
                               zones=frozenset(tables["zone"]), version=self.view.version,
-                              rules=self.view.rules)
+                              rules=self.view.rules, groups=self.view.groups,
+                              logic=self.view.logic)
         node.publish(node.registry.apply_view(view, node.clock.wall_ms()))
 
     def _ok(self) -> None:

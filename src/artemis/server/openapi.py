@@ -311,6 +311,65 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
     "/api/management/group/get-all-route-rule-groups.json": Endpoint(
         "Every group of every route rule", wire.RegionRequest, wire.RouteRuleGroupsResponse,
         (_REGION,), description=_MANAGEMENT.format(role="read")),
+    "/api/management/group/insert-group-tags.json": Endpoint(
+        "Set groups' tags", wire.GroupTagsWrite, wire.StatusOnlyResponse,
+        description="Each group's `tags` (at most 64) added or changed; shown as the group's "
+        "`metadata` in route rules. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/update-group-tags.json": Endpoint(
+        "Set groups' tags", wire.GroupTagsWrite, wire.StatusOnlyResponse,
+        description="The same as insert-group-tags. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/delete-group-tags.json": Endpoint(
+        "Delete tags", wire.DeleteGroupTagsRequest, wire.StatusOnlyResponse,
+        description="The tags matching `groupId`, `tag` and `value` (at least one). "
+        + _MANAGEMENT.format(role="write")),
+    "/api/management/group/get-group-tags.json": Endpoint(
+        "A group's tags", wire.GroupIdQuery, wire.GroupTagsResponse,
+        description="`groupTags` null when none. " + _MANAGEMENT.format(role="read")),
+    "/api/management/group/get-all-group-tags.json": Endpoint(
+        "Every group's tags", wire.RegionRequest, wire.AllGroupTagsResponse, (_REGION,),
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/group/insert-group-instances.json": Endpoint(
+        "Add explicit members to groups", wire.GroupInstancesWrite, wire.StatusOnlyResponse,
+        description="`groupInstances`: (groupId, instanceId); shown as the group's "
+        "`instanceIds`. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/delete-group-instances.json": Endpoint(
+        "Remove explicit members", wire.GroupInstancesWrite, wire.StatusOnlyResponse,
+        description="`groupInstanceIds`. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/get-group-instances.json": Endpoint(
+        "Find explicit members", wire.GroupIdQuery, wire.GroupInstancesResponse,
+        description="Filters `groupId`, `instanceId`. " + _MANAGEMENT.format(role="read")),
+    "/api/management/group/operate-group-operations.json": Endpoint(
+        "Pull groups out or back in", wire.GroupOperationsWrite, wire.StatusOnlyResponse,
+        description="Each entry's operations added (`operationComplete` false) or removed: "
+        "a group with an operation has every member (same service and zone, `groupId` its "
+        "name) out of discovery. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/operate-group-operation.json": Endpoint(
+        "Pull one group out or back in", wire.GroupOperationWrite, wire.StatusOnlyResponse,
+        description="The group by its fields (added if missing) and one operation. "
+        + _MANAGEMENT.format(role="write")),
+    "/api/management/group/get-group-operations.json": Endpoint(
+        "A group's operations", wire.GroupIdQuery, wire.GroupOperationsResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/group/get-all-group-operations.json": Endpoint(
+        "Every group's operations", wire.RegionRequest, wire.AllGroupOperationsResponse,
+        (_REGION,), description=_MANAGEMENT.format(role="read")),
+    "/api/management/group/insert-service-instances.json": Endpoint(
+        "Add or change logical instances", wire.ServiceInstancesWrite,
+        wire.StatusOnlyResponse, description="Instances operators define for a service, by "
+        "(serviceId, instanceId); shown in its `logicInstances` (status up) unless pulled "
+        "out. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/delete-service-instances.json": Endpoint(
+        "Delete logical instances", wire.ServiceInstancesWrite, wire.StatusOnlyResponse,
+        description="`serviceInstanceIds`. " + _MANAGEMENT.format(role="write")),
+    "/api/management/group/get-service-instances.json": Endpoint(
+        "Find logical instances", wire.ServiceInstancesQuery, wire.ServiceInstancesResponse,
+        description="Filters `serviceId`, `instanceId`. " + _MANAGEMENT.format(role="read")),
+    "/api/management/canary/update-canary-ips.json": Endpoint(
+        "Set a service's canary instances", wire.CanaryRequest, wire.StatusOnlyResponse,
+        description="`canaryIps` (instance ids, as the original) become the members of the "
+        "service's canary group (zone `canary`, named after `appId`) in its "
+        "`canary-route-rule`, made if missing with a staged weight of 5. "
+        + _MANAGEMENT.format(role="write")),
     "/api/status/management.json": Endpoint(
         "Management data on this node", None, dict[str, Any],
         description="Whether a database is configured and answers, the version of the data "

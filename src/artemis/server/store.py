@@ -36,11 +36,27 @@ Rules
     `release` or `delete` (`complete` is true for deletes only). A call that refuses an
     argument (a missing or deleted id, a negative weight, a status other than active/inactive)
     writes nothing, not even the version.
+  * A group's members (§4.7, §7.3): tags (tag -> value), explicit instance ids and operations
+    in force, each unique on (group_id, its text) by target_key(str(group_id), text), and
+    deleted for good. Logical instances (§7.5) are unique on (service, instance) by target_key,
+    written whole (`upsert_service_instances` inserts or rewrites every field) and deleted for
+    good; their `metadata` is a JSON object of text. Every write that names a group needs it
+    to exist and not be deleted (StoreValueError naming the id otherwise, nothing written).
+    Audit rows as for groups (one per member found or written, changed or not), kinds
+    `group-tag` (operation create/update/delete, `name` the tag), `group-instance`
+    (create/delete, `instance_id`), `group-operation` (`operation` the group's operation and
+    `complete` as given, like the operate_* kinds) and `service-instance` (create/update/delete,
+    `service_id`/`instance_id`/`region_id`/`zone_id` of the instance); the member kinds carry
+    the group's id, service, region and zone. `load()` shows the members of groups not
+    deleted; the reads (`group_tags()` ...) show every row. Text filters and deletes by text
+    compare exactly on every backend (rows are matched again in Python).
   * `load()` and `audit()` read in one snapshot (REPEATABLE READ; one SQLite transaction).
   * Values are always bound parameters. Text must not hold NUL or lone surrogates, and must fit
     its column (checked here, since SQLite does not): ids and names 256 characters, operation,
     operator and actor 128, reason and description 1024, extensions 65536, status 32, strategy
-    64; weights are 0 to 2**31 - 1.
+    64; weights are 0 to 2**31 - 1; a tag's value 1024, a logical instance's url and
+    health_check_url 512, protocol 16, port 0 to 65535, metadata at most 64 entries whose keys
+    and values are at most 1024 characters each.
   * Each call is bounded by `timeout` seconds (`open()` by `timeout` to reach the database, then
     `migration_timeout` to migrate). Errors never escape as driver or SQLAlchemy exceptions:
 
@@ -61,7 +77,7 @@ import json
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass
 from importlib import resources
 from typing import Any, Final, TypeVar
 
@@ -93,21 +109,31 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 __all__ = [
     "DEFAULT_STRATEGY",
     "KIND_GROUP",
+    "KIND_GROUP_INSTANCE",
+    "KIND_GROUP_OPERATION",
+    "KIND_GROUP_TAG",
     "KIND_INSTANCE",
     "KIND_ROUTE_RULE",
     "KIND_ROUTE_RULE_GROUP",
     "KIND_SERVER",
+    "KIND_SERVICE_INSTANCE",
     "KIND_ZONE",
     "MAX_AUDIT_PAGE",
+    "MAX_METADATA_ENTRIES",
     "STATUSES",
     "AuditEntry",
     "Group",
+    "GroupInstance",
+    "GroupOperation",
     "GroupSpec",
+    "GroupTag",
     "ManagementData",
     "ManagementStore",
     "RouteRule",
     "RouteRuleGroup",
     "RouteRuleSpec",
+    "ServiceInstance",
+    "ServiceInstanceSpec",
     "StoreError",
     "StoreUnavailable",
     "StoreValueError",
@@ -121,6 +147,10 @@ KIND_ZONE: Final = "zone-operation"
 KIND_GROUP: Final = "group"
 KIND_ROUTE_RULE: Final = "route-rule"
 KIND_ROUTE_RULE_GROUP: Final = "route-rule-group"
+KIND_GROUP_TAG: Final = "group-tag"
+KIND_GROUP_INSTANCE: Final = "group-instance"
+KIND_GROUP_OPERATION: Final = "group-operation"
+KIND_SERVICE_INSTANCE: Final = "service-instance"
 MAX_AUDIT_PAGE: Final = 1000
 MAX_ID: Final = 256
 MAX_NAME: Final = 128  # operation, operator_id, actor
@@ -129,6 +159,12 @@ MAX_DESCRIPTION: Final = 1024
 MAX_STATUS: Final = 32
 MAX_STRATEGY: Final = 64
 MAX_EXTENSIONS: Final = 65_536
+MAX_TAG_VALUE: Final = 1024
+MAX_URL: Final = 512  # url, health_check_url
+MAX_PROTOCOL: Final = 16
+MAX_PORT: Final = 65_535
+MAX_METADATA_ENTRIES: Final = 64
+MAX_METADATA_TEXT: Final = 1024  # each key and each value
 MAX_OFFSET: Final = 2**63 - 1  # the largest OFFSET every backend takes
 MAX_ROW_ID: Final = 2**63 - 1  # BIGINT
 MAX_WEIGHT: Final = 2**31 - 1  # INT
@@ -238,10 +274,83 @@ class RouteRuleGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupTag:
+    """A group's tag and its value."""
+
+    id: int
+    group_id: int
+    tag: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInstance:
+    """An instance id a group names as a member (explicit membership; canary's members)."""
+
+    id: int
+    group_id: int
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOperation:
+    """An operation in force on a group."""
+
+    id: int
+    group_id: int
+    operation: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInstanceSpec:
+    """A logical instance to write: its key (service, instance) and its fields (all but the
+    first three by keyword; `group_id` is the name of the instance's group)."""
+
+    service_id: str
+    instance_id: str
+    url: str
+    _: KW_ONLY
+    ip: str | None = None
+    machine_name: str | None = None
+    metadata: Mapping[str, str] | None = None
+    port: int = 0
+    protocol: str | None = None
+    region_id: str
+    zone_id: str | None = None
+    group_id: str | None = None
+    health_check_url: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInstance:
+    """A logical instance as stored (`metadata` a new dict of each read, or None)."""
+
+    id: int
+    service_id: str
+    instance_id: str
+    url: str
+    _: KW_ONLY
+    ip: str | None
+    machine_name: str | None
+    metadata: Mapping[str, str] | None
+    port: int
+    protocol: str | None
+    region_id: str
+    zone_id: str | None
+    group_id: str | None
+    health_check_url: str | None
+    description: str | None
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ManagementData:
     """Every operation in force, group and route rule, read in one snapshot with the version
     it belongs to. Groups and rules are those not deleted, ordered by id; links are those whose
-    rule and group are both not deleted, ordered by id."""
+    rule and group are both not deleted, ordered by id; tags, group instances and group
+    operations those of groups not deleted, and every logical instance, ordered by id."""
 
     instance_ops: frozenset[tuple[str, str, str, str]]  # (region, service, instance, operation)
     server_ops: frozenset[tuple[str, str, str]]  # (region, server, operation)
@@ -250,12 +359,17 @@ class ManagementData:
     groups: tuple[Group, ...] = ()
     route_rules: tuple[RouteRule, ...] = ()
     route_rule_groups: tuple[RouteRuleGroup, ...] = ()
+    group_tags: tuple[GroupTag, ...] = ()
+    group_instances: tuple[GroupInstance, ...] = ()
+    group_operations: tuple[GroupOperation, ...] = ()
+    service_instances: tuple[ServiceInstance, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One row of the audit log; `before`/`after` are the target's operations, sorted (for the
-    kinds of groups, route rules and their links: [] or [the row as a JSON object])."""
+    kinds of groups, route rules, their links, group members and logical instances: [] or [the
+    row as a JSON object])."""
 
     id: int
     created_ms: int
@@ -276,7 +390,7 @@ class AuditEntry:
     group_id: int | None = None
     route_rule_id: int | None = None
     name: str | None = None
-    detail: str | None = None  # the JSON of the fields written (groups, rules and links)
+    detail: str | None = None  # the JSON of the fields written (the kinds of r0002 and r0003)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +492,45 @@ _LINKS: Final = Table(
 )
 
 
+def _member_table(name: str, *columns: Column[Any]) -> Table:
+    return Table(
+        name, _METADATA,
+        Column("id", BigInteger, primary_key=True),
+        Column("target_key", String(64), nullable=False),
+        Column("group_id", BigInteger, nullable=False),
+        *columns,
+    )
+
+
+_GROUP_TAGS: Final = _member_table(
+    "service_group_tag", Column("tag", String(MAX_ID), nullable=False),
+    Column("value", String(MAX_TAG_VALUE), nullable=False))
+_GROUP_INSTANCES: Final = _member_table(
+    "service_group_instance", Column("instance_id", String(MAX_ID), nullable=False))
+_GROUP_OPERATIONS: Final = _member_table(
+    "service_group_operation", Column("operation", String(MAX_NAME), nullable=False))
+_SERVICE_INSTANCES: Final = Table(
+    "service_instance", _METADATA,
+    Column("id", BigInteger, primary_key=True),
+    Column("target_key", String(64), nullable=False),
+    Column("service_id", String(MAX_ID), nullable=False),
+    Column("instance_id", String(MAX_ID), nullable=False),
+    Column("ip", String(MAX_ID)),
+    Column("machine_name", String(MAX_ID)),
+    Column("metadata", Text),
+    Column("port", Integer, nullable=False),
+    Column("protocol", String(MAX_PROTOCOL)),
+    Column("region_id", String(MAX_ID), nullable=False),
+    Column("zone_id", String(MAX_ID)),
+    Column("group_id", String(MAX_ID)),
+    Column("health_check_url", String(MAX_URL)),
+    Column("url", String(MAX_URL), nullable=False),
+    Column("description", String(MAX_DESCRIPTION)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Entity:
     """A kind of row written by `upsert_*`: its table, key columns (hashed into target_key),
@@ -402,6 +555,33 @@ _RULE: Final = _Entity(
                       "status": "status"})
 _LINK_FILTERS: Final = {"route_rule_group_id": "id", "route_rule_id": "route_rule_id",
                         "group_id": "group_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """A kind of a group's member: its table, its text key (hashed with the group id into
+    target_key), the fields an upsert rewrites, and the audit column that names the key (None:
+    the audit row's `operation`)."""
+
+    kind: str
+    table: Table
+    key: str
+    limit: int
+    fields: tuple[str, ...]
+    audit_column: str | None
+
+
+_TAG: Final = _Member(KIND_GROUP_TAG, _GROUP_TAGS, "tag", MAX_ID, ("value",), "name")
+_GROUP_INSTANCE: Final = _Member(KIND_GROUP_INSTANCE, _GROUP_INSTANCES, "instance_id", MAX_ID,
+                                 (), "instance_id")
+_GROUP_OPERATION: Final = _Member(KIND_GROUP_OPERATION, _GROUP_OPERATIONS, "operation",
+                                  MAX_NAME, (), None)
+_SERVICE_INSTANCE_KEYS: Final = ("service_id", "instance_id")
+_SERVICE_INSTANCE_FIELDS: Final = (
+    "url", "ip", "machine_name", "metadata", "port", "protocol", "region_id", "zone_id",
+    "group_id", "health_check_url", "description")
+_SERVICE_INSTANCE_FILTERS: Final = {"service_id": "service_id", "instance_id": "instance_id"}
+_GROUP_INSTANCE_FILTERS: Final = {"group_id": "group_id", "instance_id": "instance_id"}
 
 
 def async_url(url: str) -> str:
@@ -585,6 +765,59 @@ def _check_ids(name: str, ids: Iterable[object]) -> list[int]:
     return list(found)
 
 
+def _check_members(member: _Member, items: Iterable[object], size: int,
+                   ) -> list[dict[str, Any]]:
+    """A group's members as columns: tuples of `size` items (group_id, key[, value])."""
+    what = member.kind.replace("-", " ")
+    checked: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != size:
+            raise StoreValueError(f"a {what} must be a tuple of {size} values")
+        values = {"group_id": _check_row_id("group_id", item[0]), member.key: item[1]}
+        _check_text(member.key, item[1], member.limit)
+        if size == 3:
+            _check_text("value", item[2], MAX_TAG_VALUE)
+            values["value"] = item[2]
+        checked.append(values)
+    return checked
+
+
+def _check_metadata(metadata: object) -> dict[str, str] | None:
+    """A copy of a logical instance's metadata, once it fits."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise StoreValueError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise StoreValueError(f"metadata holds more than {MAX_METADATA_ENTRIES} entries")
+    for key, value in metadata.items():
+        _check_text("a metadata key", key, MAX_METADATA_TEXT)
+        _check_text("a metadata value", value, MAX_METADATA_TEXT)
+    return dict(metadata)
+
+
+def _check_service_instance(spec: ServiceInstanceSpec) -> dict[str, Any]:
+    """The columns of a logical instance to write, once its values fit."""
+    if not isinstance(spec, ServiceInstanceSpec):
+        raise StoreValueError(
+            f"a logical instance must be a ServiceInstanceSpec, not {type(spec).__name__}")
+    for name in ("service_id", "instance_id", "region_id"):
+        _check_text(name, getattr(spec, name), MAX_ID)
+    _check_text("url", spec.url, MAX_URL)
+    for name in ("ip", "machine_name", "zone_id", "group_id"):
+        _check_optional(name, getattr(spec, name), MAX_ID)
+    _check_optional("protocol", spec.protocol, MAX_PROTOCOL)
+    _check_optional("health_check_url", spec.health_check_url, MAX_URL)
+    _check_optional("description", spec.description, MAX_DESCRIPTION)
+    if type(spec.port) is not int or not 0 <= spec.port <= MAX_PORT:
+        shown = repr(spec.port) if type(spec.port) is int else type(spec.port).__name__
+        raise StoreValueError(f"port must be an int from 0 to {MAX_PORT}, not {shown}")
+    values = {name: getattr(spec, name)
+              for name in (*_SERVICE_INSTANCE_KEYS, *_SERVICE_INSTANCE_FIELDS)}
+    values["metadata"] = _check_metadata(spec.metadata)
+    return values
+
+
 def _chunks(values: Sequence[_T]) -> Iterable[Sequence[_T]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start:start + _CHUNK]
@@ -613,6 +846,15 @@ def _filter(table: Table, columns: Mapping[str, str], what: str,
     return conditions
 
 
+def _exact(rows: Iterable[Mapping[Any, Any]], columns: Mapping[str, str],
+           filters: Mapping[str, object]) -> list[dict[str, Any]]:
+    """The rows whose text columns equal the text filters exactly (MariaDB's collation ignores
+    trailing spaces when it compares)."""
+    wanted = {columns[name]: value for name, value in filters.items() if isinstance(value, str)}
+    return [dict(row) for row in rows
+            if all(row[column] == value for column, value in wanted.items())]
+
+
 def _row_json(row: Mapping[str, Any] | None) -> list[str]:
     """An audit row's before/after of a group, rule or link: [] or [the row as JSON]."""
     if row is None:
@@ -626,12 +868,15 @@ def _audit_row(context: _Context, kind: str, operation: str, before: Mapping[str
                after: Mapping[str, Any] | None, written: Mapping[str, Any], *,
                service_id: str | None, region_id: str = "", zone_id: str | None = None,
                group_id: int | None = None, route_rule_id: int | None = None,
-               name: str | None = None) -> dict[str, Any]:
+               name: str | None = None, instance_id: str | None = None,
+               complete: bool | None = None) -> dict[str, Any]:
     return {
         "created_ms": context.now_ms, "actor": context.actor,
         "operator_id": context.operator_id, "kind": kind, "region_id": region_id,
-        "service_id": service_id, "instance_id": None, "server_id": None, "zone_id": zone_id,
-        "operation": operation, "complete": operation == "delete", "reason": context.reason,
+        "service_id": service_id, "instance_id": instance_id, "server_id": None,
+        "zone_id": zone_id, "operation": operation,
+        "complete": operation == "delete" if complete is None else complete,
+        "reason": context.reason,
         "extensions": context.extensions, "before": _encode(_row_json(before)),
         "after": _encode(_row_json(after)), "group_id": group_id,
         "route_rule_id": route_rule_id, "name": name,
@@ -657,6 +902,30 @@ def _link_audit(context: _Context, operation: str, before: Mapping[str, Any] | N
                       route_rule_id=row["route_rule_id"])
 
 
+def _member_audit(member: _Member, context: _Context, operation: str,
+                  before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+                  written: Mapping[str, Any], group_id: int, key: str,
+                  groups: Mapping[int, Mapping[str, Any]], complete: bool | None = None,
+                  ) -> dict[str, Any]:
+    """The audit row of a write of a group's member; `groups` has the group's row (its
+    service, region and zone) unless the group is gone."""
+    group: Mapping[str, Any] = groups.get(group_id, {})
+    return _audit_row(context, member.kind, operation, before, after, written,
+                      service_id=group.get("service_id"), region_id=group.get("region_id", ""),
+                      zone_id=group.get("zone_id"), group_id=group_id, complete=complete,
+                      name=key if member.audit_column == "name" else None,
+                      instance_id=key if member.audit_column == "instance_id" else None)
+
+
+def _service_instance_audit(context: _Context, operation: str, before: Mapping[str, Any] | None,
+                            after: Mapping[str, Any] | None, written: Mapping[str, Any],
+                            ) -> dict[str, Any]:
+    row: Mapping[str, Any] = after or before or {}
+    return _audit_row(context, KIND_SERVICE_INSTANCE, operation, before, after, written,
+                      service_id=row["service_id"], instance_id=row["instance_id"],
+                      region_id=row["region_id"], zone_id=row["zone_id"])
+
+
 def _group(row: Mapping[Any, Any]) -> Group:
     return Group(**{name: row[name] for name in Group.__dataclass_fields__})
 
@@ -667,6 +936,58 @@ def _rule(row: Mapping[Any, Any]) -> RouteRule:
 
 def _link(row: Mapping[Any, Any]) -> RouteRuleGroup:
     return RouteRuleGroup(**{name: row[name] for name in RouteRuleGroup.__dataclass_fields__})
+
+
+def _tag(row: Mapping[Any, Any]) -> GroupTag:
+    return GroupTag(row["id"], row["group_id"], row["tag"], row["value"])
+
+
+def _group_instance(row: Mapping[Any, Any]) -> GroupInstance:
+    return GroupInstance(row["id"], row["group_id"], row["instance_id"])
+
+
+def _group_operation(row: Mapping[Any, Any]) -> GroupOperation:
+    return GroupOperation(row["id"], row["group_id"], row["operation"])
+
+
+def _service_instance(row: Mapping[Any, Any]) -> ServiceInstance:
+    """A logical instance of a row whose metadata is decoded already (see _instance_row)."""
+    values = {name: row[name] for name in ServiceInstance.__dataclass_fields__}
+    if values["metadata"] is not None:
+        values["metadata"] = dict(values["metadata"])
+    return ServiceInstance(**values)
+
+
+def _decode_metadata(value: str | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        decoded = None
+    if not isinstance(decoded, dict) or not all(
+            isinstance(key, str) and isinstance(item, str) for key, item in decoded.items()):
+        raise StoreError("service_instance.metadata does not hold a JSON object of text")
+    return decoded
+
+
+def _encode_metadata(metadata: Mapping[str, str]) -> str:
+    return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _instance_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row of service_instance with its metadata decoded."""
+    values = dict(row)
+    values["metadata"] = _decode_metadata(values["metadata"])
+    return values
+
+
+def _stored(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Columns of service_instance to write: the metadata as JSON text."""
+    stored = dict(values)
+    if stored.get("metadata") is not None:
+        stored["metadata"] = _encode_metadata(stored["metadata"])
+    return stored
 
 
 def _inserted_id(result: CursorResult[Any]) -> int:
@@ -775,6 +1096,110 @@ async def _rule_services(connection: AsyncConnection, rule_ids: Iterable[int]) -
     """The service of each route rule (deleted or not), by id."""
     rows = await _rows_by_id(connection, _RULES, list(dict.fromkeys(rule_ids)))
     return {row_id: row["service_id"] for row_id, row in rows.items()}
+
+
+def _member_key(member: _Member, item: Mapping[str, Any]) -> str:
+    return target_key(str(item["group_id"]), item[member.key])
+
+
+async def _groups_by_id(connection: AsyncConnection, group_ids: Iterable[int], *,
+                        live: bool) -> dict[int, dict[str, Any]]:
+    """The groups of the given ids by id (deleted ones too unless `live`); with `live`, a
+    StoreValueError names the first id of no group or of a deleted one."""
+    ids = list(dict.fromkeys(group_ids))
+    in_range = [row_id for row_id in ids if -MAX_ROW_ID - 1 <= row_id <= MAX_ROW_ID]
+    conditions = [_GROUPS.c.deleted.is_(False)] if live else []
+    found = await _rows_by_id(connection, _GROUPS, in_range, *conditions)
+    if live:
+        for row_id in ids:
+            if row_id not in found:
+                raise StoreValueError(f"group {row_id} does not exist or is deleted")
+    return found
+
+
+async def _members_by_key(connection: AsyncConnection, member: _Member,
+                          keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    table = member.table
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(dict.fromkeys(keys))):
+        rows = await connection.execute(select(table).where(table.c.target_key.in_(chunk)))
+        found.update((row["target_key"], dict(row)) for row in rows.mappings())
+    return found
+
+
+async def _put_members(connection: AsyncConnection, member: _Member,
+                       items: Sequence[dict[str, Any]],
+                       ) -> list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]]:
+    """Insert each missing member and give the others the new fields (tags: the value);
+    (before, after, fields written) of each item, in order."""
+    table = member.table
+    keys = [_member_key(member, item) for item in items]
+    current = await _members_by_key(connection, member, keys)
+    done: list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]] = []
+    for key, item in zip(keys, items, strict=True):
+        before = current.get(key)
+        written: dict[str, Any]
+        if before is None:
+            written = dict(item)
+            inserted = await connection.execute(insert(table).values(target_key=key, **written))
+            after = {"id": _inserted_id(inserted), "target_key": key, **written}
+        else:
+            written = {name: item[name] for name in member.fields if before[name] != item[name]}
+            after = before
+            if written:
+                await connection.execute(
+                    update(table).where(table.c.id == before["id"]).values(**written))
+                after = {**before, **written}
+        current[key] = after
+        done.append((before, after, written))
+    return done
+
+
+async def _delete_rows(connection: AsyncConnection, table: Table, ids: Sequence[int]) -> None:
+    for chunk in _chunks(ids):
+        await connection.execute(delete(table).where(table.c.id.in_(chunk)))
+
+
+async def _put_service_instances(
+        connection: AsyncConnection, items: Sequence[dict[str, Any]], now_ms: int,
+) -> list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]]:
+    """Insert each missing logical instance and rewrite the fields that differ of the others;
+    (before, after, fields written) of each item, in order."""
+    table = _SERVICE_INSTANCES
+    keys = [target_key(*(item[name] for name in _SERVICE_INSTANCE_KEYS)) for item in items]
+    current: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(dict.fromkeys(keys))):
+        rows = await connection.execute(select(table).where(table.c.target_key.in_(chunk)))
+        current.update((row["target_key"], _instance_row(row)) for row in rows.mappings())
+    done: list[tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]] = []
+    for key, item in zip(keys, items, strict=True):
+        before = current.get(key)
+        written: dict[str, Any]
+        if before is None:
+            written = dict(item)
+            inserted = await connection.execute(insert(table).values(
+                target_key=key, **_stored(written), created_ms=now_ms, updated_ms=now_ms))
+            after = {"id": _inserted_id(inserted), "target_key": key, **written,
+                     "created_ms": now_ms, "updated_ms": now_ms}
+        else:
+            written = {name: item[name] for name in _SERVICE_INSTANCE_FIELDS
+                       if before[name] != item[name]}
+            after = before
+            if written:
+                await connection.execute(update(table).where(table.c.id == before["id"])
+                                         .values(**_stored(written), updated_ms=now_ms))
+                after = {**before, **written, "updated_ms": now_ms}
+        current[key] = after
+        done.append((before, after, written))
+    return done
+
+
+async def _live_members(connection: AsyncConnection, table: Table) -> list[RowMapping]:
+    """Every row of a member table whose group is not deleted, by id."""
+    rows = await connection.execute(
+        select(table).join(_GROUPS, _GROUPS.c.id == table.c.group_id)
+        .where(_GROUPS.c.deleted.is_(False)).order_by(table.c.id))
+    return list(rows.mappings())
 
 
 def _migrate(connection: Connection) -> None:
@@ -915,8 +1340,8 @@ class ManagementStore:
         return int(found)
 
     async def load(self) -> ManagementData:
-        """Every operation in force, group, route rule and link (see ManagementData) and the
-        version, read in one snapshot."""
+        """Every operation in force, group, route rule, link, group member and logical instance
+        (see ManagementData) and the version, read in one snapshot."""
         async with self._guard("load"), self._snapshot() as connection:
             found = await connection.scalar(select(_META.c.version).where(_META.c.id == 1))
             instances = await connection.execute(select(
@@ -943,10 +1368,19 @@ class ManagementStore:
                 .where(_RULES.c.deleted.is_(False), _GROUPS.c.deleted.is_(False))
                 .order_by(_LINKS.c.id))
             link_rows = tuple(_link(row) for row in links.mappings())
+            tags = tuple(_tag(row) for row in await _live_members(connection, _GROUP_TAGS))
+            members = tuple(_group_instance(row)
+                            for row in await _live_members(connection, _GROUP_INSTANCES))
+            group_ops = tuple(_group_operation(row)
+                              for row in await _live_members(connection, _GROUP_OPERATIONS))
+            logical = await connection.execute(
+                select(_SERVICE_INSTANCES).order_by(_SERVICE_INSTANCES.c.id))
+            logical_rows = tuple(_service_instance(_instance_row(row))
+                                 for row in logical.mappings())
         if found is None:
             raise StoreError("the version row is missing")
         return ManagementData(instance_ops, server_ops, zone_ops, int(found), group_rows,
-                              rule_rows, link_rows)
+                              rule_rows, link_rows, tags, members, group_ops, logical_rows)
 
     async def operate_instance(
         self, region: str, service: str, instance: str, operation: str, complete: bool, *,
@@ -1079,8 +1513,9 @@ class ManagementStore:
         self, items: Sequence[tuple[int, int]], *, actor: str, operator_id: str,
         reason: str | None = None, extensions: str = "{}", now_ms: int,
     ) -> int:
-        """Make the unreleased weight of each existing link (route_rule_id, group_id) its
-        weight; missing links are ignored. How many weights changed."""
+        """Make the unreleased weight of each link (route_rule_id, group_id) its weight; a pair
+        without a link is refused (StoreValueError, nothing written). How many weights
+        changed."""
         pairs = _check_pairs(items, 2)
         context = _write_context(actor, operator_id, reason, extensions, now_ms)
 
@@ -1089,9 +1524,10 @@ class ManagementStore:
             services = await _rule_services(connection, (rule_id for rule_id, _ in current))
             audits, changed = [], 0
             for rule_id, group_id in pairs:
-                before = current.get((rule_id, group_id))
-                if before is None:
-                    continue
+                if (rule_id, group_id) not in current:
+                    raise StoreValueError(f"route rule {rule_id} has no group {group_id}")
+            for rule_id, group_id in pairs:
+                before = current[(rule_id, group_id)]
                 written: dict[str, Any] = {}
                 if before["weight"] != before["unreleased_weight"]:
                     written = {"weight": before["unreleased_weight"]}
@@ -1175,7 +1611,261 @@ class ManagementStore:
 
         return await self._write("create route rule", write)
 
+    # -- group members and logical instances (§4.7, §7.3, §7.5) ------------------------------
+
+    async def upsert_group_tags(
+        self, items: Sequence[tuple[int, str, str]], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> list[GroupTag]:
+        """Give each (group_id, tag, value) its value, inserting the missing tags. Each group
+        must exist and not be deleted. The tags after the write, one per item, in order."""
+        tags = _check_members(_TAG, items, 3)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> list[GroupTag]:
+            groups = await _groups_by_id(connection, (tag["group_id"] for tag in tags),
+                                         live=True)
+            done = await _put_members(connection, _TAG, tags)
+            await _insert_audit(connection, [
+                _member_audit(_TAG, context, "create" if before is None else "update", before,
+                              after, written, after["group_id"], after["tag"], groups)
+                for before, after, written in done])
+            return [_tag(after) for _, after, _ in done]
+
+        return await self._write("upsert group tags", write)
+
+    async def delete_group_tags(
+        self, group_id: int | None, tag: str | None, value: str | None, *, actor: str,
+        operator_id: str, reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Delete (for good) every tag that matches each argument given (None: any): of the
+        group (which must exist and not be deleted), with the tag, with the value. At least
+        one must be given. How many tags were deleted."""
+        if group_id is None and tag is None and value is None:
+            raise StoreValueError("deleting every tag is refused: give a group, tag or value")
+        if group_id is not None:
+            _check_row_id("group_id", group_id)
+        _check_optional("tag", tag, MAX_ID)
+        _check_optional("value", value, MAX_TAG_VALUE)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+        filters = {"group_id": group_id, "tag": tag, "value": value}
+        columns = {name: name for name in filters}
+        conditions = [_GROUP_TAGS.c[name] == wanted for name, wanted in filters.items()
+                      if wanted is not None]
+
+        async def write(connection: AsyncConnection) -> int:
+            if group_id is not None:
+                await _groups_by_id(connection, [group_id], live=True)
+            rows = await connection.execute(
+                select(_GROUP_TAGS).where(*conditions).order_by(_GROUP_TAGS.c.id))
+            found = _exact(rows.mappings(), columns, filters)
+            groups = await _groups_by_id(connection, (row["group_id"] for row in found),
+                                         live=False)
+            await _delete_rows(connection, _GROUP_TAGS, [row["id"] for row in found])
+            await _insert_audit(connection, [
+                _member_audit(_TAG, context, "delete", row, None, {}, row["group_id"],
+                              row["tag"], groups) for row in found])
+            return len(found)
+
+        return await self._write("delete group tags", write)
+
+    async def group_tags(self, group_id: int | None) -> list[GroupTag]:
+        """The tags of a group (None: of every group; deleted groups' too), by id."""
+        filters = {} if group_id is None else {"group_id": group_id}
+        rows = await self._rows("group tags", _GROUP_TAGS, {"group_id": "group_id"}, filters)
+        return [_tag(row) for row in rows]
+
+    async def insert_group_instances(
+        self, items: Sequence[tuple[int, str]], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> list[GroupInstance]:
+        """Insert each missing (group_id, instance_id); the present ones stay as they are. Each
+        group must exist and not be deleted. The rows, one per item, in order."""
+        members = _check_members(_GROUP_INSTANCE, items, 2)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> list[GroupInstance]:
+            groups = await _groups_by_id(connection, (item["group_id"] for item in members),
+                                         live=True)
+            done = await _put_members(connection, _GROUP_INSTANCE, members)
+            await _insert_audit(connection, [
+                _member_audit(_GROUP_INSTANCE, context, "create", before, after, written,
+                              after["group_id"], after["instance_id"], groups)
+                for before, after, written in done])
+            return [_group_instance(after) for _, after, _ in done]
+
+        return await self._write("insert group instances", write)
+
+    async def delete_group_instances(
+        self, group_instance_ids: Sequence[int], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Delete group instances by id (for good); unknown ids are ignored. How many were
+        deleted."""
+        ids = _check_ids("group_instance_id", group_instance_ids)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> int:
+            found = await _rows_by_id(connection, _GROUP_INSTANCES, ids)
+            gone = [found[row_id] for row_id in ids if row_id in found]
+            groups = await _groups_by_id(connection, (row["group_id"] for row in gone),
+                                         live=False)
+            await _delete_rows(connection, _GROUP_INSTANCES, [row["id"] for row in gone])
+            await _insert_audit(connection, [
+                _member_audit(_GROUP_INSTANCE, context, "delete", row, None, {},
+                              row["group_id"], row["instance_id"], groups) for row in gone])
+            return len(gone)
+
+        return await self._write("delete group instances", write)
+
+    async def group_instances(self, filters: Mapping[str, str | int | None],
+                              ) -> list[GroupInstance]:
+        """Every group instance (deleted groups' too) that matches every filter (group_id,
+        instance_id: equality), by id."""
+        rows = await self._rows("group instances", _GROUP_INSTANCES, _GROUP_INSTANCE_FILTERS,
+                                filters)
+        return [_group_instance(row) for row in rows]
+
+    async def set_group_instances(
+        self, group_id: int, instance_ids: Sequence[str], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> tuple[int, int]:
+        """Make the group's instances exactly `instance_ids` (canary): delete the others and
+        insert the missing ones (audit rows: each deleted, then each id given, once, in
+        order). The group must exist and not be deleted. How many were added and how many
+        removed."""
+        _check_row_id("group_id", group_id)
+        if isinstance(instance_ids, str):
+            raise StoreValueError("instance_ids must be a sequence of instance ids, not text")
+        members = _check_members(_GROUP_INSTANCE, ((group_id, instance_id)
+                                                   for instance_id in instance_ids), 2)
+        members = list({item["instance_id"]: item for item in members}.values())  # each once
+        wanted = {item["instance_id"] for item in members}
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> tuple[int, int]:
+            groups = await _groups_by_id(connection, [group_id], live=True)
+            rows = await connection.execute(select(_GROUP_INSTANCES).where(
+                _GROUP_INSTANCES.c.group_id == group_id).order_by(_GROUP_INSTANCES.c.id))
+            gone = [dict(row) for row in rows.mappings() if row["instance_id"] not in wanted]
+            await _delete_rows(connection, _GROUP_INSTANCES, [row["id"] for row in gone])
+            done = await _put_members(connection, _GROUP_INSTANCE, members)
+            audits = [_member_audit(_GROUP_INSTANCE, context, "delete", row, None, {},
+                                    group_id, row["instance_id"], groups) for row in gone]
+            audits += [_member_audit(_GROUP_INSTANCE, context, "create", before, after,
+                                     written, group_id, after["instance_id"], groups)
+                       for before, after, written in done]
+            await _insert_audit(connection, audits)
+            return sum(1 for before, _, _ in done if before is None), len(gone)
+
+        return await self._write("set group instances", write)
+
+    async def operate_group_operations(
+        self, items: Sequence[tuple[int, str]], complete: bool, *, actor: str,
+        operator_id: str, reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Put each (group_id, operation) in force (complete=False; present ones stay) or end
+        it (complete=True; missing ones are ignored). Each group must exist and not be
+        deleted. How many operations were added or ended."""
+        if type(complete) is not bool:
+            raise StoreValueError("complete must be a bool")
+        operations = _check_members(_GROUP_OPERATION, items, 2)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> int:
+            groups = await _groups_by_id(
+                connection, (item["group_id"] for item in operations), live=True)
+            done: list[tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any]]]
+            if not complete:
+                done = list(await _put_members(connection, _GROUP_OPERATION, operations))
+            else:
+                current: dict[str, dict[str, Any] | None] = dict(await _members_by_key(
+                    connection, _GROUP_OPERATION,
+                    (_member_key(_GROUP_OPERATION, item) for item in operations)))
+                done, gone = [], []
+                for item in operations:
+                    key = _member_key(_GROUP_OPERATION, item)
+                    before = current.get(key)
+                    if before is not None:
+                        gone.append(before["id"])
+                        current[key] = None
+                    done.append((before, None, {}))
+                await _delete_rows(connection, _GROUP_OPERATIONS, gone)
+            audits = []
+            for item, (before, after, written) in zip(operations, done, strict=True):
+                audits.append(_member_audit(
+                    _GROUP_OPERATION, context, item["operation"], before, after, written,
+                    item["group_id"], item["operation"], groups, complete=complete))
+            await _insert_audit(connection, audits)
+            return sum(1 for before, after, _ in done if (before is None) != (after is None))
+
+        return await self._write("operate group operations", write)
+
+    async def group_operations(self, group_id: int | None) -> list[GroupOperation]:
+        """The operations in force on a group (None: on every group; deleted groups' too), by
+        id."""
+        filters = {} if group_id is None else {"group_id": group_id}
+        rows = await self._rows("group operations", _GROUP_OPERATIONS,
+                                {"group_id": "group_id"}, filters)
+        return [_group_operation(row) for row in rows]
+
+    async def upsert_service_instances(
+        self, items: Sequence[ServiceInstanceSpec], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> list[ServiceInstance]:
+        """Insert each logical instance missing by its key (service, instance) and give the
+        existing ones every field of the spec. The rows after the write, one per spec, in
+        order."""
+        specs = [_check_service_instance(spec) for spec in items]
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> list[ServiceInstance]:
+            done = await _put_service_instances(connection, specs, now_ms)
+            await _insert_audit(connection, [
+                _service_instance_audit(context, "create" if before is None else "update",
+                                        before, after, written)
+                for before, after, written in done])
+            return [_service_instance(after) for _, after, _ in done]
+
+        return await self._write("upsert service instances", write)
+
+    async def delete_service_instances(
+        self, service_instance_ids: Sequence[int], *, actor: str, operator_id: str,
+        reason: str | None = None, extensions: str = "{}", now_ms: int,
+    ) -> int:
+        """Delete logical instances by id (for good); unknown ids are ignored. How many were
+        deleted."""
+        ids = _check_ids("service_instance_id", service_instance_ids)
+        context = _write_context(actor, operator_id, reason, extensions, now_ms)
+
+        async def write(connection: AsyncConnection) -> int:
+            found = await _rows_by_id(connection, _SERVICE_INSTANCES, ids)
+            gone = [_instance_row(found[row_id]) for row_id in ids if row_id in found]
+            await _delete_rows(connection, _SERVICE_INSTANCES, [row["id"] for row in gone])
+            await _insert_audit(connection, [
+                _service_instance_audit(context, "delete", row, None, {}) for row in gone])
+            return len(gone)
+
+        return await self._write("delete service instances", write)
+
+    async def service_instances(self, filters: Mapping[str, str | int | None],
+                                ) -> list[ServiceInstance]:
+        """The logical instances that match every filter (service_id, instance_id: equality),
+        by id."""
+        rows = await self._rows("service instances", _SERVICE_INSTANCES,
+                                _SERVICE_INSTANCE_FILTERS, filters)
+        return [_service_instance(_instance_row(row)) for row in rows]
+
     # -- internals --------------------------------------------------------------------------
+
+    async def _rows(self, what: str, table: Table, columns: Mapping[str, str],
+                    filters: Mapping[str, str | int | None]) -> list[dict[str, Any]]:
+        """The rows of `table` that match every filter exactly (see _filter), by id."""
+        conditions = _filter(table, columns, what, filters)
+        async with self._guard(what), self._snapshot() as connection:
+            rows = await connection.execute(
+                select(table).where(*conditions).order_by(table.c.id))
+            return _exact(rows.mappings(), columns, filters)
 
     async def _write(self, what: str,
                      body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
@@ -1252,6 +1942,11 @@ class ManagementStore:
                 raise StoreValueError(f"route rule {link[0]} does not exist or is deleted")
             if link[1] not in groups:
                 raise StoreValueError(f"group {link[1]} does not exist or is deleted")
+            rule_service, group_service = rules[link[0]]["service_id"], groups[link[1]][
+                "service_id"]
+            if rule_service != group_service:
+                raise StoreValueError(f"group {link[1]} is of service {group_service!r}, not of "
+                                      f"route rule {link[0]}'s {rule_service!r}")
         return {row_id: row["service_id"] for row_id, row in rules.items()}
 
 
