@@ -562,10 +562,6 @@ async def test_a_default_group_operation_hides_instances_without_a_group(managed
                   for i in (none, empty, named, default)]
 
 
-@pytest.mark.xfail(strict=True, reason="ManagementView.hides (core/management.py:140) and the "
-                   "registry's lease.group (core/registry.py:502) do not strip groupId: a blank "
-                   "groupId is not the `default` group, though describe() and the original's "
-                   "ServiceGroups.isDefaultGroupId treat it as none")
 async def test_a_blank_group_id_is_in_the_default_group(managed: Api) -> None:
     """An instance whose groupId is blank belongs to `default`: its operation hides it."""
     api = managed

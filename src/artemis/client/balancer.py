@@ -92,7 +92,7 @@ def _members(group_key: str | None, listed: Sequence[Instance] | None,
 def _group_key(instance: Instance) -> str:
     """The original's instance group key: service/region/zone/group/instance, lower-case."""
     parts = [instance.service_id, instance.region_id, instance.zone_id,
-             instance.group_id or "default", instance.instance_id]
+             (instance.group_id or "").strip() or "default", instance.instance_id]
     return "/".join(p for p in parts if p).lower()
 
 

@@ -143,7 +143,8 @@ class ManagementView:
         """The encoded `logicInstances` of a service: those not pulled out."""
         shown = [i for i in self.logic.get(service, ())
                  if not self.hides(service, (i.instance_id or "").lower(), (i.ip or "").lower(),
-                                   (i.zone_id or "").lower(), (i.group_id or "").lower())]
+                                   (i.zone_id or "").lower(),
+                                   (i.group_id or "").strip().lower())]
         return wire.encode(shown) if shown else NO_RULES
 
     def rules_of(self, service: str) -> bytes:

@@ -499,7 +499,7 @@ class Registry:
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
         ip = (instance.ip or "").lower()
         zone = (instance.zone_id or "").lower()
-        group = (instance.group_id or "").lower()
+        group = (instance.group_id or "").strip().lower()  # blank: the default group
         view = self.view
         hidden = not view.empty and view.hides(key, ikey, ip, zone, group)
         if self.tombstones:

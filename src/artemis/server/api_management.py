@@ -284,7 +284,7 @@ class ManagementApi:
             self.text(instance.service_id, "serviceId").lower(),
             self.text(instance.instance_id, "instanceId").lower(),
             (instance.ip or "").lower(), (instance.zone_id or "").lower(),
-            (instance.group_id or "").lower())
+            (instance.group_id or "").strip().lower())
         return wire.encode(wire.DownResponse(down=down, response_status=_SUCCESS))
 
     async def server_down(self, request: Request, actor: str) -> bytes:
