@@ -311,8 +311,30 @@ class ManagementApi:
                         "ttl": str(int(lease.ttl * 1000))}
             instances.append(msgspec.structs.replace(
                 instance, status="down" if lease.hidden else "up", metadata=metadata))
-        return wire.Service(instances=instances, logic_instances=[], metadata=None,
-                            route_rules=[], service_id=state.service_id)
+        view = self.management.view
+        key = state.key
+        logic = [msgspec.structs.replace(i, status="down" if view.hides(
+            key, (i.instance_id or "").lower(), (i.ip or "").lower(), (i.zone_id or "").lower(),
+            (i.group_id or "").strip().lower()) else "up") for i in view.logic.get(key, ())]
+        rules = msgspec.json.decode(view.rules_of(key), type=list[wire.RouteRule])
+        return wire.Service(instances=instances, logic_instances=logic, metadata=None,
+                            route_rules=rules, service_id=state.service_id)
+
+    def _groups_of(self, service: str) -> list[wire.ServiceGroup]:
+        """Every management group of a service, as the original's management service.json
+        lists them: key, tags as metadata, explicit members; no weight."""
+        management = self.management
+        tags: dict[int, dict[str, str]] = {}
+        for tag in management.group_tags:
+            tags.setdefault(tag.group_id, {})[tag.tag] = tag.value
+        members: dict[int, list[str]] = {}
+        for member in management.group_instances:
+            members.setdefault(member.group_id, []).append(member.instance_id)
+        return [wire.ServiceGroup(
+            group_key=f"{g.service_id}/{g.region_id}/{g.zone_id}/{g.name}",
+            instance_ids=sorted(members[g.id]) if g.id in members else None,
+            metadata=tags.get(g.id)) for g in sorted(
+                management.groups, key=lambda g: (g.zone_id, g.name)) if g.service_id == service]
 
     async def services(self, request: Request, actor: str) -> bytes:
         if request.method == "POST":
@@ -329,8 +351,8 @@ class ManagementApi:
         state = self.node.registry.service(service_id)
         found = (wire.Service(instances=[], logic_instances=[], metadata=None, route_rules=[],
                               service_id=service_id) if state is None else self._managed(state))
-        return wire.encode(wire.ManagedServiceResponse(groups=[], response_status=_SUCCESS,
-                                                       service=found))
+        return wire.encode(wire.ManagedServiceResponse(
+            groups=self._groups_of(service_id.lower()), response_status=_SUCCESS, service=found))
 
     # --- zones ---------------------------------------------------------------------------
 

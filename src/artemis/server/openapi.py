@@ -207,13 +207,14 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
         "Every service as operators see it", wire.GetServicesRequest, wire.GetServicesResponse,
         (_REGION, _ZONE), description="Every registered instance, pulled out or not: `status` "
         "is `down` when management hides it, `up` otherwise, and its metadata gains "
-        "`creationTime`, `renewalTime` and `ttl` (ms, as text). " + _MANAGEMENT.format(
+        "`creationTime`, `renewalTime` and `ttl` (ms, as text); logical instances likewise, "
+        "and the route rules discovery shows. " + _MANAGEMENT.format(
             role="read")),
     "/api/management/service.json": Endpoint(
         "One service as operators see it", wire.ManagedServiceRequest,
-        wire.ManagedServiceResponse, description="As services.json, for one service, with its "
-        "management groups (`[]`: groups are not built yet). " + _MANAGEMENT.format(
-            role="read")),
+        wire.ManagedServiceResponse, description="As services.json, for one service, with "
+        "every management group of the service (key, tags as metadata, explicit members). "
+        + _MANAGEMENT.format(role="read")),
     "/api/management/server-down.json": Endpoint(
         "Is this server pulled out?", wire.ServerKeyRequest, wire.DownResponse,
         description=_MANAGEMENT.format(role="read")),
