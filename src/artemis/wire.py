@@ -479,13 +479,16 @@ class OperationLogRequest(_Wire, kw_only=True, frozen=True):
     (this implementation's addition: the original has neither)."""
 
     complete: bool | None = None
+    group_id: int | None = None
     instance_id: str | None = None
     limit: int | None = None
+    name: str | None = None
     newest_first: bool | None = None
     offset: int | None = None
     operation: str | None = None
     operator_id: str | None = None
     region_id: str | None = None
+    route_rule_id: int | None = None
     server_id: str | None = None
     service_id: str | None = None
     zone_id: str | None = None

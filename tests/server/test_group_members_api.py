@@ -1212,3 +1212,31 @@ async def test_a_node_without_a_database_answers_service_unavailable(api: Api) -
     assert {path: failure(path, "service-unavailable",
                           "management is not configured on this node (no database)")
             for path in NULLS} == found
+
+
+async def test_per_kind_logs_list_only_their_kind_and_filter_by_group(managed: Api) -> None:
+    """group-logs, route-rule-logs and the other per-kind logs list only their kind's entries;
+    groupId and name filter them."""
+    api = managed
+    group_path = "/api/management/group"
+    blue = {"serviceId": "svc", "regionId": REGION, "zoneId": "z1", "name": "blue",
+            "status": "active"}
+    await api.call(f"{group_path}/insert-groups.json",
+                   {"groups": [blue, {**blue, "name": "green"}], "operatorId": "ops"})
+    await api.call(f"{group_path}/insert-route-rules.json", {"routeRules": [
+        {"serviceId": "svc", "name": "split", "status": "active"}], "operatorId": "ops"})
+    await api.call(f"{group_path}/insert-group-tags.json", {"groupTagsList": [
+        {"groupId": 2, "tags": {"idc": "a"}}], "operatorId": "ops"})
+
+    def kinds(answer: Any) -> list[tuple[str, str]]:
+        return [(e["kind"], e["operation"]) for e in answer["logs"]]
+
+    log = "/api/management/log"
+    assert ([("group", "create"), ("group", "create")], [("route-rule", "create")],
+            [("group-tag", "create")], [("group-tag", "create")], [], [("group", "create")]) == (
+        kinds(await api.call(f"{log}/group-logs.json", {})),
+        kinds(await api.call(f"{log}/route-rule-logs.json", {})),
+        kinds(await api.call(f"{log}/group-tag-logs.json", {"groupId": 2})),
+        kinds(await api.call(f"{log}/group-tag-logs.json", {"name": "idc"})),
+        kinds(await api.call(f"{log}/group-tag-logs.json", {"groupId": 1})),
+        kinds(await api.call(f"{log}/group-logs.json", {"name": "green"})))

@@ -85,6 +85,19 @@ class ManagementApi:
              {"logs": None, "total": 0}),
             ("log/zone-operation-logs.json", post, self._log("zone-operation"),
              {"logs": None, "total": 0}),
+            ("log/group-operation-logs.json", post, self._log("group-operation"),
+             {"logs": None, "total": 0}),
+            ("log/group-logs.json", post, self._log("group"), {"logs": None, "total": 0}),
+            ("log/route-rule-logs.json", post, self._log("route-rule"),
+             {"logs": None, "total": 0}),
+            ("log/route-rule-group-logs.json", post, self._log("route-rule-group"),
+             {"logs": None, "total": 0}),
+            ("log/group-instance-logs.json", post, self._log("group-instance"),
+             {"logs": None, "total": 0}),
+            ("log/service-instance-logs.json", post, self._log("service-instance"),
+             {"logs": None, "total": 0}),
+            ("log/group-tag-logs.json", post, self._log("group-tag"),
+             {"logs": None, "total": 0}),
             ("log/audit.json", post, self._log(None), {"logs": None, "total": 0}),
         ):
             self.routes[f"{BASE}/{path}"] = Route(methods, async_handler=self.guard(
@@ -446,6 +459,12 @@ class ManagementApi:
                     filters[name] = self.text(value, field, _MAX_NAME)
             if asked.complete is not None:
                 filters["complete"] = asked.complete
+            if asked.name is not None and asked.name.strip():
+                filters["name"] = self.text(asked.name, "name")  # as stored
+            for name, value in (("group_id", asked.group_id),
+                                ("route_rule_id", asked.route_rule_id)):
+                if value is not None:
+                    filters[name] = value
             offset = asked.offset or 0
             limit = 100 if asked.limit is None else asked.limit
             if not 0 <= offset <= _MAX_OFFSET or not 1 <= limit <= 1000:

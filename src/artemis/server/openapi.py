@@ -244,6 +244,27 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = {
     "/api/management/log/zone-operation-logs.json": Endpoint(
         "Audit log of zone operations", wire.OperationLogRequest, wire.AuditLogResponse,
         description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/group-operation-logs.json": Endpoint(
+        "Audit log of group operations", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/group-logs.json": Endpoint(
+        "Audit log of groups", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/route-rule-logs.json": Endpoint(
+        "Audit log of route rules", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/route-rule-group-logs.json": Endpoint(
+        "Audit log of route rules' groups", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/group-instance-logs.json": Endpoint(
+        "Audit log of groups' explicit members", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/service-instance-logs.json": Endpoint(
+        "Audit log of logical instances", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
+    "/api/management/log/group-tag-logs.json": Endpoint(
+        "Audit log of group tags", wire.OperationLogRequest, wire.AuditLogResponse,
+        description=_MANAGEMENT.format(role="read")),
     "/api/management/log/audit.json": Endpoint(
         "The whole audit log", wire.OperationLogRequest, wire.AuditLogResponse,
         description="Every management write: who (`actor`: the token's name; `operatorId`), "
