@@ -217,3 +217,40 @@ def test_a_database_that_comes_later_is_applied(start_node: StartNode, tmp_path:
     poll(available, 5.0, "the node opening its database")
     operate(node, complete=False)
     assert [] == listed(node)
+
+
+def route_rules(node: RunningNode) -> list[Any]:
+    answer = call(node, "/api/discovery/service.json", {
+        "discoveryConfig": {"serviceId": SERVICE}, "regionId": "SHA"})
+    return list(answer["service"]["routeRules"])
+
+
+def test_route_rules_reach_the_other_node_within_a_second(start_node: StartNode,
+                                                           tmp_path: Path) -> None:
+    """A route rule created and released through node A is in node B's answers within 1 s."""
+    flags = ("--database", f"sqlite:///{tmp_path / 'm.db'}", "--admin-token", SECRET)
+    with ThreadPoolExecutor(2) as starting:
+        a, b = starting.map(lambda _: start_node(*flags), range(2))
+    for node in (a, b):
+        assert OK_BODY == call(node, "/api/registry/register.json", {"instances": [INSTANCE]})
+    group = {"serviceId": SERVICE, "regionId": "SHA", "zoneId": "zone-1", "status": "active"}
+    assert OK == call(a, f"{M}/group/create-route-rule.json", {
+        "routeRule": {"serviceId": SERVICE, "name": "split", "status": "active"},
+        "groups": [{**group, "name": "blue", "weight": 80}, {**group, "name": "green",
+                                                              "weight": 20}],
+        "operatorId": "alice"})
+    links = call(a, f"{M}/group/get-all-route-rule-groups.json", {})["routeRuleGroups"]
+    assert OK == call(a, f"{M}/group/release-route-rule-groups.json", {
+        "routeRuleGroups": [{"routeRuleId": link["routeRuleId"], "groupId": link["groupId"]}
+                            for link in links], "operatorId": "alice"})
+    expected = [{"groups": [
+        {"groupKey": f"{SERVICE}/sha/zone-1/blue".lower(), "instanceIds": None,
+         "instances": None, "metadata": None, "weight": 80},
+        {"groupKey": f"{SERVICE}/sha/zone-1/green".lower(), "instanceIds": None,
+         "instances": None, "metadata": None, "weight": 20}],
+        "routeId": "split", "strategy": "weighted-round-robin"}]
+    released = time.monotonic()
+    assert expected == route_rules(a)
+    while route_rules(b) != expected:
+        assert time.monotonic() - released <= PROPAGATION_DEADLINE, route_rules(b)
+        time.sleep(0.01)
