@@ -374,8 +374,8 @@ class GroupApi:
             group, tag, value, actor=actor, now_ms=self._now(), **context))
 
     def _tags_of(self, group_id: int) -> wire.GroupTags | None:
-        tags = {t.tag: t.value for t in self.management.group_tags if t.group_id == group_id}
-        return wire.GroupTags(group_id=group_id, tags=tags) if tags else None
+        tags = self.management.tags_by_group.get(group_id)
+        return wire.GroupTags(group_id=group_id, tags=dict(tags)) if tags else None
 
     async def get_tags(self, request: Request, actor: str) -> bytes:
         asked = request.json(wire.GroupIdQuery)
@@ -383,8 +383,7 @@ class GroupApi:
         return wire.encode(wire.GroupTagsResponse(group_tags=found, response_status=SUCCESS))
 
     async def all_tags(self, request: Request, actor: str) -> bytes:
-        ids = [] if self.api.other_region(request) else sorted(
-            {t.group_id for t in self.management.group_tags})
+        ids = [] if self.api.other_region(request) else sorted(self.management.tags_by_group)
         items = [t for t in (self._tags_of(i) for i in ids) if t is not None]
         return wire.encode(wire.AllGroupTagsResponse(all_group_tags=items,
                                                      response_status=SUCCESS))
@@ -456,9 +455,8 @@ class GroupApi:
             now_ms=self._now(), **context))
 
     def _operations_of(self, group_id: int) -> wire.GroupOperations | None:
-        ops = sorted(o.operation for o in self.management.group_operations
-                     if o.group_id == group_id)
-        return wire.GroupOperations(group_id=group_id, operations=ops) if ops else None
+        ops = self.management.operations_by_group.get(group_id)
+        return wire.GroupOperations(group_id=group_id, operations=list(ops)) if ops else None
 
     async def get_group_operations(self, request: Request, actor: str) -> bytes:
         asked = request.json(wire.GroupIdQuery)
@@ -468,7 +466,7 @@ class GroupApi:
 
     async def all_group_operations(self, request: Request, actor: str) -> bytes:
         ids = [] if self.api.other_region(request) else sorted(
-            {o.group_id for o in self.management.group_operations})
+            self.management.operations_by_group)
         items = [o for o in (self._operations_of(i) for i in ids) if o is not None]
         return wire.encode(wire.AllGroupOperationsResponse(all_group_operations=items,
                                                            response_status=SUCCESS))

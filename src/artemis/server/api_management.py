@@ -337,16 +337,11 @@ class ManagementApi:
         """Every management group of a service, as the original's management service.json
         lists them: key, tags as metadata, explicit members; no weight."""
         management = self.management
-        tags: dict[int, dict[str, str]] = {}
-        for tag in management.group_tags:
-            tags.setdefault(tag.group_id, {})[tag.tag] = tag.value
-        members: dict[int, list[str]] = {}
-        for member in management.group_instances:
-            members.setdefault(member.group_id, []).append(member.instance_id)
+        members, tags = management.members_by_group, management.tags_by_group
         return [wire.ServiceGroup(
             group_key=f"{g.service_id}/{g.region_id}/{g.zone_id}/{g.name}",
-            instance_ids=sorted(members[g.id]) if g.id in members else None,
-            metadata=tags.get(g.id)) for g in sorted(
+            instance_ids=list(members[g.id]) if g.id in members else None,
+            metadata=dict(tags[g.id]) if g.id in tags else None) for g in sorted(
                 management.groups, key=lambda g: (g.zone_id, g.name)) if g.service_id == service]
 
     async def services(self, request: Request, actor: str) -> bytes:

@@ -94,6 +94,10 @@ class Management:
         self.group_instances: tuple[GroupInstance, ...] = ()
         self.group_operations: tuple[GroupOperation, ...] = ()
         self.service_instances: tuple[ServiceInstance, ...] = ()
+        # by group id, built once per load for the reads and views
+        self.tags_by_group: dict[int, dict[str, str]] = {}
+        self.members_by_group: dict[int, list[str]] = {}
+        self.operations_by_group: dict[int, list[str]] = {}
         self.last_error = ""
         self.loads = 0
         self.last_load_ms = 0
@@ -201,6 +205,12 @@ class Management:
         members: dict[int, list[str]] = {}
         for member in self.group_instances:
             members.setdefault(member.group_id, []).append(member.instance_id)
+        group_ops: dict[int, list[str]] = {}
+        for op in self.group_operations:
+            group_ops.setdefault(op.group_id, []).append(op.operation)
+        self.tags_by_group = tags
+        self.members_by_group = {k: sorted(v) for k, v in members.items()}
+        self.operations_by_group = {k: sorted(v) for k, v in group_ops.items()}
         rules = route_rules(
             ((g.id, g.service_id, g.region_id, g.zone_id, g.name, g.status)
              for g in self.groups),
