@@ -50,7 +50,7 @@ from artemis.core.replication import (
     instance_key,
     retryable,
 )
-from artemis.server.node import Node, drive_async
+from artemis.server.node import Node, drive_async, percentiles_ms
 from artemis.server.peers import AiohttpPeers, PeerClient, PeerError
 from artemis.wire import Instance
 
@@ -109,14 +109,7 @@ class PeerLink:
         return self.state.answered and self.state.status != DOWN
 
     def lag_summary(self, now: float, window: float = 60.0) -> dict[str, float]:
-        ordered = sorted(lag for when, lag in self.lag if now - when <= window)
-        if not ordered:
-            return {"samples": 0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0}
-        return {"samples": len(ordered),
-                "p50Ms": round(ordered[len(ordered) // 2] * 1000, 3),
-                "p99Ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-                               3),
-                "maxMs": round(ordered[-1] * 1000, 3)}
+        return percentiles_ms(lag for when, lag in self.lag if now - when <= window)
 
 
 class Cluster:

@@ -19,7 +19,15 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 from artemis.clock import Clock, SystemClock
@@ -31,7 +39,7 @@ from artemis.core.versions import Change, Versions
 from artemis.server.settings import Settings
 from artemis.wire import Instance
 
-__all__ = ["LoopLag", "Node", "StepTimes", "drive_async"]
+__all__ = ["LoopLag", "Node", "StepTimes", "drive_async", "percentiles_ms"]
 
 log = logging.getLogger("artemis.node")
 
@@ -120,16 +128,20 @@ class LoopLag:
     def summary(self, window: float | None = None) -> dict[str, float]:
         """Lag percentiles over the last `window` seconds (all kept samples if None)."""
         since = -1.0 if window is None else time.perf_counter() - window
-        ordered = sorted(lag for when, lag in self.samples if when >= since)
-        if not ordered:
-            return {"samples": 0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0, "maxEverMs": 0.0}
-        return {
-            "samples": len(ordered),
+        summary = percentiles_ms(lag for when, lag in self.samples if when >= since)
+        summary["maxEverMs"] = round(self.max_lag * 1000, 3) if summary["samples"] else 0.0
+        return summary
+
+
+def percentiles_ms(seconds: Iterable[float]) -> dict[str, float]:
+    """How many samples, and their p50, p99 and max in milliseconds (all 0 without samples)."""
+    ordered = sorted(seconds)
+    if not ordered:
+        return {"samples": 0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0}
+    return {"samples": len(ordered),
             "p50Ms": round(ordered[len(ordered) // 2] * 1000, 3),
             "p99Ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
-            "maxMs": round(ordered[-1] * 1000, 3),
-            "maxEverMs": round(self.max_lag * 1000, 3),
-        }
+            "maxMs": round(ordered[-1] * 1000, 3)}
 
 
 def _safe_checker(settings: Settings, window: float) -> SafeCheckerConfig:
