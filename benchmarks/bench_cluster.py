@@ -49,20 +49,9 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_node import HIGH_LIMITS, REGION, ZONE, free_port, instance
+from bench_push import percentiles
 
 JSON = {"Content-Type": "application/json"}
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"count": 0}
-    ordered = sorted(values)
-
-    def at(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(len(ordered) * p))], 2)
-
-    return {"count": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99),
-            "max": round(ordered[-1], 2)}
 
 
 class Cluster:
@@ -290,7 +279,7 @@ def scenario_lag(args: argparse.Namespace) -> dict[str, Any]:
     return {"heartbeats": renewals, "heartbeats_per_s": round(renewals["renewals"]
                                                               / renewals["seconds"]),
             "replication_lag_worst_p99_ms": worst, "replication": per_node,
-            "probe_push_ms": percentiles(probe_lags)}
+            "probe_push_ms": percentiles(probe_lags) if probe_lags else {"count": 0}}
 
 
 def scenario_restart(args: argparse.Namespace) -> dict[str, Any]:
