@@ -68,7 +68,8 @@ class Cluster:
         cmd = [sys.executable, "-m", "artemis", "server", "--port", str(self.ports[i]),
                "--region", REGION, "--zone", ZONE, "--log-level", "warning",
                "--rate-limits", HIGH_LIMITS, "--max-batch", "5000", "--url", self.urls[i],
-               *self.extra]
+               "--max-connections-per-client", "0", "--max-instances-per-client", "0",
+               "--max-services-per-client", "0", *self.extra]
         return cmd + (["--peers", self.peers] if self.peers else [])
 
     def start(self, i: int) -> float:

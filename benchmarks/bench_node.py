@@ -61,7 +61,10 @@ def node(*extra: str, env: dict[str, str] | None = None
     port = free_port()
     cmd = [sys.executable, "-m", "artemis", "server", "--port", str(port), "--region", REGION,
            "--zone", ZONE, "--log-level", "warning", "--rate-limits", HIGH_LIMITS,
-           "--max-batch", "5000", *extra]
+           "--max-batch", "5000",
+           # every load generator connects from 127.0.0.1: no per-address cap
+           "--max-connections-per-client", "0", "--max-instances-per-client", "0",
+           "--max-services-per-client", "0", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})})
     base = f"http://127.0.0.1:{port}"

@@ -12,6 +12,9 @@ Scenarios
   expiry      50 instances heartbeat over one WebSocket; each in turn stops without unregistering;
               how long after its lease's deadline (last renewal + TTL) its `delete` reaches a
               subscriber, as a distribution
+  flood       one subscriber to all changes, then one register of 5,000 instances in 5,000
+              services; then a resume frame with revision 0 against --flood-log changes: how long
+              the register took, the slowest /health answer and the event loop's largest lag
 
 Each scenario starts its own `artemis server` on a free 127.0.0.1 port and stops it by its pid;
 load is bounded in count and time. Clock readings from different processes are comparable:
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -211,8 +215,73 @@ def scenario_expiry(args: argparse.Namespace) -> dict[str, Any]:
                 "mean_ms": round(statistics.mean(late), 1)}
 
 
+# --- flood ---------------------------------------------------------------------------------
+
+
+async def _stalls(base: str, attack: Any) -> dict[str, float]:
+    """Run `attack()` while /health is probed; its seconds, the slowest probe and loop lag."""
+    done, slowest = asyncio.Event(), [0.0]
+
+    async def probe(client: httpx.AsyncClient) -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            await client.get(base + "/health")
+            slowest[0] = max(slowest[0], time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+
+    async with httpx.AsyncClient(timeout=600) as client:
+        prober = asyncio.create_task(probe(client))
+        started = time.perf_counter()
+        await attack(client)
+        took = time.perf_counter() - started
+        done.set()
+        await prober
+        window = time.perf_counter() - started + 1
+        lag = (await client.get(f"{base}/api/status/runtime.json?window={window}")).json()
+    return {"attack_s": round(took, 3), "slowest_health_ms": round(slowest[0] * 1000, 1),
+            "loop_lag_max_ms": lag["loopLag"]["maxMs"]}
+
+
+def scenario_flood(args: argparse.Namespace) -> dict[str, Any]:
+    services, log = 5000, args.flood_log
+    with node("--change-log-size", str(log + services)) as (base, _, cmd):
+        ws_base = base.replace("http://", "ws://")
+
+        def batch(port: int) -> dict[str, Any]:
+            return {"instances": [{**instance(f"flood.{i}", i), "port": port}
+                                  for i in range(services)]}
+
+        async def main() -> dict[str, Any]:
+            everything = await websockets.connect(ws_base + "/ws/discovery/all-instance-change")
+            await asyncio.sleep(0.5)
+
+            async def register(client: httpx.AsyncClient) -> None:
+                await client.post(base + "/api/registry/register.json", json=batch(8080))
+
+            results = {"register": await _stalls(base, register)}
+            await everything.close()
+            async with httpx.AsyncClient(timeout=600) as client:
+                for port in range(8081, 8081 + log // services):
+                    await client.post(base + "/api/registry/register.json", json=batch(port))
+            async with websockets.connect(ws_base + "/ws/discovery/instance-change") as probe:
+                await probe.send(json.dumps({**SUBSCRIBE, "serviceId": "x", "revision": "x"}))
+                run = json.loads(await probe.recv())["revision"].rpartition(".")[0]
+            resumed = await websockets.connect(ws_base + "/ws/discovery/all-instance-change")
+
+            async def resume(client: httpx.AsyncClient) -> None:
+                await resumed.send(json.dumps({"revision": f"{run}.0"}))
+                with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+                    while True:
+                        await asyncio.wait_for(resumed.recv(), 600)
+
+            results["resume"] = await _stalls(base, resume)
+            return results
+
+        return {"command": cmd, "services": services, "log": log, **asyncio.run(main())}
+
+
 SCENARIOS = {"fanout": scenario_fanout, "heartbeat": scenario_heartbeat,
-             "expiry": scenario_expiry}
+             "expiry": scenario_expiry, "flood": scenario_flood}
 
 
 def main() -> None:
@@ -223,6 +292,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--ttl", type=float, default=20.0, help="lease TTL of the expiry run")
+    parser.add_argument("--flood-log", type=int, default=195_000,
+                        help="changes logged before the flood run's resume")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "OffsetClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -31,6 +31,25 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return "SystemClock()"
+
+
+class OffsetClock:
+    """The machine's clocks with `offset` seconds added to the wall clock only (the setting
+    `wall_clock_offset`: a node whose wall clock is skewed, for tests of a cluster)."""
+
+    __slots__ = ("_offset_ns",)
+
+    def __init__(self, offset: float) -> None:
+        self._offset_ns = round(offset * 1e9)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall_ms(self) -> int:
+        return (time.time_ns() + self._offset_ns) // 1_000_000
+
+    def __repr__(self) -> str:
+        return f"OffsetClock(offset={self._offset_ns / 1e9!r})"
 
 
 class FakeClock:

@@ -941,10 +941,12 @@ class RuntimeResponse(_Wire, kw_only=True, frozen=True):
     `responseStatus`."""
 
     change_log_size: int = 0
+    connections: dict[str, int] | None = None
     evicted_total: int = 0
     instances: int = 0
     longest_step_ms: dict[str, dict[str, float]] | None = None
     loop_lag: dict[str, float] | None = None
+    pauses: dict[str, Any] | None = None
     push: dict[str, int] | None = None
     rate_limited: dict[str, dict[str, int]] | None = None  # limiter -> operation -> refusals
     response_status: ResponseStatus

@@ -1,15 +1,22 @@
-"""Self-preservation: the SafeChecker alone, then driving the registry's sweeper."""
+"""Self-preservation (the SafeChecker alone, then driving the sweeper); the node's own pauses."""
 
 # STYLE.md has tests read `assert expected == actual`; SIM300 would turn that round.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from artemis.core.lease import SafeChecker, SafeCheckerConfig, SafeCheckerStatus
+from artemis.core.lease import (
+    Pause,
+    PauseWatch,
+    SafeChecker,
+    SafeCheckerConfig,
+    SafeCheckerStatus,
+)
 from artemis.core.registry import Registry, RegistryConfig
 from artemis.core.versions import Change
 from artemis.wire import Instance
@@ -343,3 +350,88 @@ def test_legacy_leases_have_their_own_self_preservation(sweep: Sweep) -> None:
     assert (["new0"], False, True) == ([c.key for c in changes], registry.legacy_safe.is_safe,
                                        registry.safe.is_safe)
     assert (60, 0) == (registry.legacy_lease_count, registry.lease_count)
+
+
+# --- the node's own pauses ---------------------------------------------------------------------
+
+
+def ticking(threshold: float = 2.0, at: float = T0) -> PauseWatch:
+    """A watch whose node last ran its loop at `at`."""
+    watch = PauseWatch(threshold)
+    watch.tick(at)
+    return watch
+
+
+def test_nothing_is_a_pause_before_the_first_tick() -> None:
+    """Until the node's loop has ticked once, any gap is just time passing."""
+    watch = PauseWatch(2.0)
+    assert (0.0, 0.0, T0 + 2.0) == (watch.missed(T0 + 1e6), watch.tick(T0), watch.deadline)
+
+
+def test_gaps_up_to_the_threshold_are_not_pauses() -> None:
+    """Ticks 2 s apart (the threshold itself) find nothing; each moves the deadline on."""
+    watch = ticking()
+    assert ([0.0, 0.0, 0.0], T0 + 6.0, 0) == (
+        [watch.tick(T0 + 2.0), watch.missed(T0 + 4.0), watch.tick(T0 + 4.0)], watch.deadline,
+        watch.count)
+
+
+def test_a_longer_gap_is_a_pause_from_the_last_tick() -> None:
+    """An operation 30 s after the last tick finds a 30 s pause; the next one finds none."""
+    watch = ticking()
+    assert (30.0, 0.0, T0 + 32.0) == (watch.missed(T0 + 30.0), watch.missed(T0 + 30.5),
+                                      watch.deadline)
+
+
+def test_a_tick_finds_a_pause_too() -> None:
+    """The loop's own tick after a stall reports the gap since the tick before it."""
+    watch = ticking()
+    assert (5.0, T0 + 7.0) == (watch.tick(T0 + 5.0), watch.deadline)
+
+
+def test_threshold_zero_turns_the_watch_off() -> None:
+    """With a threshold of 0 nothing is ever a pause."""
+    watch = ticking(0.0)
+    assert (0.0, 0.0, math.inf) == (watch.tick(T0 + 100.0), watch.missed(T0 + 1e6),
+                                    watch.deadline)
+
+
+def test_credit_gives_a_live_lease_the_gap_back() -> None:
+    """A lease renewed 1 s before a 30 s pause gets the 30 s back: it has its 19 s left."""
+    watch = ticking()
+    assert T0 + 29.0 == watch.credit(T0 - 1.0, 20.0, T0 + 30.0, 30.0)
+
+
+def test_credit_skips_a_lease_that_expired_before_the_pause() -> None:
+    """A lease whose deadline had passed when the node stopped gets nothing back."""
+    watch = ticking()
+    assert (None, T0 + 10.0) == (watch.credit(T0 - 20.5, 20.0, T0 + 30.0, 30.0),
+                          watch.credit(T0 - 20.0, 20.0, T0 + 30.0, 30.0))
+
+
+def test_credit_stays_below_the_time_the_pause_was_found() -> None:
+    """A lease renewed at the last tick is credited to just below `now`, never to it."""
+    watch = ticking()
+    assert math.nextafter(T0 + 30.0, 0.0) == watch.credit(T0, 20.0, T0 + 30.0, 30.0)
+
+
+def test_a_silent_lease_is_credited_once_a_renewed_one_each_time() -> None:
+    """After a pause, only leases renewed since it ended get the next pause back: a node that
+    keeps stalling still expires instances whose clients went silent."""
+    watch = ticking()
+    silent = watch.credit(T0 - 1.0, 20.0, T0 + 30.0, 30.0)
+    assert silent is not None
+    first = watch.credited(T0 + 30.0, 30.0, 1)
+    watch.tick(T0 + 35.0)
+    assert (Pause(T0, 30.0, 1), None, T0 + 36.0) == (
+        first, watch.credit(silent, 20.0, T0 + 40.0, 5.0),
+        watch.credit(T0 + 31.0, 20.0, T0 + 40.0, 5.0))
+
+
+def test_credited_counts_the_pauses_and_their_seconds() -> None:
+    """count, seconds_total and last follow every pause recorded."""
+    watch = ticking()
+    watch.credited(T0 + 30.0, 30.0, 4)
+    watch.credited(T0 + 40.0, 2.5, 3)
+    assert (2, 32.5, Pause(T0 + 37.5, 2.5, 3), T0 + 40.0) == (
+        watch.count, watch.seconds_total, watch.last, watch.resumed)

@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from artemis.core import push as push_module
 from artemis.core.push import DISCOVERY, EVERYTHING, Frame, PushHub, PushSession, Refused
 from artemis.core.registry import Registry, RegistryConfig
-from artemis.core.versions import Change
+from artemis.core.versions import Change, ChangeLog
 from artemis.wire import Instance
 
 RUN = "run1"
@@ -73,7 +75,8 @@ def texts(frames: list[Frame]) -> list[str]:
 
 
 def queued(session: PushSession) -> list[str]:
-    return [frame.text for frame in session.queue]
+    """What waits for the session (pending reloads, then queued frames), left waiting."""
+    return texts(PushHub(RUN).peek(session))
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -122,6 +125,11 @@ class World:
     def subscribe(self, session: PushSession, service: str, token: str | None) -> int:
         return self.hub.subscribe(session, service, token, self.registry.log,
                                   self.registry.revision, RELOAD_WALL)
+
+    def step(self, session: PushSession) -> int:
+        """One step of the session's replay, at the current revision."""
+        return self.hub.replay(session, self.registry.log, self.registry.revision, RELOAD_WALL,
+                               self.services())
 
     def everything(self) -> PushSession:
         return self.hub.open(EVERYTHING, self.now)
@@ -421,7 +429,105 @@ def test_max_queue_is_at_least_two() -> None:
     assert 2 == PushHub(RUN, max_queue=0).max_queue
 
 
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The services whose id the hub read back from a frame (the work of a queue overflow)."""
+    seen: list[str] = []
+    original = push_module._service_id
+
+    def counting(frame: Frame) -> str:
+        seen.append(frame.service)
+        return original(frame)
+
+    monkeypatch.setattr(push_module, "_service_id", counting)
+    return seen
+
+
+def test_burst_past_the_queue_reads_each_frame_once(decodes: list[str]) -> None:
+    """5,000 changes of 5,000 services in one batch to an all-changes queue of 1,000: the
+    1,000 queued frames become 1,000 reloads, each frame read once, the session is too slow, and
+    the 4,000 frames after that cost nothing more."""
+    world = World(max_queue=1000)
+    session = world.everything()
+    world.register(*(inst(f"svc-{n}", "i1") for n in range(5000)))
+    expected = (1000, [f"svc-{n}" for n in range(1000)], True, 1,
+                reload_text("svc-999", 1000, WALL + 1000), 0)
+    assert expected == (session.waiting, decodes, session.too_slow,
+                        world.hub.sessions_too_slow, queued(session)[-1], session.dropped)
+
+
+def test_backlog_of_a_few_services_reads_each_service_once(decodes: list[str]) -> None:
+    """A session that never drains while 9 services change 300 times, with a queue of 10, holds
+    one reload per service (its latest change but the newest) and the newest frame; each
+    service's id was read once, however long the backlog grew."""
+    world = World(max_queue=10)
+    session = world.session(*(f"svc-{k}" for k in range(9)))
+    changes = [c for r in range(1, 301)
+               for c in world.register(inst(f"svc-{(r - 1) % 9}", "i1", port=8080 + r))]
+    latest = {k: max(r for r in range(1, 300) if (r - 1) % 9 == k) for k in range(9)}
+    expected = ([*(reload_text(f"svc-{k}", latest[k], WALL + 1000 * latest[k])
+                   for k in range(9)), change_text(changes[-1])],
+                [f"svc-{k}" for k in range(9)], 290, False)
+    assert expected == (queued(session), decodes, session.dropped, session.too_slow)
+
+
+def test_queue_past_its_bytes_becomes_reloads_and_drains_to_zero_bytes() -> None:
+    """With room for six frames' bytes, a seventh turns the six into one reload of their
+    service and is queued after it; once drained, the session holds no bytes."""
+    size = len(change_text(World().register(inst("svc-a", "i1", port=8081))[0]))
+    world = World(max_bytes=6 * size + 10)
+    session = world.session("svc-a")
+    changes = [c for n in range(1, 8) for c in world.register(inst("svc-a", "i1", port=8080 + n))]
+    before = (queued(session), session.dropped, session.queued_bytes)
+    drained = texts(world.hub.drain(session))
+    expected = ([reload_text("svc-a", 6, WALL + 6000), change_text(changes[6])], 5,
+                world.hub._reload_size + len("svc-a") + size)
+    assert (expected, expected[0], 0) == (before, drained, session.queued_bytes)
+
+
+def test_frame_larger_than_the_byte_bound_becomes_a_reload() -> None:
+    """A frame bigger than ws_send_queue_bytes itself is sent as a reload of its service."""
+    world = World(max_bytes=0)  # raised to the least that holds two reloads
+    session = world.session("svc-a")
+    big = Instance(instance_id="i1", ip="10.0.0.1", port=80, service_id="Svc-A",
+                   url="http://10.0.0.1/", region_id="SHA", zone_id="zone-1",
+                   metadata={f"k{n}": "x" * 1000 for n in range(5)})
+    world.register(big)
+    assert ([reload_text("Svc-A", 1, WALL + 1000)], False) == (queued(session),
+                                                               session.too_slow)
+
+
+def test_frames_after_a_reload_follow_it_and_later_ones_join_it_when_full(
+        decodes: list[str]) -> None:
+    """When even reloads fill the queue, a frame of a service with a reload pending joins that
+    reload (its revision moves on) instead of closing the session."""
+    world = World(max_queue=2)
+    session = world.everything()
+    world.register(inst("svc-a", "i1"))
+    world.register(inst("svc-b", "i1"))
+    world.register(inst("svc-a", "i2"))  # queue full: a and b become reloads, no room after
+    world.register(inst("svc-b", "i2"))
+    expected = ([reload_text("svc-a", 3, WALL + 3000), reload_text("svc-b", 4, WALL + 4000)],
+                False, 2, ["svc-a", "svc-b"])
+    assert expected == (queued(session), session.too_slow, session.dropped, decodes)
+
+
 # --- draining --------------------------------------------------------------------------------
+
+def test_drain_takes_reloads_first_then_frames_up_to_the_limit() -> None:
+    """Pending reloads are taken first, then queued frames, `limit` at a time (with a queue of
+    3: a1 b1 a2 become reloads at b2, which then joins b's reload at a3)."""
+    world = World(max_queue=3)
+    session = world.session("svc-a", "svc-b")
+    changes = [*world.register(inst("svc-a", "i1")), *world.register(inst("svc-b", "i1")),
+               *world.register(inst("svc-a", "i2")), *world.register(inst("svc-b", "i2")),
+               *world.register(inst("svc-a", "i3"))]
+    first = texts(world.hub.drain(session, limit=2))
+    rest = texts(world.hub.drain(session, limit=2))
+    expected = ([reload_text("svc-a", 3, WALL + 3000), reload_text("svc-b", 4, WALL + 4000)],
+                [change_text(changes[4])], 0)
+    assert expected == (first, rest, session.waiting)
+
 
 def test_drain_takes_frames_in_order_up_to_the_limit(world: World) -> None:
     """Without coalescing a drain takes the oldest `limit` frames and leaves the rest."""
@@ -468,6 +574,119 @@ def test_coalescing_drain_treats_an_instance_named_reload_as_an_instance(world: 
     named = world.register(inst("svc-a", "Reload"))
     expected = [change_text(first[0]), change_text(named[0])]
     assert expected == texts(world.hub.drain(session, coalesce=True))
+
+
+# --- replay in steps ---------------------------------------------------------------------------
+
+def test_replay_reads_the_log_in_steps_and_live_changes_wait_for_it() -> None:
+    """A replay reads `replay_chunk` log entries per step; a change of its service published
+    meanwhile is queued by the replay, in order and once, and after the last step changes are
+    queued live again."""
+    world = World(replay_chunk=2)
+    missed = [c for n in range(3) for c in (*world.register(inst("svc-a", f"i{n}")),
+                                            *world.register(inst("svc-b", f"i{n}")))]
+    session = world.hub.open(DISCOVERY, T0)
+    counts = [world.subscribe(session, "svc-a", "run1.0")]  # reads revisions 1, 2
+    during = world.register(inst("svc-a", "i9"))  # revision 7: left to the replay
+    while session.replay is not None:
+        counts.append(world.step(session))
+    after = world.register(inst("svc-a", "i10"))  # live
+    mine = [c for c in [*missed, *during] if c.service == "svc-a"]
+    expected = ([1, 1, 1, 1], [change_text(c) for c in [*mine, *after]])
+    assert expected == (counts, queued(session))
+
+
+def test_replay_that_loses_its_place_in_the_log_sends_a_reload() -> None:
+    """If the changes a replay has still to read leave the log between two steps, its service
+    gets one reload at the current revision, then live changes."""
+    world = World(log_size=3, replay_chunk=1)
+    first = world.register(inst("svc-a", "i1"))
+    world.register(inst("svc-a", "i2"))
+    session = world.hub.open(DISCOVERY, T0)
+    world.subscribe(session, "svc-a", "run1.0")  # reads revision 1
+    for n in range(3, 7):
+        world.register(inst("svc-a", f"i{n}"))  # revision 2 leaves the log
+    world.step(session)
+    after = world.register(inst("svc-a", "i7"))
+    expected = ([change_text(first[0]), reload_text("svc-a", 6), change_text(after[0])], None)
+    assert expected == (queued(session), session.replay)
+
+
+def test_all_changes_replay_that_loses_its_place_reloads_every_service() -> None:
+    """An all-changes replay whose place leaves the log reloads every service it is given."""
+    world = World(log_size=2, replay_chunk=1)
+    first = world.register(inst("svc-a", "i1"))
+    world.register(inst("svc-b", "i1"))
+    session = world.everything()
+    world.hub.resume_all(session, "run1.0", world.registry.log, world.registry.revision,
+                         RELOAD_WALL, world.services())
+    world.register(inst("svc-c", "i1"), inst("svc-c", "i2"))
+    world.step(session)
+    expected = [change_text(first[0]), reload_text("svc-a", 4), reload_text("svc-b", 4),
+                reload_text("svc-c", 4)]
+    assert expected == queued(session)
+
+
+def test_subscribing_during_a_replay_goes_back_without_repeating_frames() -> None:
+    """A second subscription with an older token while a replay is under way reads the log
+    again from there: the first service's frames are not repeated, the second's all come."""
+    world = World(replay_chunk=1)
+    changes = [c for n in range(3) for c in (*world.register(inst("svc-a", f"i{n}")),
+                                             *world.register(inst("svc-b", f"i{n}")))]
+    session = world.hub.open(DISCOVERY, T0)
+    world.subscribe(session, "svc-a", "run1.0")
+    world.step(session)
+    world.step(session)  # read revisions 1..3
+    world.subscribe(session, "svc-b", "run1.0")
+    while session.replay is not None:
+        world.step(session)
+    by_service = {s: [change_text(c) for c in changes if c.service == s]
+                  for s in ("svc-a", "svc-b")}
+    frames = queued(session)
+    assert (by_service["svc-a"], by_service["svc-b"]) == (
+        [f for f in frames if '"serviceId":"svc-a"' in f],
+        [f for f in frames if '"serviceId":"svc-b"' in f])
+
+
+class UnreadableLog(ChangeLog):
+    """A change log a test forbids reading past its first revision."""
+
+    def since(self, revision: int) -> Any:
+        raise AssertionError("the log was read")
+
+
+def test_service_unchanged_since_the_token_reads_no_log(world: World) -> None:
+    """A subscription whose token is not older than the service's latest change (the caller
+    knows it) queues nothing and reads no log; an older one replays."""
+    world.register(inst("svc-a", "i1"))
+    later = world.register(inst("svc-b", "i1"), inst("svc-a", "i2"))
+    log = UnreadableLog(10)
+    log.append(later[0])
+    quiet, busy = world.hub.open(DISCOVERY, T0), world.hub.open(DISCOVERY, T0)
+    counts = (world.hub.subscribe(quiet, "svc-b", "run1.2", log, 3, RELOAD_WALL, changed_at=2),
+              world.hub.subscribe(busy, "svc-a", "run1.1", world.registry.log, 3, RELOAD_WALL,
+                                  changed_at=3))
+    assert ((0, 1), [], [change_text(later[1])], None) == (counts, queued(quiet), queued(busy),
+                                                             quiet.replay)
+
+
+def test_all_changes_resume_with_too_many_services_stops_at_the_queue(
+        decodes: list[str]) -> None:
+    """An unusable all-changes token with more services than the queue holds reloads until it
+    is full, marks the session too slow, and reads no further service."""
+    world = World(max_queue=10)
+    world.register(*(inst(f"svc-{n}", "i1") for n in range(100)))
+    session = world.everything()
+    read: list[str] = []
+
+    def services() -> Any:
+        for key, service_id in world.services():
+            read.append(key)
+            yield key, service_id
+
+    world.hub.resume_all(session, "run0.1", world.registry.log, world.registry.revision,
+                         RELOAD_WALL, services())
+    assert (True, 10, 11, 10) == (session.too_slow, session.waiting, len(read), len(decodes))
 
 
 # --- limits and closing ----------------------------------------------------------------------
@@ -531,7 +750,8 @@ def test_repr_shows_the_state(world: World) -> None:
     session = world.session("svc-a")
     world.register(inst("svc-a", "i1"))
     assert ("PushHub(sessions=1, services=1, everything=0)",
-            "PushSession(1, discovery, services=1, queued=1, dropped=0)") == (
+            "PushSession(1, discovery, services=1, queued=1, reloads=0, bytes=317, dropped=0, "
+            "replaying=None)") == (
         repr(world.hub), repr(session))
 
 
@@ -630,3 +850,95 @@ def test_resubscribing_with_the_last_token_misses_nothing(
     else:
         reloads = [reload_text(service_id, resumed_at) for _, service_id in reload_services]
         assert [*reloads, *later_all] == after_all
+
+
+HUB_WALL = 7  # the change time of the reloads the hub makes in the stepped property below
+
+
+def by_service(frames: list[str]) -> dict[str, list[str]]:
+    """Frames grouped by their service, in order."""
+    grouped: dict[str, list[str]] = {}
+    for text in frames:
+        grouped.setdefault(json.loads(text)["instance"]["serviceId"].lower(), []).append(text)
+    return grouped
+
+
+def hub_reload(text: str) -> int | None:
+    """The revision of a reload the hub made (not one of the registry's), else None."""
+    frame = json.loads(text)
+    return int(frame["revision"].split(".")[1]) if frame["changeTime"] == HUB_WALL else None
+
+
+def check_resumed(got: list[str], changes: list[Change], reloaded_all: int | None = None) -> str:
+    """One service's frames from a subscriber that resumed: exactly its changes, or, if the
+    hub sent a reload, exactly its changes up to some point, the reload at revision R, then
+    exactly its changes after R. When an all-changes session was sent a reload of every service
+    at revision `reloaded_all`, a service it did not name (it had no instances then) gets a
+    prefix of its changes and then exactly those after that revision. Names which it was."""
+    exact = [change_text(c) for c in changes]
+    reloads = [n for n, text in enumerate(got) if hub_reload(text) is not None]
+    if reloads:
+        last = reloads[-1]
+        revision = hub_reload(got[last])
+        assert exact[:last] == got[:last]
+        assert [change_text(c) for c in changes if c.revision > (revision or 0)] == got[last + 1:]
+        return "reloaded"
+    if reloaded_all is None:
+        assert exact == got
+        return "replayed"
+    tail = [change_text(c) for c in changes if c.revision > reloaded_all]
+    head = got[:len(got) - len(tail)]
+    assert (exact[:len(head)], tail) == (head, got[len(head):])
+    return "vanished before a reload of every service"
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(), st.integers(1, 3))
+def test_resuming_with_a_replay_in_steps_misses_and_repeats_nothing(
+        scenario: tuple[list[tuple[str, int, int, int]], int, int, int], chunk: int) -> None:
+    """With a replay reading `chunk` log entries per step and one step after each operation,
+    a resumed subscriber gets each service's changes exactly, in order, once; or, where the
+    replay lost its place in the log, a prefix of them, one reload, and exactly what followed
+    the reload; likewise for all-changes sessions."""
+    ops, cut, back_at, log_size = scenario
+    world = World(log_size=log_size, replay_chunk=chunk)
+    hub, log = world.hub, world.registry.log
+    leaving, leaving_all = world.session("svc-0"), world.everything()
+    back, back_all = world.hub.open(DISCOVERY, T0), world.hub.open(DISCOVERY, T0)
+    changes: list[Change] = []
+    before: list[str] = []
+    before_all: list[str] = []
+    reloaded_all: list[int] = []  # the revision at which every service was reloaded
+
+    def services() -> Iterator[tuple[str, str]]:
+        reloaded_all.append(world.registry.revision)  # runs only if the hub reads them
+        yield from world.services()
+
+    def step() -> None:
+        for session in (back, back_all):
+            hub.replay(session, log, world.registry.revision, HUB_WALL, services())
+
+    for n in range(len(ops) + 1):
+        if n == cut:
+            before, before_all = texts(hub.drain(leaving)), texts(hub.drain(leaving_all))
+            hub.close(leaving)
+            hub.close(leaving_all)
+        if n == back_at:
+            last = json.loads(before[-1])["revision"] if before else hub.token(0)
+            last_all = json.loads(before_all[-1])["revision"] if before_all else hub.token(0)
+            hub.subscribe(back, "Svc-0", last, log, world.registry.revision, HUB_WALL)
+            back_all = world.everything()
+            hub.resume_all(back_all, last_all, log, world.registry.revision, HUB_WALL,
+                           services())
+        if n < len(ops):
+            changes += apply(world, ops[n])
+            step()
+    while back.replay is not None or back_all.replay is not None:
+        step()
+    mine = by_service(before + texts(hub.drain(back))).get("svc-0", [])
+    event("discovery: " + check_resumed(mine, [c for c in changes if c.service == "svc-0"]))
+    every = by_service(before_all + texts(hub.drain(back_all)))
+    for service in {c.service for c in changes} | set(every):
+        event("all changes: " + check_resumed(every.get(service, []),
+                                              [c for c in changes if c.service == service],
+                                              reloaded_all[0] if reloaded_all else None))

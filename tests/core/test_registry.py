@@ -13,10 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artemis import wire
+from artemis.clock import FakeClock
+from artemis.core.lease import Pause
 from artemis.core.registry import (
     BAD_REQUEST,
     DATA_NOT_FOUND,
     NO_PERMISSION,
+    RATE_LIMITED,
     BatchResult,
     Registry,
     RegistryConfig,
@@ -119,8 +122,10 @@ def test_identity_is_region_service_instance_compared_lower_case(registry: Regis
     registry.register([second], T0 + 1, WALL)
     assert {"demo.svc": {"inst-1": (second, T0 + 1, 20.0, False)}} == lease_view(registry)
     assert registry.service("demo.SVC") is registry.services["demo.svc"]
-    beat = registry.heartbeat([inst("demo.svc", "inst-1")], T0 + 2, WALL)
-    assert ([], [inst("demo.svc", "inst-1")]) == (beat.failed, beat.succeeded)
+    same = inst("demo.svc", "inst-1", region_id="default", port=1,
+                url="http://10.0.0.1:8080/INST-1")  # the same data, ids in other case
+    beat = registry.heartbeat([same], T0 + 2, WALL)
+    assert ([], [same]) == (beat.failed, beat.succeeded)
     gone = registry.unregister([inst("dEmO.sVc", "iNsT-1")], T0 + 3, WALL)
     assert [delete(3, second)] == gone.changes
     assert {} == lease_view(registry)
@@ -315,9 +320,9 @@ def test_heartbeat_renews_the_lease_without_changing_data(registry: Registry) ->
     """A heartbeat moves `renewed` to now, records no change and keeps the registered data."""
     i = inst()
     registry.register([i], T0, WALL)
-    other_data = inst(port=1, metadata={"x": "y"})
-    result = registry.heartbeat([other_data], T0 + 15, WALL)
-    assert BatchResult(failed=[], changes=[], succeeded=[other_data]) == result
+    same = inst("SVC", "I1", url="http://10.0.0.1:8080/i1")  # the same data, ids in other case
+    result = registry.heartbeat([same], T0 + 15, WALL)
+    assert BatchResult(failed=[], changes=[], succeeded=[same]) == result
     assert {"svc": {"i1": (i, T0 + 15, 20.0, False)}} == lease_view(registry)
     assert (1, h(i)) == (registry.revision, registry.checksum)
 
@@ -399,8 +404,8 @@ def test_replication_heartbeat_of_live_lease_only_renews(registry: Registry) -> 
     """With register_unknown=True a live lease is renewed and its data kept."""
     i = inst()
     registry.register([i], T0, WALL)
-    result = registry.heartbeat([inst(port=1)], T0 + 5, WALL, register_unknown=True)
-    assert ([], [inst(port=1)]) == (result.changes, result.succeeded)
+    result = registry.heartbeat([inst()], T0 + 5, WALL, register_unknown=True)
+    assert ([], [inst()]) == (result.changes, result.succeeded)
     assert {"svc": {"i1": (i, T0 + 5, 20.0, False)}} == lease_view(registry)
 
 
@@ -622,3 +627,218 @@ def test_repr_shows_the_state(registry: Registry) -> None:
     registry.register([inst(instance="a"), inst("other", "b")], T0, WALL)
     assert ("Registry(region='default', services=2, instances=2, revision=2, safe=True)"
             == repr(registry))
+
+
+# --- caps ---------------------------------------------------------------------------------------
+
+
+def refused(instance: Instance, message: str) -> FailedInstance:
+    return FailedInstance(error_code=RATE_LIMITED, error_message=f"{describe(instance)}: "
+                          f"{message}", instance=instance)
+
+
+def test_max_instances_refuses_new_instances_beyond_it() -> None:
+    """Past max_instances a new instance fails with rate-limited (counted by cap); instances
+    already held are registered again, and renewed, whatever the count."""
+    registry = Registry(RegistryConfig(max_instances=2))
+    first = registry.register([inst(instance="a"), inst(instance="b"), inst(instance="c")],
+                              T0, WALL, client="10.0.0.9")
+    again = registry.register([inst(instance="a", port=9090)], T0, WALL, client="10.0.0.7")
+    beat = registry.heartbeat([inst(instance="a", port=9090), inst(instance="b")], T0 + 1, WALL)
+    full = ("this node holds its maximum of 2 instances (max_instances); try again later.")
+    assert ([refused(inst(instance="c"), full)], [], [], 2, {"max_instances": 1}) == (
+        first.failed, again.failed, beat.failed, registry.instance_count, registry.refused)
+
+
+def test_max_services_refuses_instances_of_new_services_only() -> None:
+    """Past max_services an instance of a new service is refused; a new instance of a service
+    already held is not."""
+    registry = Registry(RegistryConfig(max_services=1))
+    result = registry.register([inst("s1", "a"), inst("s2", "a"), inst("s1", "b")], T0, WALL)
+    full = "this node holds its maximum of 1 services (max_services); try again later."
+    assert ([refused(inst("s2", "a"), full)], ["s1"], {"max_services": 1}) == (
+        result.failed, list(registry.services), registry.refused)
+
+
+def test_per_client_caps_count_each_address_alone() -> None:
+    """max_instances_per_client and max_services_per_client bound what one client address
+    registers; another address, and a peer's write (no client), are not held back by it."""
+    registry = Registry(RegistryConfig(max_instances_per_client=2, max_services_per_client=1))
+    one = registry.register([inst("s1", "a"), inst("s2", "a"), inst("s1", "b"),
+                             inst("s1", "c")], T0, WALL, client="10.0.0.1")
+    other = registry.register([inst("s2", "x"), inst("s2", "y")], T0, WALL, client="10.0.0.2")
+    peer = registry.register([inst("s3", "p"), inst("s4", "p"), inst("s4", "q")], T0, WALL)
+    services = ("client 10.0.0.1 holds instances of its maximum of 1 services on this node "
+                "(max_services_per_client).")
+    instances = ("client 10.0.0.1 holds its maximum of 2 instances on this node "
+                 "(max_instances_per_client).")
+    assert ([refused(inst("s2", "a"), services), refused(inst("s1", "c"), instances)], [], [],
+            (2, 2, 0), {"max_services_per_client": 1, "max_instances_per_client": 1}) == (
+        one.failed, other.failed, peer.failed,
+        tuple(registry.client_instances(c) for c in ("10.0.0.1", "10.0.0.2", "")),
+        registry.refused)
+
+
+def test_a_client_gets_room_back_when_its_instances_leave() -> None:
+    """Unregistered and expired instances no longer count for their client; an instance taken
+    over by another client counts for the new one."""
+    registry = Registry(RegistryConfig(max_instances_per_client=2, lease_ttl=5.0))
+    registry.register([inst(instance="a"), inst(instance="b")], T0, WALL, client="c1")
+    registry.unregister([inst(instance="a")], T0, WALL)
+    registry.register([inst(instance="c")], T0, WALL, client="c1")  # room again
+    registry.register([inst(instance="b")], T0, WALL, client="c2")  # taken over
+    after_takeover = (registry.client_instances("c1"), registry.client_instances("c2"))
+    registry.sweep(T0 + 6, WALL)
+    assert ((1, 1), (0, 0), {}) == (
+        after_takeover, (registry.client_instances("c1"), registry.client_instances("c2")),
+        registry.refused)
+
+
+def test_a_peers_heartbeat_of_an_unknown_instance_meets_the_node_caps() -> None:
+    """A replicated heartbeat that would register an unknown instance is refused past
+    max_instances; one of a known instance renews it."""
+    registry = Registry(RegistryConfig(max_instances=1))
+    registry.register([inst(instance="a")], T0, WALL)
+    result = registry.heartbeat([inst(instance="a"), inst(instance="b")], T0 + 1, WALL,
+                                register_unknown=True)
+    full = "this node holds its maximum of 1 instances (max_instances); try again later."
+    assert ([refused(inst(instance="b"), full)], [inst(instance="a")], 1) == (
+        result.failed, result.succeeded, registry.instance_count)
+
+
+def test_lease_batches_cover_every_lease_once_in_steps() -> None:
+    """lease_batches gives every lease once, at most `size` per batch, large services split
+    across batches; services asked for are found whatever their case and given once."""
+    registry = Registry(RegistryConfig())
+    registry.register([inst("big", f"i{n}") for n in range(5)] + [inst("small", "x")], T0, WALL)
+    batches = [[(state.key, [lease.key for lease in leases]) for state, leases in batch]
+               for batch in registry.lease_batches(None, 2)]
+    asked = [[(state.key, len(leases)) for state, leases in batch]
+             for batch in registry.lease_batches(["SMALL", "small", "none"], 10)]
+    assert ([[("big", ["i0", "i1"])], [("big", ["i2", "i3"])], [("big", ["i4"]),
+             ("small", ["x"])]], [[("small", 1)]]) == (batches, asked)
+
+
+def test_lease_batches_leave_out_what_left_between_batches() -> None:
+    """A lease or service removed while the batches are read is not given; none comes twice."""
+    registry = Registry(RegistryConfig())
+    registry.register([inst("a", f"i{n}") for n in range(4)] + [inst("b", "x")], T0, WALL)
+    seen: list[str] = []
+    for batch in registry.lease_batches(None, 2):
+        seen += [lease.key for _, leases in batch for lease in leases]
+        if seen == ["i0", "i1"]:
+            registry.unregister([inst("a", "i2"), inst("b", "x")], T0, WALL)
+            registry.register([inst("a", "i1", port=1)], T0, WALL)  # replaced, not repeated
+    assert ["i0", "i1", "i3"] == seen
+
+
+# --- the node's own pauses ---------------------------------------------------------------------
+
+
+def running(clock: FakeClock, registry: Registry, seconds: float, step: float = 0.25,
+            renew: list[Instance] | None = None) -> list[Change]:
+    """The node's sweeper loop for `seconds` of the fake clock: tick and sweep every `step`,
+    renewing `renew` on each; every change the sweeps recorded."""
+    changes: list[Change] = []
+    end = clock.monotonic() + seconds
+    while clock.monotonic() < end:
+        clock.advance(step)
+        registry.tick(clock.monotonic())
+        if renew:
+            registry.heartbeat(renew, clock.monotonic(), clock.wall_ms())
+        changes += registry.sweep(clock.monotonic(), clock.wall_ms())
+    return changes
+
+
+def test_a_pause_of_the_node_evicts_nothing_and_silent_leases_expire_one_gap_later() -> None:
+    """After a 30 s pause of the node (found by its sweeper's tick), no 20 s lease is evicted:
+    each has the time it had left when the node stopped; the silent one expires 30 s late."""
+    clock = FakeClock(T0)
+    registry = Registry(RegistryConfig())
+    live, silent = inst(instance="live"), inst(instance="silent")
+    registry.register([live, silent], clock.monotonic(), clock.wall_ms())
+    assert [] == running(clock, registry, 5.0, renew=[live])
+    clock.advance(30.0)  # SIGSTOP, a VM stall: neither the loop nor any request runs
+    pause = registry.tick(clock.monotonic())
+    after = registry.sweep(clock.monotonic(), clock.wall_ms())
+    answer = registry.heartbeat([live], clock.monotonic(), clock.wall_ms())
+    expired = running(clock, registry, 20.0, renew=[live])
+    # registered at T0, 20 s lease, 30 s given back: expired at T0 + 50, found by the next sweep
+    assert (Pause(T0 + 5.0, 30.0, 2), [], [live], [("silent", WALL + 50_250)], 1) == (
+        pause, after, answer.succeeded,
+        [(c.instance.instance_id, c.change_time) for c in expired], registry.instance_count)
+
+
+def test_a_heartbeat_after_a_pause_renews_before_the_sweeper_runs() -> None:
+    """A heartbeat answered before the sweeper's first tick after a pause finds the pause
+    itself: its lease is renewed, not answered data-not-found."""
+    clock = FakeClock(T0)
+    registry = Registry(RegistryConfig())
+    i = inst()
+    registry.register([i], clock.monotonic(), clock.wall_ms())
+    running(clock, registry, 1.0)
+    clock.advance(25.0)
+    answer = registry.heartbeat([i], clock.monotonic(), clock.wall_ms())
+    assert ([i], [], 1, [], 1) == (answer.succeeded, answer.failed, registry.pauses.count,
+                                   running(clock, registry, 19.0), registry.instance_count)
+
+
+def test_a_sweep_after_a_pause_finds_it_before_evicting() -> None:
+    """A sweep that runs before the tick after a pause gives the gap back first."""
+    clock = FakeClock(T0)
+    registry = Registry(RegistryConfig())
+    registry.register([inst()], clock.monotonic(), clock.wall_ms())
+    running(clock, registry, 1.0)
+    clock.advance(25.0)
+    assert ([], 1, 1) == (registry.sweep(clock.monotonic(), clock.wall_ms()),
+                          registry.pauses.count, registry.instance_count)
+
+
+def test_without_ticks_time_alone_expires_leases() -> None:
+    """A registry whose loop never ticked (no running node) sees no pause: 25 s without a
+    heartbeat expire a 20 s lease, as before."""
+    clock = FakeClock(T0)
+    registry = Registry(RegistryConfig())
+    i = inst()
+    registry.register([i], clock.monotonic(), clock.wall_ms())
+    clock.advance(25.0)
+    assert ([delete(2, i)], 0) == (registry.sweep(clock.monotonic(), WALL),
+                                   registry.pauses.count)
+
+
+def test_gaps_under_the_threshold_are_not_given_back() -> None:
+    """A sweeper that runs every 1.5 s (under the 2 s threshold) is no pause: leases expire on
+    time (the sweep 1.5 s after the 20 s deadline at the latest)."""
+    clock = FakeClock(T0)
+    registry = Registry(RegistryConfig())
+    registry.register([inst()], clock.monotonic(), clock.wall_ms())
+    running(clock, registry, 1.0)
+    changes = running(clock, registry, 21.0, step=1.5)
+    assert (["i1"], 0) == ([c.instance.instance_id for c in changes], registry.pauses.count)
+
+
+def test_a_node_that_keeps_stalling_still_expires_silent_instances() -> None:
+    """A loop stalled 3 s at every turn is a pause each time, yet a silent 20 s lease gets one
+    gap back only and expires; a lease renewed between stalls is kept."""
+    clock = FakeClock(T0)
+    registry = Registry(RegistryConfig())
+    live, silent = inst(instance="live"), inst(instance="silent")
+    registry.register([live, silent], clock.monotonic(), clock.wall_ms())
+    running(clock, registry, 0.5)
+    changes = running(clock, registry, 60.0, step=3.0, renew=[live])
+    assert (["silent"], ["live"], 20) == (
+        [c.instance.instance_id for c in changes],
+        [lease.key for lease in registry.leases()], registry.pauses.count)
+
+
+def test_a_zero_threshold_never_finds_a_pause() -> None:
+    """pause_threshold 0 turns the watch off: a 30 s stall expires every 20 s lease."""
+    clock = FakeClock(T0)
+    registry = Registry(RegistryConfig(pause_threshold=0.0))
+    registry.register([inst()], clock.monotonic(), clock.wall_ms())
+    running(clock, registry, 1.0)
+    clock.advance(30.0)
+    assert (None, ["i1"], 0) == (
+        registry.tick(clock.monotonic()),
+        [c.instance.instance_id for c in registry.sweep(clock.monotonic(), WALL)],
+        registry.pauses.count)

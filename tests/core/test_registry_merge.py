@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 from artemis import wire
 from artemis.core.registry import BatchResult, MergeResult, Registry, RegistryConfig, instance_hash
 from artemis.core.versions import Change
-from artemis.wire import Instance, LeaseCopy
+from artemis.wire import FailedInstance, Instance, LeaseCopy
 
 T0 = 1000.0
 WALL = 1_700_000_000_000
 MASK = (1 << 64) - 1
 Sweep = Callable[..., list[Change]]  # the guarded sweep of conftest.py
 LEGACY = {"java_registry": "true"}
+HOUR = 3_600_000  # ms
 
 
 def inst(service: str = "svc", instance: str = "i1", **fields: Any) -> Instance:
@@ -161,27 +162,63 @@ def test_merge_of_same_data_keeps_the_later_renewal(registry: Registry, sweep: S
     assert [delete(2, i)] == sweep(registry, T0 + 28.001, WALL)
 
 
-def test_merge_of_different_data_takes_a_later_registration(registry: Registry) -> None:
-    """Different data with a later created_ms replaces ours, with the copy's lease and time."""
+def test_merge_of_different_data_takes_a_copy_renewed_later(registry: Registry) -> None:
+    """Different data renewed there after our last renewal replaces ours, with the copy's lease
+    and created_ms, however early its registration time reads (a peer's clock behind ours)."""
     ours, theirs = inst(port=1), inst("SVC", "I1", port=2)
     registry.register([ours], T0, WALL)
-    result = registry.merge([copy(theirs, age_ms=1000, created_ms=WALL + 1)], T0 + 5, WALL + 5000)
+    result = registry.merge([copy(theirs, age_ms=1000, created_ms=WALL - HOUR)], T0 + 5,
+                            WALL + 5000)
     assert MergeResult(changes=[new(2, theirs, wall=WALL + 5000, prev=h(ours))],
                        imported=1) == result
-    assert ({"svc": {"i1": (theirs, T0 + 4.0, 20.0, False, WALL + 1)}}, h(theirs)) == (
+    assert ({"svc": {"i1": (theirs, T0 + 4.0, 20.0, False, WALL - HOUR)}}, h(theirs)) == (
         view(registry), registry.checksum)
 
 
-@pytest.mark.parametrize("created_ms", [WALL - 1000, WALL - 1])
-def test_merge_of_different_data_keeps_ours_when_not_later(
-        registry: Registry, created_ms: int) -> None:
-    """Different data registered there earlier than here changes nothing (nor our renewal)."""
+@pytest.mark.parametrize(("age_ms", "created_ms"), [
+    (5001, WALL + HOUR),
+    (6000, WALL + 5000),
+    (19_999, WALL + 10 * HOUR),
+])
+def test_merge_of_different_data_keeps_ours_when_renewed_later(
+        registry: Registry, age_ms: int, created_ms: int) -> None:
+    """Different data last renewed there before our last renewal changes nothing (nor our
+    renewal), however late its registration time reads (a peer's clock hours ahead)."""
     ours, theirs = inst(port=1), inst(port=2)
     registry.register([ours], T0, WALL)
-    assert MergeResult() == registry.merge([copy(theirs, created_ms=created_ms)], T0 + 5,
-                                           WALL + 5000)
+    assert MergeResult() == registry.merge([copy(theirs, age_ms=age_ms, created_ms=created_ms)],
+                                           T0 + 5, WALL + 5000)
     assert ({"svc": {"i1": (ours, T0, 20.0, False, WALL)}}, 1) == (view(registry),
                                                                   registry.revision)
+
+
+@pytest.mark.parametrize(("ours", "theirs", "imported"), [
+    (inst(port=1), inst(port=2), True),
+    (inst(port=2), inst(port=1), False),
+])
+def test_equal_renewals_of_different_data_go_to_the_larger_data(
+        registry: Registry, ours: Instance, theirs: Instance, imported: bool) -> None:
+    """A tie of renewals is decided by the encoded data, the same way on both nodes."""
+    registry.register([ours], T0, WALL)
+    result = registry.merge([copy(theirs, age_ms=5000)], T0 + 5, WALL + 5000)
+    assert ((MergeResult(changes=[new(2, theirs, wall=WALL + 5000, prev=h(ours))], imported=1),
+             {"svc": {"i1": (theirs, T0, 20.0, False, WALL)}}) if imported
+            else (MergeResult(), {"svc": {"i1": (ours, T0, 20.0, False, WALL)}})) == (
+        result, view(registry))
+
+
+def test_a_copy_is_as_old_as_when_it_was_asked_for(registry: Registry) -> None:
+    """With `asked`, a copy's age counts from when the copies were asked for: the time the
+    answer spent in flight makes it older, never younger, for its renewal and its expiry."""
+    a, b = inst(instance="a"), inst(instance="b")
+    result = registry.merge([copy(a, age_ms=500), copy(b, age_ms=18_500)], T0 + 3, WALL,
+                            asked=T0 + 1)
+    assert (MergeResult(changes=[new(1, a)], imported=1),
+            {"svc": {"a": (a, T0 + 0.5, 20.0, False, WALL)}}) == (result, view(registry))
+    later = registry.merge([copy(b)], T0 + 4, WALL, asked=T0 + 9)  # asked after now: now
+    assert (MergeResult(changes=[new(2, b, service_checksum=(h(a) + h(b)) & MASK)], imported=1),
+            {"a": (a, T0 + 0.5, 20.0, False, WALL), "b": (b, T0 + 4, 20.0, False, WALL)}) == (
+        later, view(registry)["svc"])
 
 
 def test_merge_replaces_a_lease_expired_here_but_not_swept(registry: Registry) -> None:
@@ -212,24 +249,25 @@ def test_merge_skips_invalid_copies_and_other_regions_but_not_other_zones() -> N
 # --- merge: tombstones -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("created_ms", "stale"), [
-    (WALL + 500, True),
-    (WALL + 1000, True),
-    (WALL + 1001, False),
+@pytest.mark.parametrize(("age_ms", "created_ms", "stale"), [
+    (2000, WALL + HOUR, True),
+    (1000, WALL + HOUR, True),
+    (999, WALL - HOUR, False),
 ])
-def test_an_instance_unregistered_here_after_its_copy_is_stale_at_the_peer(
-        registry: Registry, created_ms: int, stale: bool) -> None:
-    """A copy registered no later than our unregister is reported stale, not imported; a copy
-    registered after it is imported."""
+def test_a_copy_not_renewed_since_our_unregister_is_stale_at_the_peer(
+        registry: Registry, age_ms: int, created_ms: int, stale: bool) -> None:
+    """A copy last renewed no later than our unregister is reported stale, not imported,
+    whatever its registration time reads; a copy renewed after it is imported."""
     registry.register([inst()], T0, WALL)
     registry.unregister([inst()], T0 + 1, WALL + 1000)
     theirs = inst("SVC", "I1", port=7)
-    result = registry.merge([copy(theirs, created_ms=created_ms)], T0 + 2, WALL + 2000)
+    result = registry.merge([copy(theirs, age_ms=age_ms, created_ms=created_ms)], T0 + 2,
+                            WALL + 2000)
     if stale:
         assert (MergeResult(stale_at_peer=[theirs]), {}) == (result, view(registry))
     else:
         assert (MergeResult(changes=[new(3, theirs, wall=WALL + 2000)], imported=1),
-                {"svc": {"i1": (theirs, T0 + 2, 20.0, False, created_ms)}}) == (
+                {"svc": {"i1": (theirs, T0 + 2 - 0.999, 20.0, False, created_ms)}}) == (
             result, view(registry))
 
 
@@ -239,7 +277,37 @@ def test_unregister_leaves_a_tombstone_even_for_an_unknown_instance(registry: Re
     assert OrderedDict([("svc\x1fi1", (T0, WALL))]) == registry.tombstones
     peer = inst("svc", "i1")
     assert MergeResult(stale_at_peer=[peer]) == registry.merge(
-        [copy(peer, created_ms=WALL - 1)], T0 + 1, WALL + 1)
+        [copy(peer, age_ms=1000, created_ms=WALL + HOUR)], T0 + 1, WALL + 1)
+
+
+def test_a_peers_unregister_condemns_no_copy_renewed_after_what_it_removed(
+        registry: Registry) -> None:
+    """A peer's unregister (late, or a repair's) is dated by the removed lease's last renewal:
+    an older copy is still stale, a copy renewed after it is imported (no cascade)."""
+    old, fresh = inst(), inst(url="http://10.0.0.1:8080/new")
+    registry.register([old], T0, WALL)
+    registry.unregister([old], T0 + 10, WALL, check_zone=False, from_peer=True)
+    tombstones = OrderedDict(registry.tombstones)
+    stale = registry.merge([copy(old, age_ms=10_500)], T0 + 10, WALL)
+    result = registry.merge([copy(fresh, age_ms=5000)], T0 + 10, WALL)
+    assert (OrderedDict([("svc\x1fi1", (T0, WALL))]), MergeResult(stale_at_peer=[old]),
+            MergeResult(changes=[new(3, fresh)], imported=1)) == (tombstones, stale, result)
+
+
+def test_a_peers_unregister_of_an_unknown_instance_leaves_no_tombstone(
+        registry: Registry) -> None:
+    """What a peer unregisters that this node never held leaves nothing to compare with."""
+    registry.unregister([inst()], T0, WALL, check_zone=False, from_peer=True)
+    assert OrderedDict() == registry.tombstones
+
+
+def test_a_legacy_copy_is_stale_against_a_tombstone_most_of_its_lease(
+        registry: Registry) -> None:
+    """A legacy lease (90 s) renewed before our unregister is stale even 80 s later."""
+    i = inst(metadata=LEGACY)
+    registry.unregister([i], T0 + 1, WALL)
+    assert MergeResult(stale_at_peer=[i]) == registry.merge([copy(i, age_ms=79_500)], T0 + 80,
+                                                           WALL)
 
 
 @pytest.mark.parametrize(("config", "keep"), [
@@ -249,16 +317,15 @@ def test_unregister_leaves_a_tombstone_even_for_an_unknown_instance(registry: Re
 ])
 def test_tombstones_are_forgotten_after_the_longest_lease(
         config: RegistryConfig, keep: float) -> None:
-    """A tombstone lasts max(lease_ttl, legacy_lease_ttl) seconds; then a copy is imported."""
+    """A tombstone lasts max(lease_ttl, legacy_lease_ttl) seconds: no live copy was renewed
+    before it after that."""
     registry = Registry(config)
-    i = inst()
-    registry.unregister([i], T0, WALL)
-    old_copy = copy(i, created_ms=WALL - 1)
-    assert MergeResult(stale_at_peer=[i]) == registry.merge([old_copy], T0 + keep, WALL + 1)
-    assert OrderedDict([("svc\x1fi1", (T0, WALL))]) == registry.tombstones
-    result = registry.merge([old_copy], T0 + keep + 0.001, WALL + 2)
-    assert (MergeResult(changes=[new(1, i, wall=WALL + 2)], imported=1), OrderedDict()) == (
-        result, registry.tombstones)
+    registry.unregister([inst()], T0, WALL)
+    registry.merge([], T0 + keep, WALL + 1)
+    kept = OrderedDict(registry.tombstones)
+    registry.merge([], T0 + keep + 0.001, WALL + 2)
+    assert (OrderedDict([("svc\x1fi1", (T0, WALL))]), OrderedDict()) == (
+        kept, registry.tombstones)
 
 
 def test_a_new_unregister_moves_the_tombstone_and_the_oldest_go_first(registry: Registry) -> None:
@@ -357,6 +424,47 @@ def test_merging_own_copies_into_an_empty_registry_reproduces_it(registry: Regis
         other.checksum, other.checksums(), view(other))
     assert {k: s.body() for k, s in registry.services.items()} == {
         k: s.body() for k, s in other.services.items()}
+
+
+# --- heartbeats carry the truth ---------------------------------------------------------------
+
+
+def test_a_heartbeat_with_other_data_is_data_not_found_and_renews_nothing(
+        registry: Registry, sweep: Sweep) -> None:
+    """A client heartbeat whose data differs from the lease's answers data-not-found (the client
+    registers again) and does not renew the stale lease, which expires on its own deadline."""
+    held, sent = inst(), inst(url="http://10.0.0.1:8080/new")
+    registry.register([held], T0, WALL)
+    result = registry.heartbeat([sent], T0 + 15, WALL)
+    assert BatchResult(failed=[FailedInstance(
+        error_code="data-not-found", instance=sent, error_message="default/default/svc/i1: "
+        "Instance data differs from the registered instance. Need re-register.")]) == result
+    assert ({"svc": {"i1": (held, T0, 20.0, False, WALL)}}, 1, 1) == (
+        view(registry), registry.revision, registry.heartbeat_mismatches)
+    assert [delete(2, held)] == sweep(registry, T0 + 20.001, WALL)
+
+
+def test_a_heartbeat_differing_in_metadata_order_or_id_case_only_renews(
+        registry: Registry) -> None:
+    """The order of metadata entries and the case of the ids do not make other data."""
+    held = inst(metadata={"a": "1", "b": "2"})
+    sent = inst("SVC", "I1", region_id="DEFAULT", url=held.url, metadata={"b": "2", "a": "1"})
+    registry.register([held], T0, WALL)
+    result = registry.heartbeat([sent], T0 + 5, WALL)
+    assert (BatchResult(succeeded=[sent]), {"svc": {"i1": (held, T0 + 5, 20.0, False, WALL)}},
+            0) == (result, view(registry), registry.heartbeat_mismatches)
+
+
+def test_a_replicated_heartbeat_with_other_data_registers_it(registry: Registry) -> None:
+    """A peer's heartbeat carries what its client sent: it replaces the stale lease (a `new`
+    change, registered and renewed now)."""
+    held, sent = inst(), inst(url="http://10.0.0.1:8080/new")
+    registry.register([held], T0, WALL)
+    result = registry.heartbeat([sent], T0 + 5, WALL + 5000, register_unknown=True)
+    assert BatchResult(changes=[new(2, sent, wall=WALL + 5000, prev=h(held))],
+                       succeeded=[sent]) == result
+    assert ({"svc": {"i1": (sent, T0 + 5, 20.0, False, WALL + 5000)}}, 1) == (
+        view(registry), registry.heartbeat_mismatches)
 
 
 # --- register with same_renews -----------------------------------------------------------------
@@ -463,3 +571,180 @@ def test_equal_registration_times_with_different_data_still_converge() -> None:
     ra.merge(from_b, T0 + 1, WALL + 1000)
     rb.merge(from_a, T0 + 1, WALL + 1000)
     assert ra.checksums() == rb.checksums()
+
+
+# --- skewed clocks, partitions and re-registrations --------------------------------------------
+
+NODES = 3
+PAIRS = [(a, b) for a in range(NODES) for b in range(NODES) if a != b]
+WAITS = [0.3, 2.0, 4.9, 12.0, 25.0]  # seconds; the last two outlast heartbeats, then leases
+STEP = 0.01  # seconds between two things the client does
+
+
+def version(n: int) -> Instance:
+    """The instance as its client holds it after its n-th registration with new data."""
+    return inst(url=f"http://10.0.0.{n % 250 + 1}:8080/v{n}",
+                metadata={"release": str(n)} if n % 2 else None)
+
+
+class SkewedCluster:
+    """Registries of three nodes whose wall clocks are hours apart (their monotonic clocks
+    arbitrary), the network between them, and the client that owns one instance.
+
+    A write replicates at once to the nodes on its side of the partition and is lost to the
+    others, as the shell drops a peer's queue when the peer stops answering; `repair(a, b)` is
+    one anti-entropy round of `a` against `b`, with the stale copies it finds unregistered at
+    `b` (the request and the answer take a few ms each). The client does what the SDK does: it
+    registers again when a heartbeat answers data-not-found."""
+
+    def __init__(self, skews: list[int], monotonic: list[int]) -> None:
+        self.nodes = [Registry(RegistryConfig(pause_threshold=0)) for _ in range(NODES)]
+        self.skews = skews
+        self.monotonic = monotonic
+        self.t = 0.0  # real time, seconds
+        self.side = [0] * NODES
+        self.at = 0  # the node the client talks to
+        self.versions = 0
+        self.data = version(0)
+        self.present = True  # False after the client unregistered and left
+
+    def now(self, n: int) -> float:
+        return self.monotonic[n] + self.t
+
+    def wall(self, n: int) -> int:
+        return WALL + self.skews[n] + round(self.t * 1000)
+
+    def wait(self, seconds: float) -> None:
+        self.t += seconds
+        for n, node in enumerate(self.nodes):
+            node.sweep(self.now(n), self.wall(n))
+
+    def replicate(self, origin: int, operation: str, reach: set[int]) -> None:
+        for n, node in enumerate(self.nodes):
+            if n == origin or n not in reach or self.side[n] != self.side[origin]:
+                continue
+            now, wall = self.now(n), self.wall(n)
+            if operation == "register":
+                node.register([self.data], now, wall, check_zone=False, same_renews=True)
+            elif operation == "heartbeat":
+                node.heartbeat([self.data], now, wall, check_zone=False, register_unknown=True)
+            else:
+                node.unregister([self.data], now, wall, check_zone=False, from_peer=True)
+
+    def client(self, operation: str, reach: set[int] | None = None) -> bool:
+        """The client's `operation` at its node; replicated if it succeeded."""
+        n, reach = self.at, set(range(NODES)) if reach is None else reach
+        self.wait(STEP)
+        call = getattr(self.nodes[n], operation)
+        result = call([self.data], self.now(n), self.wall(n))
+        if not result.failed:
+            self.replicate(n, operation, reach)
+        return not result.failed
+
+    def reregister(self, node: int, unregister_first: bool) -> None:
+        """The client moves to `node` and registers there with new data (as the SDK does
+        `register()`: unregister first, then register)."""
+        self.at = node
+        if unregister_first and self.present:
+            self.client("unregister")
+        self.versions += 1
+        self.data = version(self.versions)
+        self.present = True
+        assert self.client("register")
+
+    def leave(self) -> None:
+        """The client unregisters at its node and stops (until it registers again)."""
+        if self.present:
+            self.client("unregister")
+            self.present = False
+
+    def heartbeat(self, reach: set[int] | None = None) -> None:
+        if not self.present:
+            return
+        if not self.client("heartbeat", reach):
+            assert self.client("register", reach)
+
+    def repair(self, a: int, b: int) -> None:
+        if self.side[a] != self.side[b]:
+            return
+        self.wait(0.001)
+        ours, theirs = self.nodes[a], self.nodes[b]
+        if ours.checksum == theirs.checksum:
+            return  # equal checksums: nothing is sent
+        asked = self.now(a)
+        self.wait(0.001)  # the request travels
+        answer = copies(theirs, self.now(b))
+        self.wait(0.002)  # the answer travels
+        result = ours.merge(answer, self.now(a), self.wall(a), asked=asked)
+        if result.stale_at_peer:
+            theirs.unregister(result.stale_at_peer, self.now(b), self.wall(b), check_zone=False,
+                              from_peer=True)
+
+    def held(self) -> list[Instance | None]:
+        """What each node holds of the instance (live or not yet swept)."""
+        out: list[Instance | None] = []
+        for node in self.nodes:
+            state = node.services.get("svc")
+            lease = None if state is None else state.leases.get("i1")
+            out.append(None if lease is None else lease.instance)
+        return out
+
+
+HISTORY = st.lists(st.one_of(
+    st.tuples(st.just("reregister"), st.integers(0, NODES - 1), st.booleans()),
+    st.tuples(st.just("heartbeat"), st.just(0), st.just(False)),
+    st.tuples(st.just("move"), st.integers(0, NODES - 1), st.just(False)),
+    st.tuples(st.just("leave"), st.just(0), st.just(False)),
+    st.tuples(st.just("isolate"), st.integers(0, NODES), st.just(False)),  # NODES: all apart
+    st.tuples(st.just("heal"), st.just(0), st.just(False)),
+    st.tuples(st.just("repair"), st.integers(0, len(PAIRS) - 1), st.just(False)),
+    st.tuples(st.just("wait"), st.integers(0, len(WAITS) - 1), st.just(False)),
+), max_size=40)
+CLOCKS = st.lists(st.integers(-3 * HOUR, 3 * HOUR), min_size=NODES, max_size=NODES)
+MONOTONIC = st.lists(st.integers(0, 10**6), min_size=NODES, max_size=NODES)
+
+
+@settings(max_examples=400, deadline=None)
+@given(CLOCKS, MONOTONIC, HISTORY, st.sets(st.integers(0, NODES - 1)),
+       st.lists(st.integers(0, len(PAIRS) - 1), max_size=12))
+def test_after_a_partition_heals_every_node_ends_with_what_the_instance_heartbeats(
+        skews: list[int], monotonic: list[int], history: list[tuple[str, int, bool]],
+        reach: set[int], repairs: list[int]) -> None:
+    """Clocks hours apart, partitions, new data on any side: after the heal and a heartbeat,
+    repairs never take a node off what the instance heartbeats, and one round gives it to all."""
+    cluster = SkewedCluster(skews, monotonic)
+    assert cluster.client("register")
+    for kind, arg, flag in history:
+        if kind == "reregister":
+            cluster.reregister(arg, flag)
+        elif kind == "heartbeat":
+            cluster.heartbeat()
+        elif kind == "move":
+            cluster.at = arg
+        elif kind == "leave":
+            cluster.leave()
+        elif kind == "isolate":
+            cluster.side = list(range(NODES)) if arg == NODES else [
+                int(n == arg) for n in range(NODES)]
+        elif kind == "heal":
+            cluster.side = [0] * NODES
+        elif kind == "repair":
+            cluster.repair(*PAIRS[arg])
+        else:
+            cluster.wait(WAITS[arg])
+    cluster.side = [0] * NODES
+    if not cluster.present:  # it comes back, with new data
+        cluster.versions += 1
+        cluster.data = version(cluster.versions)
+        cluster.present = True
+        assert cluster.client("register", reach)
+    cluster.heartbeat(reach)
+    current = cluster.data
+    before = cluster.held()
+    for pair in [*(PAIRS[i] for i in repairs), *PAIRS]:
+        cluster.repair(*pair)
+        held = cluster.held()
+        kept = [now for now, then in zip(held, before, strict=True) if then == current]
+        assert [current] * len(kept) == kept, f"the repair {pair} took the data away"
+        before = held
+    assert [current] * NODES == cluster.held()

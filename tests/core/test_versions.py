@@ -16,11 +16,13 @@ from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.registry import Registry, RegistryConfig, instance_hash
 from artemis.core.versions import (
+    ENTRY_BYTES,
     Change,
     ChangeLog,
     Versions,
     checksum_hex,
     drive,
+    entry_bytes,
 )
 from artemis.wire import GetServicesDeltaResponse, Instance, InstanceChange, ResponseStatus
 
@@ -153,7 +155,39 @@ def test_change_log_answers_none_once_needed_changes_left() -> None:
         log.append(change(r))
     assert (3, 3, None, None) == (len(log), log.first_revision, log.since(0), log.since(1))
     assert [3, 4, 5] == [c.revision for c in log.since(2) or ()]
-    assert "ChangeLog(size=3, first=3)" == repr(log)
+    size = sum(entry_bytes(change(r)) for r in (3, 4, 5))
+    assert (size, f"ChangeLog(size=3, first=3, bytes={size})") == (log.bytes, repr(log))
+
+
+def test_change_log_is_bounded_in_bytes() -> None:
+    """Past max_bytes the oldest changes leave (counted in `trimmed`) and since() of a revision
+    they held answers None, as for a change that left by count; the newest always stays."""
+    one = entry_bytes(change(1))
+    log = ChangeLog(100, max_bytes=3 * one)
+    for r in range(1, 7):
+        log.append(change(r))
+    kept = (len(log), log.first_revision, log.bytes, log.trimmed, log.since(2))
+    assert (3, 4, 3 * one, 3, None) == kept
+    assert [4, 5, 6] == [c.revision for c in log.since(3) or ()]
+    tiny = ChangeLog(100, max_bytes=1)
+    tiny.append(change(1))
+    tiny.append(change(2))
+    assert ([2], 1) == ([c.revision for c in tiny.since(1) or ()], tiny.trimmed)
+
+
+def test_change_log_counts_large_instances_by_their_size() -> None:
+    """A change is counted as its instance's JSON plus ENTRY_BYTES: large instances leave the
+    log sooner, and the bytes counted follow what count-bounded drops take away too."""
+    big = inst(metadata={f"k{n}": "v" * 1000 for n in range(16)})
+    large = Change(1, "new", W0, "svc", "i1", None, h(big), wire.encode(big), h(big))
+    log = ChangeLog(2, max_bytes=10 * ENTRY_BYTES + 2 * len(large.encoded))
+    log.append(large)
+    log.append(msgspec.structs.replace(large, revision=2, kind="delete"))
+    before = (len(log), log.bytes)
+    log.append(change(3))  # the capacity of 2 drops the first large change
+    assert ((2, 2 * (ENTRY_BYTES + len(large.encoded))),
+            (2, entry_bytes(change(3)) + ENTRY_BYTES + len(large.encoded)), 0) == (
+        before, (len(log), log.bytes), log.trimmed)
 
 
 def test_empty_change_log() -> None:
@@ -284,6 +318,24 @@ def test_chunked_build_is_exact_as_of_one_revision() -> None:
     expected = {f"s{n}": {"b": inst(f"s{n}", "b")} for n in range(3)}
     expected["s3"] = {"z": inst("s3", "z")}
     assert (registry.revision, expected) == (snapshot.revision, content(snapshot.body())[2])
+
+
+def test_build_steps_are_bounded_by_leases_too() -> None:
+    """A step of a snapshot takes `chunk` services or fewer large ones: three services of 100
+    instances with chunk 2 (40 leases a service, 80 a step) are taken one per step."""
+    registry = Registry(RegistryConfig())
+    versions = Versions(registry, 3, W0, chunk=2)
+    registry.register([inst(f"s{n}", f"i{i}") for n in range(3) for i in range(100)], T0, W0)
+    build = versions.build(W0 + 1)
+    steps = 0
+    while True:
+        try:
+            next(build)
+        except StopIteration as stop:
+            snapshot = stop.value
+            break
+        steps += 1
+    assert (3, 300) == (steps, snapshot.instance_count)
 
 
 # --- deltas ------------------------------------------------------------------------------------
@@ -508,7 +560,10 @@ class Run:
             reg.register([i], now, wall)
             self.model[key] = (i, now + 20.0)
         elif kind == "heartbeat":
-            ok = reg.heartbeat([inst(service, instance)], now, wall).succeeded
+            held = self.model.get(key)  # a client heartbeats with what it registered
+            sent = inst(service, instance) if held is None else msgspec.structs.replace(
+                held[0], service_id=service, instance_id=instance)
+            ok = reg.heartbeat([sent], now, wall).succeeded
             assert (key in self.model) == bool(ok)
             if ok:
                 self.model[key] = (self.model[key][0], now + 20.0)

@@ -19,6 +19,7 @@ import pytest
 
 from artemis import wire
 from artemis.clock import FakeClock
+from artemis.core.versions import ChangeLog
 from artemis.server import push as push_module
 from artemis.server.app import build_app
 from artemis.server.node import Node
@@ -213,7 +214,7 @@ class Server:
     async def idle(self, ws: FakeWebSocket, frames: int) -> None:
         """Wait until `ws` got `frames` frames and its session has nothing queued."""
         def done() -> bool:
-            queues = [s.push.queue for s in self.push.sessions if s.ws is ws and s.push]
+            queues = [s.push.waiting for s in self.push.sessions if s.ws is ws and s.push]
             return len(ws.sent) >= frames and not any(queues)
 
         await until(done, f"{frames} frames", handler=self.handler(ws))
@@ -344,6 +345,57 @@ async def test_all_changes_session_resumes_from_a_token(server: Server) -> None:
     await server.idle(ws, 1)
     other = instance("10.0.0.2:80", serviceId=OTHER)
     assert [push_frame("new", wall, other, server.token(2))] == ws.sent
+
+
+async def test_resume_is_replayed_in_steps_with_live_changes_in_order(server: Server) -> None:
+    """A replay read one log entry per step, with a change of its service registered between
+    two steps, sends every change of the service after the token once, in revision order,
+    then live ones; the other service's changes are not sent."""
+    hub = server.push.hub
+    hub.replay_chunk = 1
+    wall = server.clock.wall_ms()
+    for n in range(1, 5):
+        server.publish_register(instance(f"10.0.0.{n}:80",
+                                         serviceId=SERVICE if n % 2 else OTHER))
+    steps: list[int] = []
+    replay = hub.replay
+
+    def step(*args: Any) -> int:
+        if len(steps) == 1:  # after the first step: a live change of the replayed service
+            server.publish_register(instance("10.0.0.5:80"))
+        steps.append(replay(*args))
+        return steps[-1]
+
+    hub.replay = step  # type: ignore[method-assign]
+    ws = server.connect(DISCOVERY)
+    await server.subscribe(ws, revision=server.token(0))
+    await until(lambda: hub.sessions[1].replay is None, "the replay's end")
+    server.publish_register(instance("10.0.0.6:80"))
+    await server.idle(ws, 4)
+    expected = ([push_frame("new", wall, instance(f"10.0.0.{n}:80"), server.token(n))
+                 for n in (1, 3, 5, 6)], [1, 0, 1, 0, 1, 0])
+    assert expected == (ws.sent, steps)
+
+
+async def test_subscription_to_a_service_unchanged_since_its_token_reads_no_log(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token not older than the service's latest change is answered without reading the
+    change log (however long it is), and later changes come live."""
+    wall = server.clock.wall_ms()
+    server.publish_register(instance("10.0.0.1:80"))
+    for n in range(2, 6):
+        server.publish_register(instance(f"10.0.0.{n}:80", serviceId=OTHER))
+
+    def unreadable(*args: Any) -> None:
+        raise AssertionError("the change log was read")
+
+    monkeypatch.setattr(ChangeLog, "since", unreadable)
+    ws = server.connect(DISCOVERY)
+    await server.subscribe(ws, revision=server.token(1))
+    monkeypatch.undo()
+    server.publish_register(instance("10.0.0.6:80"))
+    await server.idle(ws, 1)
+    assert [push_frame("new", wall, instance("10.0.0.6:80"), server.token(6))] == ws.sent
 
 
 async def test_closed_session_leaves_the_hub(server: Server) -> None:
@@ -636,6 +688,38 @@ async def test_full_queue_of_one_service_becomes_a_reload(make_server: MakeServe
                 reload_frame(SERVICE, wall, server.token(4)),
                 push_frame("new", wall, instance("10.0.0.5:80"), server.token(5))]
     assert (expected, None, 2) == (ws.sent, ws.code, server.push.hub.sessions[1].dropped)
+
+
+async def test_queue_past_ws_send_queue_bytes_becomes_a_reload(make_server: MakeServer) -> None:
+    """A subscriber stuck in a send while frames past ws_send_queue_bytes (far below
+    ws_send_queue) arrive is sent, once unstuck, a reload of the service and what followed it."""
+    server = await make_server(ws_send_queue_bytes=16_384)
+    ws = FakeWebSocket()
+    gate = asyncio.Event()
+    original_send = ws.send
+
+    async def send(text: str) -> None:
+        await gate.wait()
+        await original_send(text)
+
+    ws.send = send  # type: ignore[method-assign]
+    server.connect(DISCOVERY, ws)
+    await server.subscribe(ws)
+    wall = server.clock.wall_ms()
+    server.publish_register(instance("10.0.1.100:80"))
+    await until(lambda: not server.push.hub.sessions[1].waiting, "the first send to start")
+    size = len(push_frame("new", wall, instance("10.0.1.101:80"), server.token(2)))
+    fit = 16_384 // size  # frames that fit; one more turns them into a reload
+    for n in range(101, 101 + fit + 1):
+        server.publish_register(instance(f"10.0.1.{n}:80"))
+    gate.set()
+    await server.idle(ws, 3)
+    last = 2 + fit
+    expected = [push_frame("new", wall, instance("10.0.1.100:80"), server.token(1)),
+                reload_frame(SERVICE, wall, server.token(last - 1)),
+                push_frame("new", wall, instance(f"10.0.1.{100 + last - 1}:80"),
+                           server.token(last))]
+    assert (expected, None, fit - 1) == (ws.sent, ws.code, server.push.hub.sessions[1].dropped)
 
 
 # --- housekeeping ----------------------------------------------------------------------------

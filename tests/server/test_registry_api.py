@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
-from tests.server.conftest import MakeApi
+from artemis.clock import FakeClock
+from artemis.core.registry import OTHER_DATA
+from artemis.server.app import build_app
+from tests.server.conftest import MakeApi, make_node
 from tests.server.harness import (
     HEARTBEAT,
     NOT_EXISTING,
@@ -146,8 +152,10 @@ async def test_heartbeat_message_names_the_instance(api: Api) -> None:
 
 
 async def test_heartbeat_never_changes_stored_data(seeded: Api) -> None:
-    """A heartbeat carrying other data renews the lease but keeps the registered data."""
-    assert OK_BODY == await seeded.heartbeat(instance(port=1, status="down"))
+    """A heartbeat carrying other data keeps the registered data and answers data-not-found
+    for it, so the client registers what it has again (a stale copy is never renewed)."""
+    other = instance(port=1, status="down")
+    assert partial(failed(other, "data-not-found", OTHER_DATA)) == await seeded.heartbeat(other)
     assert lookup_answer(service(SERVICE, instance())) == await seeded.lookup()
 
 
@@ -267,3 +275,46 @@ async def test_rate_limit_checked_before_the_request_shape(make_api: MakeApi) ->
 
     assert registry_fail("rate-limited", "Request is rate limited.") == await api.call(
         REGISTER, {"instances": []})
+
+
+# --- caps ---------------------------------------------------------------------------------------
+
+
+def capped(inst: dict[str, Any], reason: str) -> dict[str, Any]:
+    return failed(inst, "rate-limited", reason)
+
+
+async def test_register_over_the_per_client_cap_fails_for_those_instances(
+        clock: FakeClock) -> None:
+    """A client address past max_instances_per_client gets rate-limited for its new instances,
+    counted in /metrics; another address still registers, and the held instances renew."""
+    app = build_app(make_node(clock, max_instances_per_client=2))
+    a, b, c = (instance(f"10.0.0.{n}:8080") for n in (1, 2, 3))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(
+            "10.1.1.1", 40000)), base_url="http://node") as one, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("10.1.1.2", 40000)),
+            base_url="http://node") as two:
+        answers = [(await one.post(path, json={"instances": body})).json() for path, body in (
+            (REGISTER, [a, b, c]), (HEARTBEAT, [a, b]), (REGISTER, [a]))]
+        answers.append((await two.post(REGISTER, json={"instances": [c]})).json())
+        metrics = (await one.get("/metrics")).text
+    reason = ("client 10.1.1.1 holds its maximum of 2 instances on this node "
+              "(max_instances_per_client).")
+    assert ([partial(capped(c, reason)), OK_BODY, OK_BODY, OK_BODY], True) == (
+        answers, 'artemis_registrations_refused_total{cap="max_instances_per_client"} 1.0'
+        in metrics)
+
+
+async def test_register_over_the_node_caps_fails_whoever_asks(make_api: MakeApi) -> None:
+    """max_instances and max_services refuse new instances and services with rate-limited;
+    registering a held instance again is never refused."""
+    api: Api = await make_api(max_instances=2, max_services=1)
+    a, b = instance("10.0.0.1:8080"), instance("10.0.0.2:8080")
+    elsewhere = instance("10.0.0.3:8080", serviceId="other.service")
+    first = await api.register(a, elsewhere)
+    second = await api.register(b, instance("10.0.0.4:8080"), {**a, "port": 9090})
+    services = "this node holds its maximum of 1 services (max_services); try again later."
+    instances = "this node holds its maximum of 2 instances (max_instances); try again later."
+    assert (partial(capped(elsewhere, services)),
+            partial(capped(instance("10.0.0.4:8080"), instances)),
+            {"max_instances": 1, "max_services": 1}) == (first, second, api.node.registry.refused)

@@ -33,6 +33,7 @@ from artemis.server.store import (
     ManagementData,
     ManagementStore,
     StoreError,
+    StoreLost,
     StoreUnavailable,
     StoreValueError,
     async_url,
@@ -611,3 +612,175 @@ async def test_mariadb_urls_and_binary_collation() -> None:
             "SELECT DISTINCT table_collation FROM information_schema.tables "
             "WHERE table_schema = DATABASE() AND table_name <> 'artemis_alembic_version'"))
         assert ["utf8mb4_bin"] == collations
+
+
+
+# -- a database that is no longer the one opened --------------------------------------------
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def rescue_copies(folder: Path) -> list[Path]:
+    return sorted(folder.glob("m.db.rescued-*"))
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+async def lost_message(call: Callable[[], Awaitable[object]]) -> str:
+    with pytest.raises(StoreLost) as raised:
+        await call()
+    return str(raised.value)
+
+
+def every_call(store: ManagementStore) -> list[Callable[[], Awaitable[object]]]:
+    """A read of each kind and a write of each kind."""
+    return [store.version, store.load, lambda: store.audit({}), lambda: store.groups({}),
+            lambda: store.operate_instance("sha", "svc", "i2", "pullout", False, **CONTEXT,
+                                           now_ms=9),
+            lambda: store.delete_groups([1], **CONTEXT, now_ms=9)]
+
+
+async def test_a_removed_sqlite_file_is_never_recreated_and_its_data_is_rescued(
+        tmp_path: Path) -> None:
+    """Once its file is removed, every call is StoreLost, no file appears at the path, and
+    rescue() copies what the store still holds (audit log included) beside it, once, and
+    removes the -wal and -shm files the removed file left."""
+    path = tmp_path / "m.db"
+    async with ManagementStore(sqlite_url(path)) as store:
+        await store.operate_instance("sha", "svc", "i1", "pullout", False, **CONTEXT, now_ms=5)
+        written = await store.load()
+        path.unlink()
+        why = (f"the SQLite database file {path} was removed after this node opened it: "
+               "nothing is read or written until the node restarts")
+        assert [why] * 6 == [await lost_message(call) for call in every_call(store)]
+        assert (False, why) == (path.exists(), store.lost)
+        assert ["m.db-shm", "m.db-wal"] == names(tmp_path)
+        rescued = await store.rescue()
+        assert rescued is not None
+        assert [rescued, rescued] == [await store.rescue(), *rescue_copies(tmp_path)]
+        assert [rescued.name] == names(tmp_path)
+        assert (f"{why}; what it held is saved in {rescued}, which a node that starts with no "
+                "file there puts back") == await lost_message(store.load)
+    async with ManagementStore(sqlite_url(rescued)) as copy:
+        assert written == await copy.load()
+        assert [5] == [entry.created_ms for entry in (await copy.audit({}))[0]]
+
+
+async def test_a_replaced_sqlite_file_is_neither_read_nor_written(tmp_path: Path) -> None:
+    """A file moved in place of the one opened (an empty database another node made, say) is
+    StoreLost: the store reads nothing from it and writes nothing to it."""
+    path, other = tmp_path / "m.db", tmp_path / "other.db"
+    async with ManagementStore(sqlite_url(path)) as store:
+        await store.operate_server("sha", "10.0.0.1", "pullout", False, **CONTEXT, now_ms=1)
+        async with ManagementStore(sqlite_url(other)) as empty:
+            assert 0 == await empty.version()
+        os.replace(other, path)
+        why = f"the SQLite database file {path} was replaced by another file after"
+        assert [why] * 6 == [(await lost_message(call))[:len(why)]
+                             for call in every_call(store)]
+        rescued = await store.rescue()
+        assert rescued is not None
+    assert ([0], [0]) == (await scalars(sqlite_url(path), "SELECT version FROM artemis_meta"),
+                          await scalars(sqlite_url(path), "SELECT count(*) FROM audit_log"))
+    assert [1] == await scalars(sqlite_url(rescued), "SELECT version FROM artemis_meta")
+
+
+async def test_a_removed_folder_is_lost_and_says_the_rescue_failed(tmp_path: Path) -> None:
+    """With the file's whole folder gone, the store is lost and rescue() is a StoreError that
+    names the place it could not write."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    async with ManagementStore(sqlite_url(folder / "m.db")) as store:
+        for name in os.listdir(folder):
+            (folder / name).unlink()
+        folder.rmdir()
+        assert "was removed" in await lost_message(store.version)
+        with pytest.raises(StoreError, match=f"cannot save a rescue copy beside {folder}"):
+            await store.rescue()
+    assert not folder.exists()
+
+
+async def test_opening_a_missing_file_puts_back_the_newest_rescue_copy(tmp_path: Path) -> None:
+    """open() where no file is moves the newest rescue copy in its place (`restored`); beside
+    an existing file it touches none and lists them (`rescue_copies`)."""
+    path = tmp_path / "m.db"
+    copies = [tmp_path / f"m.db.rescued-{ms}-7" for ms in (900, 1000)]
+    for writes, copy in enumerate(copies, start=1):
+        async with ManagementStore(sqlite_url(copy)) as store:
+            for t in range(writes):
+                await store.operate_zone("sha", "svc", "z", f"op{t}", False, **CONTEXT, now_ms=t)
+    async with ManagementStore(sqlite_url(path)) as store:
+        assert (2, copies[1], (copies[0],)) == (
+            await store.version(), store.restored, store.rescue_copies)
+    assert [copies[0]] == rescue_copies(tmp_path)
+    async with ManagementStore(sqlite_url(path)) as store:
+        assert (2, None, (copies[0],)) == (
+            await store.version(), store.restored, store.rescue_copies)
+
+
+async def test_a_version_that_goes_back_is_a_lost_database(db_url: str) -> None:
+    """A version below one the store saw (its tables emptied and made anew, another database)
+    is StoreLost: writes refuse in their transaction and leave nothing; reopening accepts the
+    database as it is."""
+    store = ManagementStore(db_url)
+    await store.open()
+    try:
+        for t in range(2):
+            await store.operate_instance("sha", "svc", f"i{t}", "pullout", False, **CONTEXT,
+                                         now_ms=t)
+        db = engine(db_url)
+        try:
+            async with db.begin() as connection:
+                for name in ("instance_operation", "audit_log"):
+                    await connection.execute(text(f"DELETE FROM {name}"))  # noqa: S608
+                await connection.execute(text("UPDATE artemis_meta SET version = 0"))
+        finally:
+            await db.dispose()
+        why = ("the version went back from 2 to 0 (another database, tables created again, or "
+               "an older backup) after this node opened it: nothing is read or written until "
+               "the node restarts")
+        assert [why] * 6 == [await lost_message(call) for call in every_call(store)]
+        assert [0] == await scalars(db_url, "SELECT version FROM artemis_meta")
+        assert await store.rescue() is None
+        await store.close()
+        await store.open()
+        assert (0, EMPTY) == (await store.version(), await store.load())
+    finally:
+        await store.close()
+
+
+async def test_a_missing_version_row_is_a_lost_database_once_one_was_seen(db_url: str) -> None:
+    """The version row gone from under a store that read it is StoreLost; a store that never
+    read one says only that the row is missing."""
+    async with ManagementStore(db_url) as store:
+        await store.operate_instance("sha", "svc", "i1", "pullout", False, **CONTEXT, now_ms=1)
+        db = engine(db_url)
+        try:
+            async with db.begin() as connection:
+                await connection.execute(text("DELETE FROM artemis_meta"))
+        finally:
+            await db.dispose()
+        async with ManagementStore(db_url) as fresh:
+            with pytest.raises(StoreError, match="the version row is missing") as raised:
+                await fresh.version()
+            assert StoreError is type(raised.value)
+        assert "the version row is missing" in await lost_message(store.load)
+
+
+async def test_loads_and_writes_racing_never_look_like_a_version_going_back(
+        db_url: str) -> None:
+    """A load whose snapshot began before a write of the same store committed reads an older
+    version; that is not a lost database."""
+    async with ManagementStore(db_url, timeout=10.0) as store:
+        async def write(t: int) -> object:
+            return await store.operate_instance("sha", "svc", f"i{t}", "pullout", False,
+                                                **CONTEXT, now_ms=t)
+
+        results = await asyncio.gather(*(call for t in range(30) for call in (
+            write(t), store.load(), store.version())), return_exceptions=True)
+        assert [] == [r for r in results if isinstance(r, BaseException)]
+        assert (30, None) == (await store.version(), store.lost)

@@ -21,15 +21,31 @@ Rules of self-preservation (the original's LeaseUpdateSafeChecker, §5.2, with o
     For one window after a departure the baseline is not raised again, because the window still
     counts renewals of the instance that left.
   * Turning the check off makes the state SAFE and resets `max_count`; so does turning it on.
+
+Rules of the node's own pauses (PauseWatch)
+  * Self-preservation judges the clients; a pause of the node itself (SIGSTOP, a VM stall, a
+    frozen event loop) is not their silence: nobody could renew while the node was not running.
+  * The node's own loop (the sweeper, every `sweep_interval`) ticks the watch with monotonic time.
+    A tick, or any operation that decides on expiry (sweep, heartbeat), that finds more than
+    `threshold` seconds since the last tick has found a pause: the gap runs from that tick to now.
+  * Every lease that was live when the pause began gets the gap back: `renewed += gap`, so it
+    has exactly the time left that it had when the node stopped looking, and its client gets a
+    fair chance to heartbeat again. A lease that had expired before the pause gets nothing.
+  * A lease gets this credit only if it was renewed (or registered) since the previous pause
+    ended, so a silent instance is credited at most once: a node that keeps stalling still
+    evicts dead instances, one gap after their deadline at the latest.
+  * Until the first tick nothing is a pause (a node that does not run its loops, and tests that
+    move a fake clock by hand, expire leases by the clock alone); a threshold of 0 turns it off.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from artemis.core.window import SlidingWindow
 
-__all__ = ["SafeChecker", "SafeCheckerConfig", "SafeCheckerStatus"]
+__all__ = ["Pause", "PauseWatch", "SafeChecker", "SafeCheckerConfig", "SafeCheckerStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +149,59 @@ class SafeChecker:
 
     def __repr__(self) -> str:
         return f"SafeChecker(safe={self.is_safe}, enabled={self._cfg.enabled}, max={self._max})"
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """One pause of the node itself, as found (monotonic seconds)."""
+
+    started: float  # the last tick before it
+    seconds: float  # the gap credited to the live leases
+    leases: int  # how many leases got it back
+
+
+class PauseWatch:
+    """Tells the node's own pauses from its clients' silence (rules in the module doc)."""
+
+    __slots__ = ("count", "deadline", "last", "resumed", "seconds_total", "threshold")
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.deadline = math.inf  # a decision at a later time has found a pause
+        self.resumed = -math.inf  # when the previous pause was found
+        self.count = 0
+        self.seconds_total = 0.0
+        self.last: Pause | None = None
+
+    def tick(self, now: float) -> float:
+        """The node's own loop runs at `now`: the gap of a pause it ends (0.0 when none)."""
+        gap = self.missed(now)
+        if self.threshold > 0:
+            self.deadline = now + self.threshold
+        return gap
+
+    def missed(self, now: float) -> float:
+        """The gap of a pause found at `now` (0.0 when none); `credit` must follow a gap."""
+        if now <= self.deadline:
+            return 0.0
+        gap = now - (self.deadline - self.threshold)
+        self.deadline = now + self.threshold
+        return gap
+
+    def credit(self, renewed: float, ttl: float, now: float, gap: float) -> float | None:
+        """The new renewal time of a lease for the gap found at `now`; None: no credit."""
+        if renewed < self.resumed or renewed + ttl < now - gap:
+            return None  # credited before and silent since, or expired before the pause
+        # just below `now`: a renewal at or after `now` is what earns the next credit
+        return min(renewed + gap, math.nextafter(now, -math.inf))
+
+    def credited(self, now: float, gap: float, leases: int) -> Pause:
+        """Record the pause found at `now` once its credit is handed out."""
+        self.resumed = now
+        self.count += 1
+        self.seconds_total += gap
+        self.last = Pause(now - gap, gap, leases)
+        return self.last
+
+    def __repr__(self) -> str:
+        return f"PauseWatch(threshold={self.threshold}, count={self.count})"

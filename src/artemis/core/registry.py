@@ -11,15 +11,27 @@ Rules
   * register creates a new lease (replacing any live one) and records `new`.
   * heartbeat renews a live lease and never changes stored data; an unknown or expired lease
     answers `data-not-found` so the client registers again. On the replication path an unknown
-    instance is registered instead, so lost writes heal.
+    instance is registered instead, so lost writes heal. What an instance heartbeats with is the
+    truth: a lease holding other data than a field the heartbeat carries (a heartbeat may carry
+    only the key; metadata order and the case of ids do not count) went
+    stale (a lost write, a merge during a partition) and is never renewed; the client path
+    answers `data-not-found` (the client registers its data again), the replication path
+    registers the data the peer's client sent. So `renewed` is always the last time the
+    instance confirmed the lease's data, which is what merge compares.
   * unregister removes the lease at once and records `delete`; an unknown instance is a success.
   * sweep removes expired leases (unless self-preservation holds them) and records `delete`.
-  * An unregister leaves a tombstone (when, wall clock) for as long as the longest lease, so
-    anti-entropy can tell "a peer missed my unregister" from "I missed its register".
+  * A pause of the node itself (found by `tick`, `sweep` or `heartbeat`) is given back to the
+    leases that were live when it began, instead of expiring them (rules in core/lease.py).
+  * An unregister leaves a tombstone (monotonic and wall time) for as long as the longest lease,
+    so anti-entropy can tell "a peer missed my unregister" from "I missed its register". A
+    client's unregister is dated now; a peer's (late, or sent by a repair) is dated by the last
+    renewal of the lease it removed, so it never condemns a copy renewed after that.
   * merge (anti-entropy and bootstrap) takes a peer's copies of leases: an unknown instance is
     registered with the copy's remaining lease (a copy never extends a lease); a known one with
-    the same data keeps the later renewal; different data goes to the later registration; an
-    instance unregistered here after the copy's registration is reported back as stale there.
+    the same data keeps the later renewal; different data goes to the copy renewed later (the
+    one the instance still heartbeats with); a copy not renewed since the instance was
+    unregistered here is reported back as stale there. Only lease ages (durations) are
+    compared, never wall clocks, which may be hours apart between nodes.
   * Every change gets the next revision of one node-local counter and goes to the change log.
   * Discovery sees only what management does not hide (pulled-out instances, machines, zones):
     a hidden instance keeps its lease but records no `new`; hiding a visible one records a
@@ -32,6 +44,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +54,7 @@ from typing import Final
 import msgspec
 
 from artemis import wire
-from artemis.core.lease import SafeChecker, SafeCheckerConfig
+from artemis.core.lease import Pause, PauseWatch, SafeChecker, SafeCheckerConfig
 from artemis.core.management import EMPTY, ManagementView
 from artemis.core.versions import Change, ChangeLog, decode_instance
 from artemis.wire import FailedInstance, Instance, LeaseCopy
@@ -50,6 +63,7 @@ __all__ = [
     "BAD_REQUEST",
     "DATA_NOT_FOUND",
     "NO_PERMISSION",
+    "RATE_LIMITED",
     "BatchResult",
     "Lease",
     "MergeResult",
@@ -58,12 +72,15 @@ __all__ = [
     "ServiceState",
     "describe",
     "instance_hash",
+    "lease_copy",
 ]
 
 BAD_REQUEST: Final = "bad-request"
+RATE_LIMITED: Final = "rate-limited"  # a cap on what registrations may add (`_refusal`)
 NO_PERMISSION: Final = "no-permission"
 DATA_NOT_FOUND: Final = "data-not-found"
 NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
+OTHER_DATA: Final = "Instance data differs from the registered instance. Need re-register."
 LEGACY_KEY: Final = "java_registry"
 _MASK64: Final = (1 << 64) - 1
 # After how long an expired lease that self-preservation holds is looked at again.
@@ -83,11 +100,18 @@ class RegistryConfig:
         default_factory=lambda: SafeCheckerConfig(window=60.0)
     )
     change_log_size: int = 200_000
+    change_log_bytes: int | None = None  # None: bounded in entries only
+    # Caps on what registrations may add (0: no cap); see `_refusal`.
+    max_instances: int = 0
+    max_services: int = 0
+    max_instances_per_client: int = 0
+    max_services_per_client: int = 0
     max_id_length: int = 256
     max_url_length: int = 2048
     max_metadata_entries: int = 64
     max_field_length: int = 1024
     max_tombstones: int = _MAX_TOMBSTONES
+    pause_threshold: float = 2.0  # a longer gap between ticks is the node's own pause (0: off)
 
 
 def instance_hash(encoded: bytes) -> int:
@@ -107,6 +131,25 @@ def describe(instance: Instance) -> str:
 def _is_legacy(instance: Instance) -> bool:
     metadata = instance.metadata
     return bool(metadata and (metadata.get(LEGACY_KEY) or "").strip())
+
+
+_DATA_FIELDS: Final = ("group_id", "health_check_url", "ip", "machine_name", "protocol",
+                       "status", "url", "zone_id")
+
+
+def _same_data(lease: Lease, instance: Instance) -> bool:
+    """Whether a heartbeat's `instance` agrees with the lease's: every field the heartbeat
+    carries equals the held one. A field it leaves out (null, port 0) says nothing, as in the
+    original, where a heartbeat needs only the instance's key; metadata order and the case of
+    the ids do not count."""
+    held = lease.instance
+    for name in _DATA_FIELDS:
+        value = getattr(instance, name)
+        if value is not None and value != getattr(held, name):
+            return False
+    if instance.port and instance.port != held.port:
+        return False
+    return instance.metadata is None or instance.metadata == held.metadata
 
 
 def _null(text: str | None) -> str:
@@ -135,6 +178,7 @@ class Lease(msgspec.Struct, gc=False):
     zone: str = ""  # lower-case, for zone pull-outs
     group: str = ""  # lower-case groupId, for group pull-outs
     hidden: bool = False  # pulled out by management: kept, renewed, not discovered
+    owner: str = ""  # the client address that registered it ("" from a peer): per-client caps
 
     @property
     def instance(self) -> Instance:
@@ -184,6 +228,14 @@ def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b
     ))
 
 
+def lease_copy(lease: Lease, now: float) -> bytes:
+    """One lease as LeaseCopy JSON: its instance, when it was registered and how long ago it
+    was renewed as of `now` (rounded up: a copy never looks younger than its lease)."""
+    age = max(0, math.ceil((now - lease.renewed) * 1000))
+    return b"".join((b'{"ageMs":', str(age).encode(), b',"createdMs":',
+                     str(lease.created_ms).encode(), b',"instance":', lease.encoded, b"}"))
+
+
 @dataclass(slots=True)
 class BatchResult:
     """What one register / heartbeat / unregister batch did."""
@@ -219,30 +271,40 @@ class Registry:
         self.visible_count = 0
         self.view: ManagementView = EMPTY
         self.revision = 0
-        self.log = ChangeLog(config.change_log_size)
+        self.log = ChangeLog(config.change_log_size, config.change_log_bytes)
         self.dirty: set[str] = set()  # services changed since the last snapshot took them
         self.safe = SafeChecker(config.safe_checker)
         self.legacy_safe = SafeChecker(config.legacy_safe_checker)
         self.evicted_total = 0
+        self.pauses = PauseWatch(config.pause_threshold)
+        self.heartbeat_mismatches = 0  # heartbeats whose data differed from the lease's
         # (deadline, sequence, service key, instance key): atomic values only, so the tuples are
         # untracked by the garbage collector; `Lease.due` tells the live entry from stale ones.
         self._expiry: list[tuple[float, int, str, str]] = []
         self._seq = 0
         # "service\x1finstance" -> (monotonic, wall ms) of the last unregister, oldest first
         self.tombstones: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        # Per client address: instances held, and instances per service (for the caps).
+        self._client_count: dict[str, int] = {}
+        self._client_services: dict[str, dict[str, int]] = {}
+        self.refused: dict[str, int] = {}  # registrations refused, by the cap they met
 
     # --- operations ----------------------------------------------------------------------
 
     def register(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
-                 check_zone: bool = True, same_renews: bool = False) -> BatchResult:
+                 check_zone: bool = True, same_renews: bool = False,
+                 client: str | None = None) -> BatchResult:
         """Register a batch; with `same_renews` (the replication path) an instance registered
-        with exactly the same data is renewed instead, so a repeated copy pushes nothing."""
+        with exactly the same data is renewed instead, so a repeated copy pushes nothing.
+        `client` is the caller's address (None from a peer): the caps of `_refusal` apply."""
         result = BatchResult()
         for instance in self._valid(instances, check_zone, result):
             if same_renews and self._renew_same(instance, now):
                 result.succeeded.append(instance)
                 continue
-            self._register(instance, now, wall_ms, result.changes)
+            if self._refused(instance, client, result):
+                continue
+            self._register(instance, now, wall_ms, result.changes, owner=client)
             result.succeeded.append(instance)
         return result
 
@@ -251,18 +313,37 @@ class Registry:
         result = BatchResult()
         renewed = legacy_renewed = 0
         services = self.services
+        if now > self.pauses.deadline:
+            self._resume(now)
         for instance in self._valid(instances, check_zone, result):
             state = services.get(instance.service_id.lower())  # type: ignore[union-attr]
             lease = None if state is None else state.leases.get(
                 instance.instance_id.lower())  # type: ignore[union-attr]
             if lease is None or now > lease.renewed + lease.ttl:
                 if register_unknown:
+                    if self._refused(instance, None, result):
+                        continue
                     self._register(instance, now, wall_ms, result.changes)
                     result.succeeded.append(instance)
                 else:
                     result.failed.append(FailedInstance(
                         error_code=DATA_NOT_FOUND,
                         error_message=f"{describe(instance)}: {NOT_EXISTING}",
+                        instance=instance,
+                    ))
+                continue
+            if lease.encoded != wire.encode(instance) and not _same_data(lease, instance):
+                # The instance heartbeats with other data than held here: this copy went stale
+                # (a lost write, a merge during a partition) and is never renewed. A peer's
+                # heartbeat carries what its client sent: take it; a client registers again.
+                self.heartbeat_mismatches += 1
+                if register_unknown:
+                    self._register(instance, now, wall_ms, result.changes)
+                    result.succeeded.append(instance)
+                else:
+                    result.failed.append(FailedInstance(
+                        error_code=DATA_NOT_FOUND,
+                        error_message=f"{describe(instance)}: {OTHER_DATA}",
                         instance=instance,
                     ))
                 continue
@@ -279,25 +360,39 @@ class Registry:
         return result
 
     def unregister(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
-                   check_zone: bool = True) -> BatchResult:
+                   check_zone: bool = True, from_peer: bool = False) -> BatchResult:
+        """Unregister a batch. The tombstone of a client's unregister is `now`; a peer's
+        (`from_peer`) is the removed lease's last renewal, the latest time this node knows the
+        instance was there (a peer's unregister may come late, or from a repair: copies renewed
+        after it are newer than what it removed), and none when nothing was held."""
         result = BatchResult()
         for instance in self._valid(instances, check_zone, result):
             state = self.services.get(instance.service_id.lower())  # type: ignore[union-attr]
-            if state is not None:
-                lease = state.leases.get(instance.instance_id.lower())  # type: ignore[union-attr]
-                if lease is not None:
-                    self._remove(state, lease, now, wall_ms, result.changes)
-            self._bury(f"{instance.service_id.lower()}\x1f"  # type: ignore[union-attr]
-                       f"{instance.instance_id.lower()}", now, wall_ms)  # type: ignore[union-attr]
+            lease = None if state is None else state.leases.get(
+                instance.instance_id.lower())  # type: ignore[union-attr]
+            if lease is not None:
+                self._remove(state, lease, now, wall_ms, result.changes)  # type: ignore[arg-type]
+            if not from_peer or lease is not None:
+                self._bury(f"{instance.service_id.lower()}\x1f"  # type: ignore[union-attr]
+                           f"{instance.instance_id.lower()}",  # type: ignore[union-attr]
+                           now if lease is None or not from_peer else lease.renewed, wall_ms)
             result.succeeded.append(instance)
         return result
 
-    def merge(self, copies: Iterable[LeaseCopy], now: float, wall_ms: int) -> MergeResult:
+    def merge(self, copies: Iterable[LeaseCopy], now: float, wall_ms: int, *,
+              asked: float | None = None) -> MergeResult:
         """Merge a peer's copies of leases (rules in the module doc); invalid copies and copies
-        of other regions are skipped."""
+        of other regions are skipped.
+
+        Conflicts are decided by renewal, never by wall clocks: a copy was renewed `age_ms`
+        before the peer answered, which happened after `asked` (monotonic, when the copies were
+        asked for; default `now`), so `asked - age` is a renewal time of this node's own clock
+        that is never later than the real one. Wall clocks of two nodes may be hours apart; the
+        age of a lease is a duration and means the same on both."""
         result = MergeResult()
         tombstones = self.tombstones
         self._forget_tombstones(now)
+        base = now if asked is None else min(asked, now)
         for copy in copies:
             instance = copy.instance
             if self._problem(instance, False) is not None:
@@ -306,13 +401,13 @@ class Registry:
             ikey = instance.instance_id.lower()  # type: ignore[union-attr]
             legacy = _is_legacy(instance)
             ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
-            age = max(0.0, copy.age_ms / 1000)
+            age = max(0.0, copy.age_ms / 1000) + (now - base)
             if age >= ttl:
                 continue  # expired there too; the peer's own sweep removes it
             renewed = now - age
             buried = tombstones.get(f"{key}\x1f{ikey}")
-            if buried is not None and buried[1] >= copy.created_ms:
-                result.stale_at_peer.append(instance)
+            if buried is not None and buried[0] >= renewed:
+                result.stale_at_peer.append(instance)  # not renewed since it left here
                 continue
             state = self.services.get(key)
             lease = None if state is None else state.leases.get(ikey)
@@ -323,9 +418,9 @@ class Registry:
                         lease.renewed = renewed
                         result.renewed += 1
                     continue
-                if (copy.created_ms, encoded) <= (lease.created_ms, lease.encoded):
-                    continue  # ours is the later registration (ties: the larger data), so the
-                    # peer takes it from us; both sides decide alike and converge
+                if (renewed, encoded) <= (lease.renewed, lease.encoded):
+                    continue  # ours was renewed later (ties: the larger data): the instance
+                    # heartbeats with ours, the peer takes it from us; both sides decide alike
             self._register(instance, now, wall_ms, result.changes, renewed=renewed,
                            created_ms=copy.created_ms)
             result.imported += 1
@@ -342,13 +437,46 @@ class Registry:
                   else (s for s in (services.get(k.lower()) for k in keys) if s is not None))
         for state in states:
             for lease in state.leases.values():
-                age = max(0, math.ceil((now - lease.renewed) * 1000))  # never younger
-                yield b"".join((b'{"ageMs":', str(age).encode(), b',"createdMs":',
-                                str(lease.created_ms).encode(), b',"instance":', lease.encoded,
-                                b"}"))
+                yield lease_copy(lease, now)
+
+    def lease_batches(self, keys: Iterable[str] | None, size: int
+                      ) -> Iterator[list[tuple[ServiceState, list[Lease]]]]:
+        """The leases of these services (all if None), about `size` at a time, grouped by
+        service in registry order (a large service continues in the next batch). The caller may
+        let the registry change between two batches (the event loop runs): a service or lease
+        removed meanwhile is left out, one registered meanwhile may be missed, none comes
+        twice."""
+        services = self.services
+        wanted = list(services) if keys is None else list(dict.fromkeys(k.lower() for k in keys))
+        batch: list[tuple[ServiceState, list[Lease]]] = []
+        room = size = max(1, size)
+        for key in wanted:
+            state = services.get(key)
+            if state is None:
+                continue
+            leases = list(state.leases.values())  # as of now; checked again after each yield
+            start = 0
+            while start < len(leases):
+                state = services.get(key)
+                if state is None:
+                    break
+                live = state.leases
+                taken = leases[start:start + room]
+                start += len(taken)
+                room -= len(taken)
+                part = [lease for lease in taken if live.get(lease.key) is lease]
+                if part:
+                    batch.append((state, part))
+                if not room:
+                    yield batch
+                    batch, room = [], size
+        if batch:
+            yield batch
 
     def sweep(self, now: float, wall_ms: int) -> list[Change]:
         """Remove the leases that expired by `now`; only leases due are looked at."""
+        if now > self.pauses.deadline:
+            self._resume(now)
         changes: list[Change] = []
         heap = self._expiry
         while heap and heap[0][0] < now:
@@ -368,6 +496,29 @@ class Registry:
                 self._remove(state, lease, now, wall_ms, changes)
                 self.evicted_total += 1
         return changes
+
+    def tick(self, now: float) -> Pause | None:
+        """The node's own loop runs at `now`; the pause this ends, if any, was given back to the
+        live leases (rules in core/lease.py)."""
+        gap = self.pauses.tick(now)
+        return self._credit(now, gap) if gap else None
+
+    def _resume(self, now: float) -> None:
+        """An operation found the node paused since its last tick: give the gap back first."""
+        gap = self.pauses.missed(now)
+        if gap:
+            self._credit(now, gap)
+
+    def _credit(self, now: float, gap: float) -> Pause:
+        credit = self.pauses.credit
+        leases = 0
+        for state in self.services.values():
+            for lease in state.leases.values():
+                renewed = credit(lease.renewed, lease.ttl, now, gap)
+                if renewed is not None:
+                    lease.renewed = renewed  # the expiry heap catches up lazily, as on renewals
+                    leases += 1
+        return self.pauses.credited(now, gap, leases)
 
     def check_safety(self, now: float) -> None:
         """The once-a-second self-preservation decision of both lease managers."""
@@ -396,6 +547,79 @@ class Registry:
     @property
     def instance_count(self) -> int:
         return self.lease_count + self.legacy_lease_count
+
+    def client_instances(self, client: str) -> int:
+        """How many instances the client at this address registered (and still holds)."""
+        return self._client_count.get(client, 0)
+
+    # --- caps ----------------------------------------------------------------------------
+
+    def _refusal(self, instance: Instance, client: str | None) -> tuple[str, str] | None:
+        """Which cap registering this instance would exceed, and why; None if none would.
+
+        An instance already held (live or expired but not yet swept) is never refused, whoever
+        registers it: the caps bound what registrations add, never what the node keeps. The
+        per-node caps apply to everyone, the per-client ones only to a client's own requests
+        (`client` is None for a peer's writes)."""
+        key = instance.service_id.lower()  # type: ignore[union-attr]
+        state = self.services.get(key)
+        if state is not None and instance.instance_id.lower() in state.leases:  # type: ignore[union-attr]
+            return None
+        cfg = self.config
+        if cfg.max_instances and self.instance_count >= cfg.max_instances:
+            return "max_instances", (f"this node holds its maximum of {cfg.max_instances} "
+                                     "instances (max_instances); try again later.")
+        if state is None and cfg.max_services and len(self.services) >= cfg.max_services:
+            return "max_services", (f"this node holds its maximum of {cfg.max_services} "
+                                    "services (max_services); try again later.")
+        if client:
+            if (cfg.max_instances_per_client
+                    and self._client_count.get(client, 0) >= cfg.max_instances_per_client):
+                return "max_instances_per_client", (
+                    f"client {client} holds its maximum of {cfg.max_instances_per_client} "
+                    "instances on this node (max_instances_per_client).")
+            owned = self._client_services.get(client)
+            if (cfg.max_services_per_client and owned is not None and key not in owned
+                    and len(owned) >= cfg.max_services_per_client):
+                return "max_services_per_client", (
+                    f"client {client} holds instances of its maximum of "
+                    f"{cfg.max_services_per_client} services on this node "
+                    "(max_services_per_client).")
+        return None
+
+    def _refused(self, instance: Instance, client: str | None, result: BatchResult) -> bool:
+        refusal = self._refusal(instance, client)
+        if refusal is None:
+            return False
+        cap, reason = refusal
+        self.refused[cap] = self.refused.get(cap, 0) + 1
+        result.failed.append(FailedInstance(
+            error_code=RATE_LIMITED, error_message=f"{describe(instance)}: {reason}",
+            instance=instance))
+        return True
+
+    def _own(self, lease: Lease) -> None:
+        owner = lease.owner
+        if owner:
+            self._client_count[owner] = self._client_count.get(owner, 0) + 1
+            owned = self._client_services.setdefault(owner, {})
+            owned[lease.service] = owned.get(lease.service, 0) + 1
+
+    def _disown(self, lease: Lease) -> None:
+        owner = lease.owner
+        if owner:
+            left = self._client_count[owner] - 1
+            owned = self._client_services[owner]
+            in_service = owned[lease.service] - 1
+            if in_service:
+                owned[lease.service] = in_service
+            else:
+                del owned[lease.service]
+            if left:
+                self._client_count[owner] = left
+            else:  # nothing kept for a client that holds nothing
+                del self._client_count[owner]
+                del self._client_services[owner]
 
     # --- internals -----------------------------------------------------------------------
 
@@ -487,7 +711,9 @@ class Registry:
 
     def _register(self, instance: Instance, now: float, wall_ms: int,
                   changes: list[Change], renewed: float | None = None,
-                  created_ms: int | None = None) -> None:
+                  created_ms: int | None = None, owner: str | None = None) -> None:
+        """Register `instance` (a new lease); `owner` is the registering client's address,
+        None to keep the owner of the lease it replaces (a peer's write)."""
         key = instance.service_id.lower()  # type: ignore[union-attr]
         state = self.services.get(key)
         if state is None:
@@ -510,8 +736,14 @@ class Registry:
                       wall_ms if created_ms is None else created_ms, renewed, ttl, legacy,
                       ip=ip, zone=zone, group=group, hidden=hidden)
         old = state.leases.get(ikey)
+        if owner is not None:
+            lease.owner = sys.intern(owner)
+        elif old is not None:
+            lease.owner = old.owner
+        self._own(lease)
         shown_before = old is not None and not old.hidden
         if old is not None:
+            self._disown(old)
             state.checksum = (state.checksum - old.hash) & _MASK64
             self.checksum = (self.checksum - old.hash) & _MASK64
             self._count(old.legacy, -1)
@@ -537,6 +769,7 @@ class Registry:
         before = self.legacy_lease_count if lease.legacy else self.lease_count
         (self.legacy_safe if lease.legacy else self.safe).departed(now, before)
         del state.leases[lease.key]
+        self._disown(lease)
         state.checksum = (state.checksum - lease.hash) & _MASK64
         self.checksum = (self.checksum - lease.hash) & _MASK64
         self._count(lease.legacy, -1)

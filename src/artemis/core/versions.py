@@ -1,7 +1,8 @@
 """The change log, versioned snapshots, deltas and checksums.
 
 Rules
-  * Every change of the registry has a revision (one counter per node) and enters a bounded log.
+  * Every change of the registry has a revision (one counter per node) and enters a log bounded
+    in entries and in bytes; the oldest entries leave first.
   * A snapshot is the encoded answer of every service with instances at one revision, labelled
     with a version: epoch milliseconds when it was taken, strictly increasing. A snapshot is taken
     only when something changed; the newest `keep` snapshots are kept.
@@ -32,10 +33,13 @@ from artemis.wire import Instance
 if TYPE_CHECKING:
     from artemis.core.registry import Registry
 
-__all__ = ["Change", "ChangeLog", "Delta", "Snapshot", "Versions", "checksum_hex", "drive"]
+__all__ = ["ENTRY_BYTES", "Change", "ChangeLog", "Delta", "Snapshot", "Versions", "checksum_hex",
+           "drive", "entry_bytes"]
 
 SUCCESS_STATUS: Final = b'{"errorCode":"success","message":"","status":"success"}'
 DELTA_CACHE_BYTES: Final = 64 * 1024 * 1024  # deltas are cached until the next snapshot, up to this
+# A snapshot step takes `chunk` services, or fewer whose leases add up to `chunk` times this.
+_STEP_LEASES_PER_SERVICE: Final = 40
 
 
 _instance_decoder: Final = msgspec.json.Decoder(Instance)
@@ -73,16 +77,43 @@ def checksum_hex(checksum: int) -> str:
     return f"{checksum:016x}"
 
 
+ENTRY_BYTES: Final = 256  # what one entry costs besides its instance's JSON (struct, ints, slot)
+
+
+def entry_bytes(change: Change) -> int:
+    """What one change is counted for against the log's byte bound."""
+    return ENTRY_BYTES + len(change.encoded)
+
+
 class ChangeLog:
-    """The last `capacity` changes, oldest first."""
+    """The last changes, oldest first: at most `capacity` of them, and at most `max_bytes`
+    counted by `entry_bytes` (the newest change is always kept).
 
-    __slots__ = ("_entries",)
+    Each change holds its instance's JSON: the very bytes of the live lease while it lives (shared,
+    not copied), and the log's own reference once the lease has gone. The byte bound is what keeps
+    churn with large instances from growing memory; each entry is counted in full, so bytes a
+    registration and its removal share count twice and the memory held is at most the bound.
+    """
 
-    def __init__(self, capacity: int) -> None:
+    __slots__ = ("_entries", "bytes", "max_bytes", "trimmed")
+
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self._entries: deque[Change] = deque(maxlen=max(1, capacity))
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the kept entries, counted by entry_bytes
+        self.trimmed = 0  # entries dropped early to stay within max_bytes
 
     def append(self, change: Change) -> None:
-        self._entries.append(change)
+        entries = self._entries
+        if len(entries) == entries.maxlen:
+            self.bytes -= entry_bytes(entries[0])  # the deque drops it on append
+        entries.append(change)
+        self.bytes += entry_bytes(change)
+        limit = self.max_bytes
+        if limit is not None:
+            while self.bytes > limit and len(entries) > 1:
+                self.bytes -= entry_bytes(entries.popleft())
+                self.trimmed += 1
 
     def since(self, revision: int) -> Iterator[Change] | None:
         """The changes after `revision`, or None if some of them have left the log."""
@@ -102,7 +133,8 @@ class ChangeLog:
         return len(self._entries)
 
     def __repr__(self) -> str:
-        return f"ChangeLog(size={len(self._entries)}, first={self.first_revision})"
+        return (f"ChangeLog(size={len(self._entries)}, first={self.first_revision}, "
+                f"bytes={self.bytes})")
 
 
 @dataclass(slots=True)
@@ -209,12 +241,16 @@ class Versions:
             return None
         services = dict(prev.services or {})
         chunk = self._chunk
+        budget = chunk * _STEP_LEASES_PER_SERVICE  # leases whose bytes one step joins
         rounds = 0
-        while len(reg.dirty) > chunk and rounds < 3:
+        while reg.dirty and (rounds == 0 or len(reg.dirty) > chunk) and rounds < 3:
             pending, reg.dirty = reg.dirty, set()
-            for i, key in enumerate(pending, 1):
-                self._take(services, key)
-                if i % chunk == 0:
+            done = joined = 0
+            for key in pending:
+                joined += self._take(services, key)
+                done += 1
+                if done >= chunk or joined >= budget:  # many services, or a few large ones
+                    done = joined = 0
                     yield
             rounds += 1
         pending, reg.dirty = reg.dirty, set()
@@ -228,12 +264,14 @@ class Versions:
         self._delta_bytes = 0
         return snapshot
 
-    def _take(self, services: dict[str, bytes], key: str) -> None:
+    def _take(self, services: dict[str, bytes], key: str) -> int:
+        """Take this service's answer into `services`; how many leases it joined."""
         state = self._registry.services.get(key)
         if state is None or not state.visible:  # gone, or every instance pulled out
             services.pop(key, None)
-        else:
-            services[key] = state.body()
+            return 0
+        services[key] = state.body()
+        return len(state.leases)
 
     def delta(self, from_version: int) -> Generator[None, None, Delta | None]:
         """The delta from a kept version to the newest; None if there is none (rules above)."""

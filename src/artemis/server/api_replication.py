@@ -14,17 +14,25 @@
                                               (bootstrap and repair between our nodes).
 
 Rate-limited by the `replication` limiter. Changes they make are pushed like any other.
+
+Limits: a replicated register (or a heartbeat that registers an unknown instance) meets the
+node's caps (max_instances, max_services) like a client's, never the per-client ones: peers are
+not clients. The three large answers (services, checksums, leases) are built in steps of a few
+thousand leases that give the event loop back, one at a time on the node (`Node.build_shared`),
+and a request asking what is being built gets the same answer; they are sent in pieces, never
+joined. Each lease copy's age is as of the step that wrote it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterable
 from functools import partial
 from typing import Final
 
 from artemis import wire
-from artemis.core.registry import encode_service
+from artemis.core.registry import encode_service, lease_copy
 from artemis.server.api_registry import InstancesOperation
-from artemis.server.http import BadRequest, Request, Route, status_bytes
+from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node
 
 __all__ = ["routes"]
@@ -32,6 +40,14 @@ __all__ = ["routes"]
 _SUCCESS: Final = status_bytes("success", "", "success")
 _STATUS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
 _MAX_SERVICES: Final = 100_000
+_STEP_LEASES: Final = 2_000  # leases per step of a large answer (a few ms of work)
+_STEP_SERVICES: Final = 5_000  # services per step of the checksums answer
+_INSTANCES_OPEN: Final = b'{"instances":['
+
+
+def _service_tail(service_id: str) -> bytes:
+    """What follows a raw service's instances, exactly as encode_service writes it."""
+    return encode_service(service_id, ())[len(_INSTANCES_OPEN):]
 
 
 class Replication:
@@ -41,7 +57,7 @@ class Replication:
         operations = {
             "register": partial(registry.register, check_zone=False, same_renews=True),
             "heartbeat": partial(registry.heartbeat, check_zone=False, register_unknown=True),
-            "unregister": partial(registry.unregister, check_zone=False),
+            "unregister": partial(registry.unregister, check_zone=False, from_peer=True),
         }
         self.routes = {
             f"/api/replication/registry/{name}.json": InstancesOperation(
@@ -50,12 +66,13 @@ class Replication:
             for name, operation in operations.items()
         }
         self.routes["/api/replication/registry/services.json"] = Route(
-            frozenset({"GET", "POST"}), handler=self.services, null_fields={"services": None})
+            frozenset({"GET", "POST"}), async_handler=self.services,
+            null_fields={"services": None})
         self.routes["/api/replication/registry/checksums.json"] = Route(
-            frozenset({"POST"}), handler=self.checksums,
+            frozenset({"POST"}), async_handler=self.checksums,
             null_fields={"checksum": None, "services": None})
         self.routes["/api/replication/registry/leases.json"] = Route(
-            frozenset({"POST"}), handler=self.leases, null_fields={"leases": None})
+            frozenset({"POST"}), async_handler=self.leases, null_fields={"leases": None})
 
     def _region_problem(self, region: str | None) -> str | None:
         mine = self.node.settings.region
@@ -65,7 +82,7 @@ class Replication:
                     f"registry node.regionId: {mine}")
         return None
 
-    def checksums(self, request: Request) -> bytes:
+    async def checksums(self, request: Request) -> bytes | Pieces:
         route = self.routes["/api/replication/registry/checksums.json"]
         if not self.node.allowed("replication", "checksums"):
             return route.fail("rate-limited", "Request is rate limited.")
@@ -73,15 +90,34 @@ class Replication:
         problem = self._region_problem(asked.region_id)
         if problem is not None:
             return route.fail("no-permission", problem)
-        registry = self.node.registry
-        total = f"{registry.checksum:016x}"
-        services = None
-        if asked.checksum is None or asked.checksum.lower() != total:
-            services = {key: f"{value:016x}" for key, value in registry.checksums().items()}
-        return wire.encode(wire.ChecksumsResponse(checksum=total, response_status=_STATUS,
-                                                  services=services))
+        total = f"{self.node.registry.checksum:016x}"
+        if asked.checksum is not None and asked.checksum.lower() == total:
+            return wire.encode(wire.ChecksumsResponse(checksum=total, response_status=_STATUS))
+        return await self.node.build_shared(("checksums",), self._checksums, "checksums")
 
-    def leases(self, request: Request) -> bytes:
+    def _checksums(self) -> Generator[None, None, Pieces]:
+        """The ChecksumsResponse with every service's checksum, in steps: the total is as of
+        the first step, each service's as of the step that wrote it."""
+        registry = self.node.registry
+        services = registry.services
+        parts = [b'{"checksum":"', f"{registry.checksum:016x}".encode(),
+                 b'","responseStatus":', _SUCCESS, b',"services":{']
+        keys = list(services)
+        comma = b""
+        for start in range(0, len(keys), _STEP_SERVICES):
+            out = []
+            for key in keys[start:start + _STEP_SERVICES]:
+                state = services.get(key)
+                if state is not None:
+                    out += [comma, wire.encode(key), b':"', f"{state.checksum:016x}".encode(),
+                            b'"']
+                    comma = b","
+            parts.append(b"".join(out))
+            yield
+        parts.append(b"}}")
+        return Pieces(parts)
+
+    async def leases(self, request: Request) -> bytes | Pieces:
         route = self.routes["/api/replication/registry/leases.json"]
         node = self.node
         if not node.allowed("replication", "leases"):
@@ -93,11 +129,26 @@ class Replication:
         if asked.service_ids is not None and len(asked.service_ids) > _MAX_SERVICES:
             raise BadRequest(f"serviceIds has {len(asked.service_ids)} entries; at most "
                              f"{_MAX_SERVICES} are accepted in one request.")
-        copies = list(node.registry.copies(asked.service_ids, node.clock.monotonic()))
-        return b"".join((b'{"leases":[', b",".join(copies), b'],"responseStatus":', _SUCCESS,
-                         b"}"))
+        ids = asked.service_ids
+        key = ("leases", None if ids is None else frozenset(i.lower() for i in ids))
+        return await node.build_shared(key, lambda: self._leases(ids), "leases")
 
-    def services(self, request: Request) -> bytes:
+    def _leases(self, ids: Iterable[str] | None) -> Generator[None, None, Pieces]:
+        """The LeasesResponse of these services (all if None), in steps of _STEP_LEASES."""
+        node = self.node
+        parts = [b'{"leases":[']
+        comma = b""
+        for batch in node.registry.lease_batches(ids, _STEP_LEASES):
+            now = node.clock.monotonic()
+            copies = [lease_copy(lease, now) for _, leases in batch for lease in leases]
+            if copies:
+                parts += [comma, b",".join(copies)]
+                comma = b","
+            yield
+        parts += [b'],"responseStatus":', _SUCCESS, b"}"]
+        return Pieces(parts)
+
+    async def services(self, request: Request) -> bytes | Pieces:
         route = self.routes["/api/replication/registry/services.json"]
         node = self.node
         if not node.allowed("replication", "get-services"):
@@ -113,11 +164,29 @@ class Replication:
                               f"regionId: {'null' if region is None else region}, "
                               f"registry node.regionId: "
                               f"{node.settings.region}")
-        parts = [encode_service(state.service_id, (lease.encoded
-                                                   for lease in state.leases.values()))
-                 for state in node.registry.services.values()]
-        return b"".join((b'{"responseStatus":', _SUCCESS, b',"services":[', b",".join(parts),
-                         b"]}"))
+        return await node.build_shared(("services",), self._services, "services")
+
+    def _services(self) -> Generator[None, None, Pieces]:
+        """Every service with its instances (the raw registry), in steps of _STEP_LEASES leases;
+        a large service continues across steps."""
+        parts = [b'{"responseStatus":', _SUCCESS, b',"services":[']
+        open_key: str | None = None
+        tail = b""
+        for batch in self.node.registry.lease_batches(None, _STEP_LEASES):
+            for state, leases in batch:
+                instances = b",".join(lease.encoded for lease in leases)
+                if state.key == open_key:
+                    parts += [b",", instances]
+                    continue
+                if open_key is not None:
+                    parts += [tail, b","]
+                parts += [_INSTANCES_OPEN, instances]
+                open_key, tail = state.key, _service_tail(state.service_id)
+            yield
+        if open_key is not None:
+            parts.append(tail)
+        parts.append(b"]}")
+        return Pieces(parts)
 
 
 def routes(node: Node) -> dict[str, Route]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import socket
+from collections.abc import Generator
 from typing import Any, Final
 
 import msgspec
@@ -18,7 +19,7 @@ from artemis import wire
 from artemis.core.lease import SafeChecker
 from artemis.core.registry import Lease, describe
 from artemis.server.cluster import NODE_ID_HEADER
-from artemis.server.http import BadRequest, Request, Response, Route
+from artemis.server.http import BadRequest, Pieces, Request, Response, Route
 from artemis.server.node import Node
 from artemis.server.push import PushServer
 from artemis.wire import ServiceNode, ServiceNodeStatus, Zone
@@ -27,6 +28,7 @@ __all__ = ["routes"]
 
 _SUCCESS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
 _sorted: Final = msgspec.json.Encoder(order="sorted")
+_LEASE_STEP: Final = 2_000  # leases per step of a leases answer
 
 
 class NodeStatusSwitch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -175,7 +177,7 @@ class Status:
 
     # --- leases --------------------------------------------------------------------------
 
-    def _leases(self, request: Request, legacy: bool) -> bytes:
+    async def _leases(self, request: Request, legacy: bool) -> bytes | Pieces:
         identity = "get-legacy-leases" if legacy else "get-leases"
         path = "/api/status/legacy-leases.json" if legacy else "/api/status/leases.json"
         if not self.node.allowed("status", identity):
@@ -184,37 +186,55 @@ class Status:
             wanted = [s for v in request.query_all("appIds") for s in v.split(",") if s]
         else:
             wanted = request.json(wire.LeasesStatusRequest).service_ids or []
+        key = (identity, frozenset(s.lower() for s in wanted) if wanted else None)
+        return await self.node.build_shared(
+            key, lambda: self._lease_statuses(wanted or None, legacy), identity)
+
+    def _lease_statuses(self, wanted: list[str] | None, legacy: bool
+                        ) -> Generator[None, None, Pieces]:
+        """The leases answer, built in steps of a few thousand leases (the event loop runs
+        between them): the counters as of the first step, each lease as of its step; services
+        in registry order."""
         node = self.node
         registry = node.registry
         checker: SafeChecker = registry.legacy_safe if legacy else registry.safe
         now = node.clock.monotonic()
         wall = node.clock.wall_ms()
         status = checker.status(now)
-
-        def wall_of(mono: float) -> float:
-            return wall - (now - mono) * 1000
-
-        if wanted:
-            states = [st for st in (registry.service(s) for s in wanted) if st is not None]
-        else:
-            states = list(registry.services.values())
-        leases: dict[str, list[wire.LeaseStatus]] = {}
-        for state in states:
-            entries = [self._lease_status(lease, wall_of) for lease in state.leases.values()
-                       if lease.legacy == legacy]
-            if entries:
-                leases[state.service_id] = entries
-        return _sorted.encode({
+        head = _sorted.encode({
             "isSafe": status.is_safe,
             "isSafeCheckEnabled": status.enabled,
             "leaseCount": registry.legacy_lease_count if legacy else registry.lease_count,
             "leaseUpdateCountLastTimeWindow": status.count_last_window,
             "leaseUpdateMaxCount": status.max_count,
-            "leaseUpdateMaxCountLastUpdateTime":
-                int(wall_of(status.max_count_updated_at)) if status.max_count else 0,
-            "leases": leases,
-            "responseStatus": _SUCCESS,
+            "leaseUpdateMaxCountLastUpdateTime": int(
+                wall - (now - status.max_count_updated_at) * 1000) if status.max_count else 0,
         })
+        parts = [head[:-1], b',"leases":{']
+        open_key: str | None = None
+        for batch in registry.lease_batches(wanted, _LEASE_STEP):
+            now = node.clock.monotonic()
+            wall = node.clock.wall_ms()
+
+            def wall_of(mono: float, now: float = now, wall: int = wall) -> float:
+                return wall - (now - mono) * 1000
+
+            for state, leases in batch:
+                entries = [self._lease_status(lease, wall_of) for lease in leases
+                           if lease.legacy == legacy]
+                if not entries:
+                    continue
+                if state.key != open_key:
+                    parts.append(b"]," if open_key is not None else b"")
+                    parts += [wire.encode(state.service_id), b":["]
+                    open_key = state.key
+                else:
+                    parts.append(b",")
+                parts.append(_sorted.encode(entries)[1:-1])
+            yield
+        parts += [b"]" if open_key is not None else b"", b'},"responseStatus":',
+                  _sorted.encode(_SUCCESS), b"}"]
+        return Pieces(parts)
 
     @staticmethod
     def _lease_status(lease: Lease, wall_of: Any) -> wire.LeaseStatus:
@@ -226,11 +246,11 @@ class Status:
             ttl=int(lease.ttl * 1000),
         )
 
-    def leases(self, request: Request) -> bytes:
-        return self._leases(request, legacy=False)
+    async def leases(self, request: Request) -> bytes | Pieces:
+        return await self._leases(request, legacy=False)
 
-    def legacy_leases(self, request: Request) -> bytes:
-        return self._leases(request, legacy=True)
+    async def legacy_leases(self, request: Request) -> bytes | Pieces:
+        return await self._leases(request, legacy=True)
 
     # --- configuration and deployment ----------------------------------------------------
 
@@ -259,10 +279,12 @@ class Status:
         versions = node.versions
         return _sorted.encode({
             "changeLogSize": len(node.registry.log),
+            "connections": _connections(node),
             "evictedTotal": node.registry.evicted_total,
             "instances": node.registry.instance_count,
             "loopLag": node.lag.summary(_seconds(request.query("window"))),
             "longestStepMs": node.steps.summary(),
+            "pauses": _pauses(node),
             "push": self.push.stats() if self.push is not None else {},
             "rateLimited": {name: limiter.rejected for name, limiter in node.limiters.items()},
             "responseStatus": _SUCCESS,
@@ -344,9 +366,9 @@ class Status:
                                            null_fields={"nodeStatus": None}),
             "/api/status/cluster.json": Route(both, handler=self.cluster_json,
                                               null_fields={"nodeCount": 0, "nodesStatus": None}),
-            "/api/status/leases.json": Route(both, handler=self.leases,
+            "/api/status/leases.json": Route(both, async_handler=self.leases,
                                              null_fields=_LEASE_NULLS),
-            "/api/status/legacy-leases.json": Route(both, handler=self.legacy_leases,
+            "/api/status/legacy-leases.json": Route(both, async_handler=self.legacy_leases,
                                                     null_fields=_LEASE_NULLS),
             "/api/status/config.json": Route(both, handler=self.config_json,
                                              null_fields={"properties": None, "sources": None}),
@@ -387,6 +409,27 @@ _DEPLOYMENT_NULLS: Final = {
     "appId": None, "ip": None, "machineName": None, "path": None, "port": 0, "properties": None,
     "protocol": None, "regionId": None, "sources": None, "zoneId": None,
 }
+
+
+def _connections(node: Node) -> dict[str, int]:
+    """Client connections at the last count, and those closed over the per-client limit."""
+    stats = node.connections
+    return {"open": stats.open, "clients": stats.clients, "busiestClient": stats.busiest_client,
+            "closedOverLimit": stats.closed_over_limit}
+
+
+def _pauses(node: Node) -> dict[str, Any]:
+    """The node's own pauses: how many, how long in all, and the last one (`at`: epoch ms when
+    it was found)."""
+    pauses = node.registry.pauses
+    last = pauses.last
+    found = None
+    if last is not None:
+        ago = node.clock.monotonic() - (last.started + last.seconds)
+        found = {"at": int(node.clock.wall_ms() - ago * 1000), "leases": last.leases,
+                 "seconds": round(last.seconds, 3)}
+    return {"count": pauses.count, "last": found, "seconds": round(pauses.seconds_total, 3),
+            "thresholdSeconds": pauses.threshold}
 
 
 def _seconds(text: str | None) -> float | None:

@@ -327,12 +327,13 @@ class Cluster:
 
     async def _copy_from(self, link: PeerLink) -> int | None:
         """Copy every lease of `link`'s node; the number copied, or None if it failed."""
+        asked = self.node.clock.monotonic()
         try:
             copies = await self._leases(link, None)
         except (PeerError, wire.DecodeError, ValueError) as exc:
             log.warning("bootstrap from %s failed: %s", link.url, exc)
             return None
-        await self._merge(link, copies)
+        await self._merge(link, copies, asked)
         return len(copies)
 
     # --- replication ---------------------------------------------------------------------
@@ -496,8 +497,9 @@ class Cluster:
         self.cpu_seconds += time.thread_time() - cpu
         if not differ:
             return 0
+        asked = self.node.clock.monotonic()
         copies = await self._leases(link, differ)
-        changed = await self._merge(link, copies)
+        changed = await self._merge(link, copies, asked)
         link.repaired_services += len(differ)
         return changed
 
@@ -517,9 +519,11 @@ class Cluster:
                              f"{answer.response_status.message}")
         return answer.leases or []
 
-    async def _merge(self, link: PeerLink, copies: list[wire.LeaseCopy]) -> int:
+    async def _merge(self, link: PeerLink, copies: list[wire.LeaseCopy], asked: float) -> int:
         """Merge copies in chunks (the event loop runs between them); stale instances are
-        unregistered at the peer. Returns how many instances changed here."""
+        unregistered at the peer. Returns how many instances changed here. `asked` is when the
+        copies were asked for: their ages count from then, so the time the answer took makes a
+        copy older, never fresher, when it is weighed against a lease here."""
         node = self.node
 
         def chunks() -> Any:
@@ -527,7 +531,7 @@ class Cluster:
             for start in range(0, len(copies), _MERGE_CHUNK):
                 clock = node.clock
                 result = node.registry.merge(copies[start:start + _MERGE_CHUNK],
-                                             clock.monotonic(), clock.wall_ms())
+                                             clock.monotonic(), clock.wall_ms(), asked=asked)
                 node.publish(result.changes)
                 changed += result.imported
                 if result.stale_at_peer:

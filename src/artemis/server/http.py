@@ -494,7 +494,9 @@ class App:
         if scope.proto != "http":
             handler = self.websockets.get(scope.path) if scope.proto == "ws" else None
             if handler is None:
-                proto.close(1008)
+                # Before the upgrade is accepted, RSGI's close takes the HTTP status of the
+                # refusal (a WebSocket close code such as 1008 makes granian abort the process).
+                proto.close(404)
                 return 404
             try:
                 transport = await proto.accept()
@@ -658,6 +660,7 @@ async def _rsgi_send(proto: Any, status: int, headers: list[tuple[str, str]],
     transport = proto.response_stream(status, headers)
     for group in body.groups():
         await transport.send_bytes(group)
+        await asyncio.sleep(0)  # send_bytes does not wait: give the loop back between groups
 
 
 async def _asgi_send(send: Any, status: int, headers: list[tuple[str, str]],

@@ -12,6 +12,11 @@
   * While the store cannot be reached (its last call failed), every call of the management
     API answers `service-unavailable`; registration, heartbeats, discovery and push go on with
     the last data loaded.
+  * A store that lost its database (StoreLost: the SQLite file removed or replaced, the version
+    row gone or gone back) stays so until the node restarts: the node logs an error once, saves
+    what a SQLite store still holds open (`ManagementStore.rescue`) and keeps the data it loaded
+    last, so nothing pulled out comes back and nothing is read from the database that took its
+    place. A restarted node puts the rescue copy back where the file was missing, and logs it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from artemis.server.store import (
     RouteRuleGroup,
     ServiceInstance,
     StoreError,
+    StoreLost,
 )
 
 __all__ = ["Management", "Operations"]
@@ -45,6 +51,7 @@ log = logging.getLogger("artemis.management")
 T = TypeVar("T")
 
 _LOG_EVERY: Final = 30.0  # seconds between two warnings of a store that stays down
+_ERROR_LIMIT: Final = 600  # characters of the last error kept for the status
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,7 @@ class Management:
         self.members_by_group: dict[int, list[str]] = {}
         self.operations_by_group: dict[int, list[str]] = {}
         self.last_error = ""
+        self.lost = False  # the store lost its database: refused until the node restarts
         self.loads = 0
         self.last_load_ms = 0
         self._warned_at = -_LOG_EVERY
@@ -170,6 +178,9 @@ class Management:
                 self._ok()
                 return
             data = await self.traced("load", store.load())
+        except StoreLost as exc:
+            await self._lose(exc)
+            return
         except StoreError as exc:
             self._failed(exc)
             return
@@ -177,8 +188,11 @@ class Management:
             log.exception("loading management data failed")
             self._failed(exc)
             return
+        first = self.loaded_version is None
         self._ok()
         self.apply(data)
+        if first:
+            self._opened(data.version)
 
     def apply(self, data: ManagementData) -> None:
         """Make the registry show what `data` leaves in discovery. Data older than a write this
@@ -272,17 +286,57 @@ class Management:
                               logic=self.view.logic)
         node.publish(node.registry.apply_view(view, node.clock.wall_ms()))
 
+    def _opened(self, version: int) -> None:
+        """Say what the store's open() did with rescue copies (see ManagementStore.open)."""
+        store = self.store
+        assert store is not None
+        if store.restored is not None:
+            log.warning("the management database file was missing: put back the rescue copy "
+                        "%s, which a node saved when the file was removed or replaced while it "
+                        "ran (version %d)", store.restored, version)
+        if store.rescue_copies:
+            names = ", ".join(str(path) for path in store.rescue_copies)
+            # an empty database beside rescue copies is most likely one made anew in place of
+            # the lost one: an error, so that "nothing pulled out" is never taken silently
+            (log.error if version == 0 else log.warning)(
+                "rescue copies of an earlier management database lie beside the one in use "
+                "(version %d): %s; to go back to one, stop every node, move it in place of the "
+                "database file and start them again; delete it once it is not needed", version,
+                names)
+
+    async def _lose(self, exc: StoreLost) -> None:
+        """The store lost its database: refuse, say so once, save what it still holds."""
+        store = self.store
+        assert store is not None
+        first = not self.lost
+        self.lost = True
+        if first:
+            try:
+                await store.rescue()
+                saved = ""
+            except StoreError as error:
+                saved = f"; {error}"
+            registry = self.node.registry
+            log.error("management database lost: %s%s. Management calls answer "
+                      "service-unavailable until the node restarts; discovery keeps the "
+                      "management data applied last (%d instances hidden)", store.lost or exc,
+                      saved, registry.instance_count - registry.visible_count)
+        self._failed(StoreLost(store.lost or str(exc)), quiet=first)
+
     def _ok(self) -> None:
         if not self.available and self.loaded_version is not None:
             log.info("the management database answers again")
         self.available = True
+        self.lost = False  # a store answers only once opened again
         self.last_error = ""
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, quiet: bool = False) -> None:
         self.available = False
-        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self.last_error = f"{type(exc).__name__}: {exc}"[:_ERROR_LIMIT]
         now = time.monotonic()
-        if now - self._warned_at >= _LOG_EVERY:
+        if quiet:
+            self._warned_at = now
+        elif now - self._warned_at >= _LOG_EVERY:
             self._warned_at = now
             log.warning("the management database does not answer (%s); keeping the last "
                         "management data (version %s)", self.last_error, self.loaded_version)

@@ -108,6 +108,15 @@ class NodeCollector(Collector):
                                 value=len(registry.services))
         yield CounterMetricFamily("artemis_evictions", "Leases removed because they expired",
                                   value=registry.evicted_total)
+        yield CounterMetricFamily("artemis_heartbeat_data_mismatches", "Heartbeats whose "
+                                  "instance differed from the lease held (a stale copy: a "
+                                  "client is told to register again, a peer's data is taken)",
+                                  value=registry.heartbeat_mismatches)
+        yield CounterMetricFamily("artemis_node_pauses", "Pauses of the node itself (no run of "
+                                  "its sweeper for over pause_threshold) given back to the "
+                                  "leases", value=registry.pauses.count)
+        yield CounterMetricFamily("artemis_node_paused_seconds", "Seconds of those pauses",
+                                  value=registry.pauses.seconds_total)
         yield CounterMetricFamily("artemis_registry_changes", "Changes recorded (the revision)",
                                   value=registry.revision)
         safe = GaugeMetricFamily("artemis_self_preservation_safe", "1 when expired leases are "
@@ -135,11 +144,35 @@ class NodeCollector(Collector):
         yield limited
         yield CounterMetricFamily("artemis_snapshots", "Discovery snapshots taken",
                                   value=self.node.snapshots_taken)
+        yield from self._limits()
         up = GaugeMetricFamily("artemis_node_up", "1 when the node serves registry and "
                                "discovery")
         state = self.node.state
         up.add_metric([], 1 if state.serves_registry and state.serves_discovery else 0)
         yield up
+
+    def _limits(self) -> Iterator[Metric]:
+        """The caps on what the registry holds and what large answers cost."""
+        registry = self.node.registry
+        refused = CounterMetricFamily("artemis_registrations_refused", "New instances refused "
+                                      "because a cap was reached, by cap", labels=["cap"])
+        for cap in ("max_instances", "max_services", "max_instances_per_client",
+                    "max_services_per_client"):
+            refused.add_metric([cap], registry.refused.get(cap, 0))
+        yield refused
+        log = registry.log
+        yield GaugeMetricFamily("artemis_change_log_entries", "Changes the change log keeps",
+                                value=len(log))
+        yield GaugeMetricFamily("artemis_change_log_bytes", "Bytes the change log keeps, as "
+                                "change_log_bytes counts them", value=log.bytes)
+        yield CounterMetricFamily("artemis_change_log_trimmed", "Changes dropped early to keep "
+                                  "the change log within change_log_bytes", value=log.trimmed)
+        shared = CounterMetricFamily("artemis_shared_answers", "Requests for a large answer "
+                                     "(services, checksums, leases) answered by a build already "
+                                     "under way", labels=["answer"])
+        for name, count in sorted(self.node.shared_builds.items()):
+            shared.add_metric([name], count)
+        yield shared
 
     def _push(self) -> Iterator[Metric]:
         if self.push is None:
@@ -154,6 +187,11 @@ class NodeCollector(Collector):
                                   "subscribers", value=stats["framesSent"])
         yield CounterMetricFamily("artemis_push_frames_queued", "Change frames queued for "
                                   "subscribers", value=stats["framesQueued"])
+        yield CounterMetricFamily("artemis_push_frames_dropped", "Change frames replaced by "
+                                  "a reload of their service because a session's queue was "
+                                  "full", value=stats["framesDropped"])
+        yield CounterMetricFamily("artemis_push_frames_replayed", "Change frames queued by "
+                                  "resumes, from the change log", value=stats["framesReplayed"])
         yield CounterMetricFamily("artemis_push_sessions_dropped", "Push sessions closed "
                                   "because they could not keep up", value=stats["closedTooSlow"])
         yield CounterMetricFamily("artemis_websocket_heartbeat_frames", "Heartbeat frames "
@@ -247,6 +285,18 @@ class NodeCollector(Collector):
         for name, longest in sorted(self.node.steps.longest_cpu.items()):
             steps.add_metric([name], longest)
         yield steps
+        yield from self._connections()
+
+    def _connections(self) -> Iterator[Metric]:
+        stats = self.node.connections
+        yield GaugeMetricFamily("artemis_connections", "Established client connections at the "
+                                "last count", value=stats.open)
+        yield GaugeMetricFamily("artemis_connections_busiest_client", "Connections of the "
+                                "client address holding the most, at the last count",
+                                value=stats.busiest_client)
+        yield CounterMetricFamily("artemis_connections_closed_over_limit", "Connections "
+                                  "closed because their client address held more than "
+                                  "max_connections_per_client", value=stats.closed_over_limit)
 
 
 def scrape_registry(node: Node, endpoints: dict[str, EndpointStats],

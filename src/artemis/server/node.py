@@ -25,17 +25,19 @@ from collections.abc import (
     Callable,
     Coroutine,
     Generator,
+    Hashable,
     Iterable,
     Sequence,
 )
 from typing import Any, TypeVar
 
-from artemis.clock import Clock, SystemClock
+from artemis.clock import Clock, OffsetClock, SystemClock
 from artemis.core.lease import SafeCheckerConfig
 from artemis.core.node_status import DOWN, STARTING, UP, NodeState
 from artemis.core.ratelimit import RateLimiter
 from artemis.core.registry import Registry, RegistryConfig
 from artemis.core.versions import Change, Versions
+from artemis.server.connections import ConnectionStats
 from artemis.server.settings import Settings
 from artemis.wire import Instance
 
@@ -159,7 +161,8 @@ class Node:
 
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or (OffsetClock(settings.wall_clock_offset)
+                                      if settings.wall_clock_offset else SystemClock())
         self.started_mono = self.clock.monotonic()
         self.registry = Registry(RegistryConfig(
             region=settings.region,
@@ -170,6 +173,12 @@ class Node:
             safe_checker=_safe_checker(settings, settings.self_preservation_window),
             legacy_safe_checker=_safe_checker(settings, settings.legacy_self_preservation_window),
             change_log_size=settings.change_log_size,
+            pause_threshold=settings.pause_threshold,
+            change_log_bytes=settings.change_log_bytes,
+            max_instances=settings.max_instances,
+            max_services=settings.max_services,
+            max_instances_per_client=settings.max_instances_per_client,
+            max_services_per_client=settings.max_services_per_client,
         ))
         self.versions = Versions(self.registry, settings.snapshot_count, self.clock.wall_ms())
         self.state = NodeState()
@@ -179,6 +188,7 @@ class Node:
             for name in ("registry", "replication", "cluster", "status")
         }
         self.lag = LoopLag()
+        self.connections = ConnectionStats()  # counted by the runner's connection guard
         self.steps = StepTimes()
         self._subscribers: list[Subscriber] = []
         self._loops: list[tuple[str, float, Callable[[], Any]]] = []
@@ -193,7 +203,12 @@ class Node:
         self._holds: set[str] = set()  # what must be ready before the node is up
         self._up_pending = False
         self.snapshots_taken = 0
+        # Large answers built one at a time and shared (build_shared).
+        self._builds: dict[Hashable, asyncio.Future[Any]] = {}
+        self._build_lock: asyncio.Lock | None = None
+        self.shared_builds: dict[str, int] = {}  # requests answered by a build already under way
         self._trimmed_at = self.started_mono
+        self._pauses_logged = 0
 
     # --- changes -------------------------------------------------------------------------
 
@@ -279,6 +294,34 @@ class Node:
                 self.mark_up()
         log.warning("node status forced %s: now %s", status, self.state.status)
 
+    async def build_shared(self, key: Hashable, build: Callable[[], Generator[None, None, T]],
+                           name: str) -> T:
+        """Run the chunked computation `build()` (through drive_async) with at most one such
+        computation at a time on this node, so large answers never stack their work on the
+        event loop; a call with the `key` of a computation queued or running waits for it and
+        gets the same result (counted in `shared_builds[name]`). A caller that goes away does not
+        stop the computation the others wait for."""
+        task = self._builds.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._build_one(build, name))
+            self._builds[key] = task
+            task.add_done_callback(lambda done: self._built(key, done))
+        else:
+            self.shared_builds[name] = self.shared_builds.get(name, 0) + 1
+        result: T = await asyncio.shield(task)
+        return result
+
+    def _built(self, key: Hashable, task: asyncio.Future[Any]) -> None:
+        self._builds.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every caller may have gone
+
+    async def _build_one(self, build: Callable[[], Generator[None, None, T]], name: str) -> T:
+        if self._build_lock is None:
+            self._build_lock = asyncio.Lock()
+        async with self._build_lock:
+            return await drive_async(build(), self.steps, name)
+
     def allowed(self, limiter: str, identity: str) -> bool:
         return self.limiters[limiter].allow(identity, self.clock.monotonic())
 
@@ -286,6 +329,18 @@ class Node:
 
     def sweep_once(self) -> None:
         self.publish(self.registry.sweep(self.clock.monotonic(), self.clock.wall_ms()))
+
+    def sweep_tick(self) -> None:
+        """One run of the sweeper loop: it tells the registry the node runs (a longer gap than
+        `pause_threshold` is the node's own pause, given back to the live leases), then sweeps."""
+        self.registry.tick(self.clock.monotonic())
+        pauses = self.registry.pauses
+        if pauses.count != self._pauses_logged and pauses.last is not None:
+            log.warning("the node itself did not run for %.1f s (stopped, stalled or starved): "
+                        "%d live leases got the time back instead of expiring (pauses so far: %d)",
+                        pauses.last.seconds, pauses.last.leases, pauses.count)
+            self._pauses_logged = pauses.count
+        self.sweep_once()
 
     async def snapshot_once(self) -> None:
         snapshot = await drive_async(self.versions.build(self.clock.wall_ms()), self.steps,
@@ -323,11 +378,12 @@ class Node:
         """Start the background loops; stop them (in reverse order) on exit."""
         s = self.settings
         loops = [
-            ("lease sweeper", s.sweep_interval, self.sweep_once),
+            ("lease sweeper", s.sweep_interval, self.sweep_tick),
             ("self-preservation", 1.0, lambda: self.registry.check_safety(self.clock.monotonic())),
             ("snapshotter", s.snapshot_interval, self.snapshot_once),
             *self._loops,
         ]
+        self.registry.tick(self.clock.monotonic())  # from now on a gap is the node's own pause
         tasks = [asyncio.create_task(self._every(interval, step), name=name)
                  for name, interval, step in loops]
         tasks.append(asyncio.create_task(self.lag.run(), name="loop lag"))

@@ -18,7 +18,9 @@ shutdown closes send no frame, since the Java SDK reads every frame as an Instan
 A malformed or refused subscription gets an error frame and the session goes on.
 
 Each push session has a sender task that drains its queue; the core decides what is queued
-(artemis.core.push). Stuck senders and sessions past their age are closed by a sweeper every second.
+(artemis.core.push). A resume is replayed by the session's handler in bounded steps, the loop given
+back between them, before it reads the next frame. Stuck senders and sessions past their age are
+closed by a sweeper every second.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 from artemis import wire
@@ -104,7 +106,7 @@ class PushServer:
         self.node = node
         self.heartbeat_op = heartbeat
         self.hub = PushHub(secrets.token_hex(8), max_queue=s.ws_send_queue,
-                           max_sessions=s.ws_max_sessions,
+                           max_bytes=s.ws_send_queue_bytes, max_sessions=s.ws_max_sessions,
                            max_subscriptions=s.ws_max_subscriptions)
         self.sessions: set[_Session] = set()
         self._by_push: dict[int, _Session] = {}
@@ -137,7 +139,7 @@ class PushServer:
             if session is None:
                 continue
             if push.too_slow:
-                self._too_slow(session, f"{len(push.queue)} changes queued and still behind")
+                self._too_slow(session, f"{push.waiting} changes queued and still behind")
             else:
                 session.wake.set()
 
@@ -155,7 +157,7 @@ class PushServer:
             session.wake.clear()
             if coalesce and not session.closed:
                 await asyncio.sleep(coalesce)
-            while push.queue and not session.closed:
+            while push.waiting and not session.closed:
                 for frame in self.hub.drain(push, coalesce > 0):
                     session.sending_since = time.monotonic()
                     try:
@@ -250,11 +252,27 @@ class PushServer:
                 problem = self._subscribe(session, push, frames[0])
                 if problem is not None:
                     await self._reply(session, problem)
-                elif push.too_slow:
-                    self._too_slow(session, "the changes it asked to be replayed do not fit")
                 session.wake.set()
+                await self._replay(session, push)
         finally:
             await self._end(session)
+
+    async def _replay(self, session: _Session, push: PushSession) -> None:
+        """Run the session's replay to its end, one bounded step at a time, giving the loop
+        back between steps; the next subscription frame is read once it is done."""
+        registry = self.node.registry
+        while push.replay is not None and not push.too_slow and not session.closed:
+            await asyncio.sleep(0)
+            self.hub.replay(push, registry.log, registry.revision, self.node.clock.wall_ms(),
+                            self._services())
+            session.wake.set()
+        if push.too_slow:
+            self._too_slow(session, "the changes it asked to be replayed do not fit")
+
+    def _services(self) -> Iterator[tuple[str, str]]:
+        """(key, id) of every service, read lazily: a reload of each stops once a queue is
+        full."""
+        return ((key, state.service_id) for key, state in self.node.registry.services.items())
 
     def _subscribe(self, session: _Session, push: PushSession, text: str) -> str | None:
         """Apply one subscription frame; an error frame to answer, or None."""
@@ -267,9 +285,8 @@ class PushServer:
         wall = node.clock.wall_ms()
         if session.kind == EVERYTHING:
             if sub.revision:
-                services = [(key, state.service_id) for key, state in registry.services.items()]
                 self.hub.resume_all(push, sub.revision, registry.log, registry.revision, wall,
-                                    services)
+                                    self._services())
             return None
         service_id = sub.service_id
         if service_id is None or not service_id or service_id.isspace():
@@ -282,9 +299,11 @@ class PushServer:
             return error_frame("no-permission", f"regionId is not the same as the discovery "
                                f"node. regionId: {region}, discovery node.regionId: "
                                f"{node.settings.region}")
+        state = registry.service(service_id)  # its revision: its latest change, if it had one
+        changed_at = state.revision if state is not None and state.revision > 0 else None
         try:
             self.hub.subscribe(push, service_id, sub.revision, registry.log, registry.revision,
-                               wall)
+                               wall, changed_at)
         except Refused as exc:
             return error_frame("bad-request", str(exc))
         return None
@@ -345,5 +364,6 @@ class PushServer:
 
     def stats(self) -> dict[str, int]:
         return {**self.counts(), "framesSent": self.frames_sent,
-                "framesQueued": self.hub.frames_queued, "closedTooSlow": self.closed_too_slow,
+                "framesQueued": self.hub.frames_queued, "framesDropped": self.hub.frames_dropped,
+                "framesReplayed": self.hub.frames_replayed, "closedTooSlow": self.closed_too_slow,
                 "heartbeatFrames": self.heartbeat_frames}

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
+import resource
 import signal
+import socket
 import ssl
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,11 +36,12 @@ import uvloop
 
 from artemis.server import tracing
 from artemis.server.app import build_app
+from artemis.server.connections import ConnectionGuard, ConnectionStats
 from artemis.server.logs import logging_config, setup_logging
 from artemis.server.node import Node
 from artemis.server.settings import Settings
 
-__all__ = ["run", "serve", "tls_files"]
+__all__ = ["PortInUse", "claim_port", "raise_open_files", "run", "serve", "tls_files"]
 
 log = logging.getLogger("artemis.server")
 # Granian sends a close frame from its own thread once the session's handler has returned, and
@@ -48,11 +53,14 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
                 ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or until the task is cancelled); requests are traced by
     `traces` when given."""
-    from granian.constants import Interfaces, SSLProtocols
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.http import HTTP1Settings, HTTP2Settings
     from granian.log import LogLevels
     from granian.server.embed import Server
 
     cert, key = tls_files(settings)
+    port_lock = claim_port(settings.host, settings.port)
+    raise_open_files(settings.max_connections)
     node = Node(settings)
     app = build_app(node)
     app.tracing = traces
@@ -72,7 +80,17 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
         log_level=LogLevels(settings.log_level),
         log_dictconfig=logging_config(settings),  # granian applies it again: keep ours
         log_access=False,
-        backlog=1024,
+        http=HTTPModes.auto if settings.http2 else HTTPModes.http1,
+        # hyper's header read timeout runs from the moment a connection is accepted and again
+        # between two requests of a keep-alive connection: a connection that never speaks, or
+        # dribbles its headers, is closed after idle_timeout.
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.idle_timeout * 1000),
+                                     max_buffer_size=settings.max_header_bytes),
+        http2_settings=HTTP2Settings(max_headers_size=settings.max_header_bytes,
+                                     max_concurrent_streams=100),
+        backlog=settings.listen_backlog,
+        # granian holds one of these permits per connection, for the connection's life
+        backpressure=settings.max_connections,
         ssl_cert=cert,
         ssl_key=key,
         ssl_protocol_min=SSLProtocols.tls12 if settings.tls_min_version == "1.2"
@@ -123,12 +141,96 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
         if ready is not None:
             ready.set()
         serving = asyncio.ensure_future(server.serve())
+        guarding = asyncio.ensure_future(guard_connections(settings, node.connections))
         try:
             await serving
         except asyncio.CancelledError:
             if not cut:
                 raise
+        finally:
+            guarding.cancel()
+            if port_lock is not None:
+                port_lock.close()
     log.info("artemis node %s stopped", settings.node_url)
+
+
+async def guard_connections(settings: Settings, stats: ConnectionStats) -> None:
+    """Count connections per client address and close the excess, every
+    connection_check_interval, in a worker thread (Linux only: elsewhere only granian's total
+    and idle limits apply)."""
+    if not sys.platform.startswith("linux") or not settings.port:
+        return
+    guard = ConnectionGuard(settings.port, settings.max_connections_per_client, stats)
+    while True:
+        await asyncio.sleep(settings.connection_check_interval)
+        try:
+            await asyncio.to_thread(guard.scan)
+        except Exception:  # a scan that fails unexpectedly must not end the guard
+            log.exception("counting connections per client failed")
+
+
+class PortInUse(OSError):
+    """Another process listens on the node's address and port."""
+
+
+def claim_port(host: str, port: int) -> socket.socket | None:
+    """Make sure this node alone serves `host:port`, before granian binds it.
+
+    granian binds with SO_REUSEPORT, so a second node on a port already served would start
+    without error and share it, the kernel handing each connection to either registry. Two
+    checks refuse that: a bind without SO_REUSEPORT fails while anything listens there, and an
+    abstract Unix socket named after the address, held for the process's life, closes the race
+    between two nodes starting at once. Returns that socket (keep it open), or None where
+    abstract sockets do not exist. Port 0 (any free port) needs neither."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve listen address {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(exc.errno, f"address {host}:{port} is already in use: another "
+                                           "process serves it") from None
+            raise
+    if not sys.platform.startswith("linux"):
+        return None
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lock.bind(f"\0artemis-node:{address[0]}:{port}")
+    except OSError as exc:
+        lock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(exc.errno, f"address {host}:{port} is already in use: another "
+                                       "artemis node is starting on it") from None
+        raise
+    return lock
+
+
+def raise_open_files(connections: int) -> None:
+    """Let the process hold `connections` sockets plus its own files: raise the soft limit on
+    open files towards the hard one (a soft limit of 1,024 is common and would cap the node
+    below its max_connections); warn when even the hard limit is lower."""
+    want = connections + 1024
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - no such limit on this platform
+        return
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < want:
+        log.warning("open files are limited to %s, below max_connections %s plus the node's "
+                    "own files: raise the limit (ulimit -n, LimitNOFILE=) or lower "
+                    "max_connections", soft, connections)
 
 
 def tls_files(settings: Settings) -> tuple[Path | None, Path | None]:

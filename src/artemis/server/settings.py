@@ -56,6 +56,10 @@ class Settings:
         "Lease of instances whose metadata has java_registry.", lo=1.0, hi=604_800.0))
     sweep_interval: float = field(default=0.1, metadata=_doc(
         "Seconds between two looks for expired leases.", lo=0.01, hi=5.0))
+    pause_threshold: float = field(default=2.0, metadata=_doc(
+        "Seconds without a run of the node's own sweeper after which the gap counts as the "
+        "node's own pause (stopped, stalled VM or loop): live leases get the gap back instead "
+        "of expiring (0: off; else at least twice sweep_interval).", lo=0.0, hi=3600.0))
     self_preservation: bool = field(default=True, metadata=_doc(
         "Keep expired leases when renewals drop suddenly (can also be switched at run time)."))
     self_preservation_window: float = field(default=10.0, metadata=_doc(
@@ -80,10 +84,48 @@ class Settings:
         "How many snapshots are kept; a delta can start from any of them.", lo=1, hi=10_000))
     change_log_size: int = field(default=200_000, metadata=_doc(
         "How many changes the node remembers for deltas.", lo=1_000, hi=10_000_000))
+    max_connections: int = field(default=16_384, metadata=_doc(
+        "Most connections (HTTP and WebSocket) the node serves at once; more wait in the "
+        "listen backlog until one closes.", lo=64, hi=1_000_000))
+    max_connections_per_client: int = field(default=512, metadata=_doc(
+        "Most connections one client address may hold; the newest above it are closed within "
+        "connection_check_interval (0: no limit; Linux only).", lo=0))
+    connection_check_interval: float = field(default=1.0, metadata=_doc(
+        "Seconds between two counts of the connections per client address.",
+        lo=0.1, hi=60.0))
+    idle_timeout: float = field(default=20.0, metadata=_doc(
+        "Seconds a connection may stay silent before its request's headers are complete, and "
+        "between two requests of a keep-alive connection; then it is closed.",
+        lo=1.0, hi=600.0))
+    listen_backlog: int = field(default=4096, metadata=_doc(
+        "Connections the kernel queues before the node accepts them (capped by the "
+        "kernel's somaxconn).", lo=16, hi=65_535))
+    max_header_bytes: int = field(default=64 * 1024, metadata=_doc(
+        "Largest request line plus headers accepted; a larger request is refused and its "
+        "connection closed.", lo=8192, hi=16 * 1024 * 1024))
+    http2: bool = field(default=False, metadata=_doc(
+        "Also speak HTTP/2 (cleartext upgrade, or ALPN with TLS); off: HTTP/1.1 only."))
     max_body_bytes: int = field(default=4 * 1024 * 1024, metadata=_doc(
         "Largest request body accepted, after gzip is undone.", lo=1024))
     max_batch: int = field(default=5_000, metadata=_doc(
         "Most instances in one register, heartbeat or unregister request.", lo=1))
+    max_instances: int = field(default=1_000_000, metadata=_doc(
+        "Most instances the node holds; a register of a new instance beyond it fails for that "
+        "instance with rate-limited (renewals and instances already held are never refused).",
+        lo=1))
+    max_services: int = field(default=100_000, metadata=_doc(
+        "Most services the node holds; an instance of a new service beyond it is refused "
+        "likewise.", lo=1))
+    max_instances_per_client: int = field(default=100_000, metadata=_doc(
+        "Most instances one client address may register on this node (peers' writes are not "
+        "counted; 0: no limit).", lo=0))
+    max_services_per_client: int = field(default=10_000, metadata=_doc(
+        "Most services one client address may hold instances of on this node (0: no limit).",
+        lo=0))
+    change_log_bytes: int = field(default=128 * 1024 * 1024, metadata=_doc(
+        "Most bytes the change log keeps (each change counted as its instance's JSON plus 256); "
+        "the oldest changes leave first, and a delta or resume from them fetches everything "
+        "again.", lo=1024 * 1024))
     gzip_min_bytes: int = field(default=8192, metadata=_doc(
         "Answers at least this large are gzipped for clients that accept gzip.", lo=0))
     ws_session_ttl: float = field(default=360.0, metadata=_doc(
@@ -98,6 +140,9 @@ class Settings:
     ws_send_queue: int = field(default=1_000, metadata=_doc(
         "Changes queued for one push session before its queued changes are replaced by "
         "reloads; a session still behind after that is closed.", lo=2))
+    ws_send_queue_bytes: int = field(default=16 * 1024 * 1024, metadata=_doc(
+        "Bytes of change frames queued for one push session before its queued changes are "
+        "replaced by reloads, as for ws_send_queue.", lo=16_384, hi=1024 * 1024 * 1024))
     ws_send_timeout: float = field(default=10.0, metadata=_doc(
         "Seconds one push frame may take to send before its session is closed as too slow.",
         lo=0.1, hi=600.0))
@@ -139,6 +184,9 @@ class Settings:
     anti_entropy_interval: float = field(default=5.0, metadata=_doc(
         "Seconds between two checksum comparisons with each peer, which repair any difference "
         "(0: off).", lo=0.0, hi=3_600.0))
+    wall_clock_offset: float = field(default=0.0, metadata=_doc(
+        "Seconds added to this node's wall clock (changeTime, versions, registration times); "
+        "for tests of clock skew between nodes, leave 0.", lo=-86_400.0, hi=86_400.0))
     database: str = field(default="", metadata=_doc(
         "Management database (pull-outs and their audit log), shared by the cluster: "
         "sqlite:///path/file.db (embedded, no server), mysql://user@host/db or "
@@ -266,6 +314,10 @@ class Settings:
             if limiter not in ("registry", "replication", "cluster", "status"):
                 raise fail("rate_limits", f"names an unknown limiter {limiter!r} in {key!r} "
                                           "(limiters: registry, replication, cluster, status)")
+        if 0 < self.pause_threshold < 2 * self.sweep_interval:
+            raise fail("pause_threshold", f"must be 0 or at least twice sweep_interval "
+                                          f"({2 * self.sweep_interval}), "
+                                          f"got {self.pause_threshold}")
         for name in ("region", "zone"):
             if not getattr(self, name).strip():
                 raise fail(name, "must not be blank")

@@ -51,6 +51,22 @@ Rules
     deleted; the reads (`group_tags()` ...) show every row. Text filters and deletes by text
     compare exactly on every backend (rows are matched again in Python).
   * `load()` and `audit()` read in one snapshot (REPEATABLE READ; one SQLite transaction).
+  * The database stays the one opened. On SQLite the file's identity (device, inode) is taken
+    at `open()` and compared with what the path names before every call; on every backend the
+    version never goes below the highest one this store saw before the call began (a write
+    checks it in its own transaction, after the bump). Otherwise the store is lost: the file
+    was removed or replaced, or the version row is missing or went back (tables dropped and
+    created again, another database under the same URL, an older backup restored). A lost
+    store reads and writes nothing: every call raises StoreLost until the store is closed and
+    opened again (a node opens it when it starts).
+  * A SQLite store keeps one plain sqlite3 connection on its file, so a removed or replaced
+    file stays readable through it: `rescue()` copies it, once, to `<file>.rescued-<ms>-<pid>`
+    beside the path (SQLite's backup API; written under another name, then renamed), closes
+    every connection, and removes the -wal and -shm files at the path that are still the lost
+    file's (same device and inode as at open): SQLite would apply them to whatever file is
+    opened there next. `open()` of a path where no file is puts the newest rescue copy in its
+    place first (`restored`; a hard link, so a file another node made meanwhile is never
+    overwritten) and lists in `rescue_copies` those it leaves beside an existing file.
   * Values are always bound parameters. Text must not hold NUL or lone surrogates, and must fit
     its column (checked here, since SQLite does not): ids and names 256 characters, operation,
     operator and actor 128, reason and description 1024, extensions 65536, status 32, strategy
@@ -64,8 +80,10 @@ Rules
         ├── StoreValueError   an argument the store cannot take (also a ValueError): a URL of
         │                     no known database, text too long or with NUL, a bad audit filter
         └── StoreUnavailable  the database cannot be reached, lost the connection, is locked or
-                              did not answer in time, or the store is not open (yet): the same
-                              call may succeed later
+            │                 did not answer in time, or the store is not open (yet): the same
+            │                 call may succeed later
+            └── StoreLost     the database opened is gone (see above): every call until the
+                              store is opened again
 """
 
 from __future__ import annotations
@@ -74,12 +92,16 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import re
 import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, asdict, dataclass
 from importlib import resources
-from typing import Any, Final, TypeVar
+from pathlib import Path
+from typing import Any, Final, NoReturn, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -135,6 +157,7 @@ __all__ = [
     "ServiceInstance",
     "ServiceInstanceSpec",
     "StoreError",
+    "StoreLost",
     "StoreUnavailable",
     "StoreValueError",
     "async_url",
@@ -189,6 +212,7 @@ _MYSQL: Final = frozenset({"mysql", "mariadb"})
 _MIGRATION_LOCK: Final = "artemis_migrations"
 _PG_LOCK_KEY: Final = 0x4172_7465_6D69_73  # "Artemis": the advisory lock of migrations
 _MESSAGE_LIMIT: Final = 300
+_RESCUED: Final = re.compile(r"\.rescued-(\d+)-(\d+)")  # after the file's name
 # Alembic keeps the running migration in module globals (`alembic.context`, `alembic.op`), so
 # two stores of one event loop must not migrate at once: the only state shared between stores.
 _LOCAL_MIGRATIONS: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]] = (
@@ -206,6 +230,11 @@ class StoreValueError(StoreError, ValueError):
 class StoreUnavailable(StoreError):
     """The database cannot be reached or did not answer in time, or the store is not open; the
     call may succeed later."""
+
+
+class StoreLost(StoreUnavailable):
+    """The database this store opened is gone: its SQLite file was removed or replaced, or its
+    version row is missing or went back. Every call raises it until the store is opened again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -997,15 +1026,6 @@ def _inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-async def _bump(connection: AsyncConnection) -> None:
-    """Bump the version: the first write of every write transaction (its row lock serializes
-    the writers)."""
-    bumped = await connection.execute(
-        update(_META).where(_META.c.id == 1).values(version=_META.c.version + 1))
-    if bumped.rowcount != 1:
-        raise StoreError("the version row is missing")
-
-
 async def _insert_audit(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
         await connection.execute(insert(_AUDIT), rows)
@@ -1269,6 +1289,106 @@ def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
     return {}
 
 
+def _sqlite_file(url: URL) -> Path | None:
+    """The absolute path of a SQLite database's file (None: not SQLite, or a URI filename)."""
+    if url.get_backend_name() != "sqlite" or "uri" in url.query or not url.database:
+        return None
+    return Path(os.path.abspath(url.database))
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
+_SIDECARS: Final = ("-wal", "-shm")
+
+
+def _sidecar_ids(path: Path) -> dict[str, tuple[int, int]]:
+    """The identity of each -wal and -shm file of `path` there is."""
+    found = {}
+    for suffix in _SIDECARS:
+        with contextlib.suppress(OSError):
+            found[suffix] = _file_id(path.with_name(path.name + suffix))
+    return found
+
+
+def _drop_sidecars(path: Path, sidecars: Mapping[str, tuple[int, int]]) -> None:
+    """Remove the -wal and -shm files of `path` that are still those of `sidecars`."""
+    for suffix, identity in sidecars.items():
+        side = path.with_name(path.name + suffix)
+        with contextlib.suppress(OSError):
+            if _file_id(side) == identity:
+                side.unlink()
+
+
+def _rescue_copies(path: Path) -> list[Path]:
+    """The rescue copies of `path` beside it, oldest first (none if its folder is missing)."""
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for name in names:
+        matched = (_RESCUED.fullmatch(name, len(path.name))
+                   if name.startswith(path.name) else None)
+        if matched is not None:
+            found.append((int(matched[1]), int(matched[2]), name))
+    return [path.parent / name for _, _, name in sorted(found)]
+
+
+def _restore(path: Path) -> Path | None:
+    """Put the newest rescue copy of `path` in its place when no file is there; the copy used
+    (gone now), or None."""
+    if os.path.lexists(path):
+        return None
+    copies = _rescue_copies(path)
+    if not copies:
+        return None
+    newest = copies[-1]
+    try:
+        os.link(newest, path)
+    except FileExistsError:
+        return None  # another node put a file there first: use it
+    except OSError:  # a file system without hard links
+        if os.path.lexists(path):
+            return None
+        os.rename(newest, path)
+        return newest
+    os.unlink(newest)
+    return newest
+
+
+def _hold(path: Path) -> sqlite3.Connection:
+    """A plain connection on the existing file `path`, with its -wal and -shm files open too
+    (a read opens them), so the database stays readable if the path is removed or replaced."""
+    holder = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, check_same_thread=False,
+                             isolation_level=None)
+    try:
+        holder.execute("SELECT version FROM artemis_meta").fetchall()
+    except BaseException:
+        holder.close()
+        raise
+    return holder
+
+
+def _copy(holder: sqlite3.Connection, path: Path) -> Path:
+    """Copy the database `holder` has open to a new rescue copy of `path`; the copy's path."""
+    stamp = f"{time.time_ns() // 1_000_000}-{os.getpid()}"
+    partial = path.with_name(f"{path.name}.rescuing-{stamp}")
+    target = sqlite3.connect(partial)
+    try:
+        holder.backup(target)
+    except BaseException:
+        target.close()
+        partial.unlink(missing_ok=True)
+        raise
+    target.close()
+    final = path.with_name(f"{path.name}.rescued-{stamp}")
+    os.rename(partial, final)
+    return final
+
+
 class ManagementStore:
     """The management data of every node, in one SQL database (see the module's rules)."""
 
@@ -1284,11 +1404,28 @@ class ManagementStore:
         self._migration_timeout = migration_timeout
         self._engine: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
+        self._file = _sqlite_file(self._url)
+        self._holder: sqlite3.Connection | None = None  # on the SQLite file opened
+        self._identity: tuple[int, int] | None = None  # (device, inode) of that file
+        self._sidecars: dict[str, tuple[int, int]] = {}  # "-wal"/"-shm" -> (device, inode)
+        self._high = 0  # the highest version seen since open()
+        self._lost: str | None = None  # why every call is refused (see the rules)
+        self._file_lost = False  # the SQLite file was removed or replaced
+        self._rescued: Path | None = None
+        self._rescuing = asyncio.Lock()
+        self.restored: Path | None = None  # the rescue copy an open() put in the file's place
+        self.rescue_copies: tuple[Path, ...] = ()  # those open() left beside the file
 
     def __repr__(self) -> str:
-        state = "open" if self._engine is not None else "closed"
+        state = ("lost" if self._lost is not None else "open" if self._engine is not None
+                 else "closed")
         return (f"ManagementStore({self._url.render_as_string(hide_password=True)!r}, "
                 f"{state}, timeout={self._timeout})")
+
+    @property
+    def lost(self) -> str | None:
+        """Why every call is refused since the store lost its database (None: it has not)."""
+        return self._lost
 
     @property
     def backend(self) -> str:
@@ -1303,10 +1440,17 @@ class ManagementStore:
         await self.close()
 
     async def open(self) -> None:
-        """Connect and migrate the schema to head; a store already open stays as it is."""
+        """Connect and migrate the schema to head; a store already open stays as it is. A
+        SQLite file that is missing is first restored from its newest rescue copy, if any."""
         if self._engine is not None:
             return
+        path = self._file
+        if path is not None:
+            async with self._guard("restore"):
+                restored = _restore(path)  # a few calls on one folder: not worth a thread
+            self.restored = restored or self.restored
         engine = self._create_engine()
+        holder = None
         try:
             async with self._guard("open", self._timeout), engine.connect() as connection:
                 await connection.execute(select(1))
@@ -1316,9 +1460,21 @@ class ManagementStore:
                     await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
                 await conn.run_sync(_migrate)
                 await conn.commit()
+            if path is not None:
+                async with self._guard("open"):
+                    holder = await asyncio.to_thread(_hold, path)
+                    identity = _file_id(path)
+                    sidecars = _sidecar_ids(path)
+                    copies = tuple(_rescue_copies(path))
         except BaseException:
+            if holder is not None:
+                holder.close()
             await engine.dispose()
             raise
+        if path is not None:
+            self._holder, self._identity, self.rescue_copies = holder, identity, copies
+            self._sidecars = sidecars
+        self._high, self._lost, self._file_lost, self._rescued = 0, None, False, None
         self._engine = engine
         if self.backend == "sqlite":
             self._reader = engine
@@ -1328,20 +1484,52 @@ class ManagementStore:
     async def close(self) -> None:
         """Close every connection; the store can be opened again."""
         engine, self._engine, self._reader = self._engine, None, None
+        holder, self._holder, self._identity = self._holder, None, None
+        self._sidecars = {}
+        if holder is not None:
+            holder.close()
         if engine is not None:
             await engine.dispose()
 
+    async def rescue(self) -> Path | None:
+        """Let go of a lost database (nothing if the store is not lost): copy what a removed or
+        replaced SQLite file held to a rescue copy beside the path (see the rules), then close
+        every connection and remove the -wal and -shm files that file left at the path, so that
+        nobody opening the path applies them to another file. The copy's path (the same on
+        later calls; from then on StoreLost names it), or None when there is nothing to copy.
+        StoreError if the copy cannot be written: the rest is done all the same."""
+        async with self._rescuing:
+            if self._lost is None or (self._engine is None and self._holder is None):
+                return self._rescued
+            holder, path, sidecars = self._holder, self._file, self._sidecars
+            error = None
+            if holder is not None and path is not None and self._file_lost:
+                try:
+                    self._rescued = await asyncio.to_thread(_copy, holder, path)
+                except (OSError, sqlite3.Error) as exc:
+                    error = StoreError(f"cannot save a rescue copy beside {path}: "
+                                       f"{_describe(exc)}")
+                else:
+                    self._lost = (f"{self._lost}; what it held is saved in {self._rescued}, "
+                                  "which a node that starts with no file there puts back")
+            await self.close()
+            if path is not None and self._file_lost:
+                _drop_sidecars(path, sidecars)
+            if error is not None:
+                raise error
+            return self._rescued
+
     async def version(self) -> int:
         """The management version: bumped by every write, in the write's own transaction."""
+        floor = self._high
         async with self._guard("version"), self._writer().connect() as connection:
             found = await connection.scalar(select(_META.c.version).where(_META.c.id == 1))
-        if found is None:
-            raise StoreError("the version row is missing")
-        return int(found)
+        return self._expect(found, floor)
 
     async def load(self) -> ManagementData:
         """Every operation in force, group, route rule, link, group member and logical instance
         (see ManagementData) and the version, read in one snapshot."""
+        floor = self._high
         async with self._guard("load"), self._snapshot() as connection:
             found = await connection.scalar(select(_META.c.version).where(_META.c.id == 1))
             instances = await connection.execute(select(
@@ -1377,9 +1565,8 @@ class ManagementStore:
                 select(_SERVICE_INSTANCES).order_by(_SERVICE_INSTANCES.c.id))
             logical_rows = tuple(_service_instance(_instance_row(row))
                                  for row in logical.mappings())
-        if found is None:
-            raise StoreError("the version row is missing")
-        return ManagementData(instance_ops, server_ops, zone_ops, int(found), group_rows,
+        version = self._expect(found, floor)
+        return ManagementData(instance_ops, server_ops, zone_ops, version, group_rows,
                               rule_rows, link_rows, tags, members, group_ops, logical_rows)
 
     async def operate_instance(
@@ -1878,9 +2065,12 @@ class ManagementStore:
                 return await self._write_once(body)
 
     async def _write_once(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        floor = self._high
         async with self._writer().begin() as connection:
-            await _bump(connection)
-            return await body(connection)
+            version = await self._bump(connection, floor)
+            result = await body(connection)
+        self._high = max(self._high, version)
+        return result
 
     async def _read(self, entity: _Entity,
                     filters: Mapping[str, str | int | None]) -> list[RowMapping]:
@@ -1963,6 +2153,7 @@ class ManagementStore:
         return engine
 
     def _writer(self) -> AsyncEngine:
+        self._verify()
         if self._engine is None:
             raise StoreUnavailable("the management store is not open")
         return self._engine
@@ -1970,10 +2161,59 @@ class ManagementStore:
     @contextlib.asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction whose statements all see one snapshot."""
+        self._verify()
         if self._reader is None:
             raise StoreUnavailable("the management store is not open")
         async with self._reader.connect() as connection, connection.begin():
             yield connection
+
+    def _verify(self) -> None:
+        """Refuse the call if the store is lost, or if its SQLite file is no longer what the
+        path names (then the store is lost)."""
+        if self._lost is not None:
+            raise StoreLost(self._lost)
+        path = self._file
+        if self._identity is None or path is None:
+            return
+        try:
+            identity = _file_id(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self._lose(f"the SQLite database file {path} was removed", file=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot look at the SQLite database file {path}: "
+                                   f"{exc.strerror}") from exc
+        if identity != self._identity:
+            self._lose(f"the SQLite database file {path} was replaced by another file",
+                       file=True)
+
+    def _lose(self, why: str, *, file: bool = False) -> NoReturn:
+        self._lost = (f"{why} after this node opened it: nothing is read or written until "
+                      "the node restarts")
+        self._file_lost = file
+        raise StoreLost(self._lost)
+
+    def _expect(self, found: Any, floor: int) -> int:
+        """The version read, unless the row is missing or the version is below `floor` (the
+        highest seen before the call began): then the store is lost."""
+        if found is None:
+            if floor:
+                self._lose("the version row is missing (tables emptied or dropped)")
+            raise StoreError("the version row is missing")
+        version = int(found)
+        if version < floor:
+            self._lose(f"the version went back from {floor} to {version} (another database, "
+                       "tables created again, or an older backup)")
+        self._high = max(self._high, version)
+        return version
+
+    async def _bump(self, connection: AsyncConnection, floor: int) -> int:
+        """Bump the version: the first write of every write transaction (its row lock
+        serializes the writers); the new version, once the one before is at least `floor`."""
+        bumped = await connection.execute(
+            update(_META).where(_META.c.id == 1).values(version=_META.c.version + 1))
+        found = (await connection.scalar(select(_META.c.version).where(_META.c.id == 1))
+                 if bumped.rowcount == 1 else None)
+        return self._expect(None if found is None else int(found) - 1, floor) + 1
 
     @contextlib.asynccontextmanager
     async def _guard(self, what: str, seconds: float | None = None) -> AsyncIterator[None]:
@@ -2011,8 +2251,9 @@ class ManagementStore:
                             context: _Context) -> bool:
         table = target.table
         key = target_key(*target.ids.values())
+        floor = self._high
         async with self._writer().begin() as connection:
-            await _bump(connection)
+            version = await self._bump(connection, floor)
             found = await connection.execute(
                 select(table.c.operation).where(table.c.target_key == key))
             before = sorted(row[0] for row in found)
@@ -2030,6 +2271,7 @@ class ManagementStore:
                 operator_id=context.operator_id, kind=target.kind, **target.ids,
                 operation=operation, complete=complete, reason=context.reason,
                 extensions=context.extensions, before=_encode(before), after=_encode(after)))
+        self._high = max(self._high, version)
         return changed
 
 

@@ -1,0 +1,186 @@
+"""Connections per client address: counted, and the newest above the limit closed.
+
+granian accepts connections in its own thread and tells Python nothing until a request arrives,
+so it cannot refuse a client that holds too many. Its sockets are this process's own file
+descriptors, though, and Linux lists them: every `connection_check_interval` a worker thread
+reads /proc/self/net/tcp{,6} (the connections of this process's network namespace, with their
+socket inode and peer address) and /proc/self/fd (which inodes this process holds), counts the
+established connections to the listening port per peer address, and shuts down the newest ones
+of an address above `max_connections_per_client` (`shutdown(2)` on a duplicate of the fd: granian
+sees the connection end, frees its slot and closes its own descriptor). A connection that never
+speaks is closed by granian itself after `idle_timeout`; the total is bounded by granian's
+`max_connections` permits.
+
+The decision (`over_limit`) is a pure function; `ConnectionGuard.scan` is the I/O around it and
+runs in a worker thread, so the event loop never waits on /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = ["Connection", "ConnectionGuard", "ConnectionStats", "over_limit", "parse_proc_tcp"]
+
+log = logging.getLogger("artemis.connections")
+
+_ESTABLISHED: Final = "01"
+_PROC_TABLES: Final = ("/proc/self/net/tcp", "/proc/self/net/tcp6")
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """An established connection to the listening port: its socket inode and peer address."""
+
+    inode: int
+    client: str
+
+
+def parse_proc_tcp(text: str, port: int, six: bool) -> Iterator[Connection]:
+    """The established connections to local `port` in one /proc/net/tcp or tcp6 table."""
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != _ESTABLISHED:
+            continue
+        local, remote, inode = fields[1], fields[2], int(fields[9])
+        if int(local.rpartition(":")[2], 16) != port or inode == 0:
+            continue
+        yield Connection(inode, _address(remote.rpartition(":")[0], six))
+
+
+def _address(hexed: str, six: bool) -> str:
+    """An address as /proc writes it (32-bit words in host order, little-endian here)."""
+    raw = bytes.fromhex(hexed)
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    if not six:
+        return socket.inet_ntop(socket.AF_INET, words)
+    if words[:12] == b"\0" * 10 + b"\xff\xff":  # an IPv4 client of a dual-stack socket
+        return socket.inet_ntop(socket.AF_INET, words[12:])
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def over_limit(connections: Iterable[Connection], first_seen: dict[int, int],
+               limit: int) -> list[Connection]:
+    """The connections to close: for each client address holding more than `limit`, the
+    newest ones (by the scan that first saw them, then by inode) beyond the limit."""
+    by_client: dict[str, list[Connection]] = {}
+    for connection in connections:
+        by_client.setdefault(connection.client, []).append(connection)
+    excess: list[Connection] = []
+    for held in by_client.values():
+        if len(held) > limit:
+            held.sort(key=lambda c: (first_seen.get(c.inode, 0), c.inode))
+            excess.extend(held[limit:])
+    return excess
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """What the last count saw, and what the guard has closed (for /metrics and status)."""
+
+    open: int = 0
+    clients: int = 0
+    busiest_client: int = 0
+    closed_over_limit: int = 0
+    scans: int = 0
+    failed_scans: int = 0
+    closed_by_client: dict[str, int] = field(default_factory=dict)
+
+
+class ConnectionGuard:
+    """Counts the connections to `port` per client address and closes the excess."""
+
+    def __init__(self, port: int, limit: int, stats: ConnectionStats) -> None:
+        self.port = port
+        self.limit = limit
+        self.stats = stats
+        self._scan = 0
+        self._first_seen: dict[int, int] = {}
+
+    def scan(self) -> list[Connection]:
+        """One count (blocking I/O on /proc: run it in a worker thread); the connections it
+        closed."""
+        self._scan += 1
+        self.stats.scans += 1
+        try:
+            held = self._held_sockets()
+            connections = [c for c in self._connections() if c.inode in held]
+        except OSError as exc:
+            self.stats.failed_scans += 1
+            log.warning("cannot count connections per client: %s", exc)
+            return []
+        seen = self._first_seen
+        current = {c.inode for c in connections}
+        for inode in [i for i in seen if i not in current]:
+            del seen[inode]
+        for c in connections:
+            seen.setdefault(c.inode, self._scan)
+        per_client: dict[str, int] = {}
+        for c in connections:
+            per_client[c.client] = per_client.get(c.client, 0) + 1
+        self.stats.open = len(connections)
+        self.stats.clients = len(per_client)
+        self.stats.busiest_client = max(per_client.values(), default=0)
+        if not self.limit:
+            return []
+        closed = [c for c in over_limit(connections, seen, self.limit)
+                  if _shutdown(held[c.inode], c.inode)]
+        for c in closed:
+            self.stats.closed_over_limit += 1
+            by_client = self.stats.closed_by_client
+            if c.client in by_client or len(by_client) < 100:
+                by_client[c.client] = by_client.get(c.client, 0) + 1
+        if closed:
+            log.warning("closed %s connections of clients over max_connections_per_client %s "
+                        "(%s)", len(closed), self.limit,
+                        ", ".join(sorted({c.client for c in closed})[:5]))
+        return closed
+
+    def _connections(self) -> Iterator[Connection]:
+        for path, six in zip(_PROC_TABLES, (False, True), strict=True):
+            try:
+                with open(path, encoding="ascii") as table:
+                    text = table.read()
+            except FileNotFoundError:  # no IPv6 in this kernel
+                continue
+            yield from parse_proc_tcp(text, self.port, six)
+
+    @staticmethod
+    def _held_sockets() -> dict[int, int]:
+        """Socket inode -> one file descriptor of this process holding it."""
+        held: dict[int, int] = {}
+        for entry in os.scandir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # closed since the listing
+                target = os.readlink(entry.path)
+                if target.startswith("socket:["):
+                    held[int(target[8:-1])] = int(entry.name)
+        return held
+
+    def __repr__(self) -> str:
+        return (f"ConnectionGuard(port={self.port}, limit={self.limit}, "
+                f"open={self.stats.open}, closed={self.stats.closed_over_limit})")
+
+
+def _shutdown(fd: int, inode: int) -> bool:
+    """Shut down the socket behind `fd` if it still is `inode` (the fd may have been closed and
+    reused since the scan); the owner (granian) then sees its connection end."""
+    try:
+        copy = os.dup(fd)
+    except OSError:
+        return False
+    try:
+        if os.fstat(copy).st_ino != inode:
+            return False
+        with socket.socket(fileno=copy) as sock:
+            copy = -1  # the socket object owns and closes the duplicate
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return True
+    finally:
+        if copy >= 0:
+            os.close(copy)
