@@ -116,6 +116,13 @@ def _run(command: str, node: RunningNode, cwd: Path) -> str | None:
                               capture_output=True, text=True, timeout=30, check=False,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         return None if done.returncode == 0 else f"{command}: {done.stderr}"
+    if program.endswith("python") and words[1:3] == ["-m", "tests.adversarial.chaos"]:
+        # the fault run itself runs in tests/adversarial/test_chaos.py; here: its flags parse
+        done = subprocess.run([sys.executable, "-m", "tests.adversarial.chaos", "--help"],
+                              capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+        flags = [w.split("=")[0] for w in words[3:] if w.startswith("--")]
+        unknown = [f for f in flags if f not in done.stdout]
+        return None if done.returncode == 0 and not unknown else f"{command}: {done.stderr}"
     return f"{command}: this test does not know how to run it"
 
 
