@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from artemis.core.cluster import (
+from artemis.core.membership import (
     PEERS_FORMAT,
     BootstrapPlan,
     PeersError,

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from artemis.core import push as push_module
-from artemis.core.push import DISCOVERY, EVERYTHING, Frame, PushHub, PushSession, Refused
+from artemis.core import subscriptions as push_module
 from artemis.core.registry import Registry, RegistryConfig
+from artemis.core.subscriptions import DISCOVERY, EVERYTHING, Frame, PushHub, PushSession, Refused
 from artemis.core.versions import Change, ChangeLog
 from artemis.wire import Instance
 

@@ -18,8 +18,8 @@ import httpx
 from artemis.clock import FakeClock
 from artemis.server.app import build_app
 from artemis.server.cluster import NODE_ID_HEADER, Cluster, PeerLink
+from artemis.server.cluster.peers import HttpxPeers
 from artemis.server.node import Node
-from artemis.server.peers import HttpxPeers
 from artemis.server.settings import Settings
 from tests.server.harness import REGION, ZONE, Api
 

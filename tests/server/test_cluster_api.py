@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from artemis import wire
 from artemis.clock import FakeClock
-from artemis.core.cluster import parse_peers
+from artemis.core.membership import parse_peers
 from tests.server.cluster_harness import Fault, Nodes, url
 from tests.server.conftest import MakeApi
 from tests.server.harness import (

@@ -15,7 +15,7 @@ import pytest
 from granian.log import LogLevels, configure_logging
 
 from artemis.server.http import App, Request, Route
-from artemis.server.logs import REQUEST_ID, logging_config, request_id, setup_logging
+from artemis.server.observability.logs import REQUEST_ID, logging_config, request_id, setup_logging
 from artemis.server.settings import Settings
 
 TOKEN = "s3cret-admin-token"  # noqa: S105 - the secret the tests check is never written

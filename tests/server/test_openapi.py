@@ -11,9 +11,9 @@ import pytest
 import schemathesis
 
 from artemis.clock import FakeClock
+from artemis.server.api.openapi import ENDPOINTS, PATH, UndocumentedRoute, openapi_document
 from artemis.server.app import build_app
 from artemis.server.http import App, Route
-from artemis.server.openapi import ENDPOINTS, PATH, UndocumentedRoute, openapi_document
 from tests.server.conftest import MakeApi, make_node
 from tests.server.harness import OK_BODY, REGION, SERVICE, ZONE, Api, instance
 

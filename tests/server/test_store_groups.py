@@ -84,7 +84,8 @@ async def store(db_url: str) -> AsyncIterator[ManagementStore]:
 
 def _alembic(connection: Connection, revision: str, up: bool) -> None:
     config = Config()
-    config.set_main_option("script_location", str(resources.files("artemis") / "migrations"))
+    migrations = resources.files("artemis.server.store") / "migrations"
+    config.set_main_option("script_location", str(migrations))
     config.attributes["connection"] = connection
     (command.upgrade if up else command.downgrade)(config, revision)
 

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from artemis.clock import FakeClock
 from artemis.server.app import build_app
 from artemis.server.node import Node
+from artemis.server.observability.tracing import Tracing, configure
 from artemis.server.settings import Settings
-from artemis.server.tracing import Tracing, configure
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"

@@ -55,8 +55,8 @@ import msgspec
 
 from artemis import wire
 from artemis.core.lease import Pause, PauseWatch, SafeChecker, SafeCheckerConfig
-from artemis.core.management import EMPTY, ManagementView
 from artemis.core.versions import Change, ChangeLog, decode_instance
+from artemis.core.visibility import EMPTY, ManagementView
 from artemis.wire import FailedInstance, Instance, LeaseCopy
 
 __all__ = [

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from artemis.server import (
-    api_discovery,
-    api_groups,
-    api_management,
-    api_registry,
-    api_replication,
-    api_status,
-    openapi,
-)
+from artemis.server.api import discovery as api_discovery
+from artemis.server.api import groups as api_groups
+from artemis.server.api import management as api_management
+from artemis.server.api import openapi
+from artemis.server.api import registry as api_registry
+from artemis.server.api import replication as api_replication
+from artemis.server.api import status as api_status
 from artemis.server.cluster import Cluster
 from artemis.server.http import App, Request, Response, Route
 from artemis.server.management import Management
-from artemis.server.metrics import CONTENT_TYPE, EndpointStats, render, scrape_registry
 from artemis.server.node import Node
+from artemis.server.observability.metrics import (
+    CONTENT_TYPE,
+    EndpointStats,
+    render,
+    scrape_registry,
+)
 from artemis.server.push import PushServer
 
 __all__ = ["build_app"]

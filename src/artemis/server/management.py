@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from artemis import wire
-from artemis.core.management import ManagementView, logic_instances, route_rules
+from artemis.core.visibility import ManagementView, logic_instances, route_rules
 from artemis.server.node import Node
 from artemis.server.store import (
     Group,

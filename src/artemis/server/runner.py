@@ -34,11 +34,11 @@ from pathlib import Path
 
 import uvloop
 
-from artemis.server import tracing
 from artemis.server.app import build_app
 from artemis.server.connections import ConnectionGuard, ConnectionStats
-from artemis.server.logs import logging_config, setup_logging
 from artemis.server.node import Node
+from artemis.server.observability import tracing
+from artemis.server.observability.logs import logging_config, setup_logging
 from artemis.server.settings import Settings
 
 __all__ = ["PortInUse", "claim_port", "raise_open_files", "run", "serve", "tls_files"]

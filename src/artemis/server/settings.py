@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from artemis.core.cluster import PeersError, parse_peers
+from artemis.core.membership import PeersError, parse_peers
 
 __all__ = ["SETTINGS", "Settings", "SettingsError", "env_name", "flag_name"]
 

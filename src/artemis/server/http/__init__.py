@@ -30,9 +30,9 @@ import msgspec
 from opentelemetry import trace
 
 from artemis import wire
-from artemis.server.logs import request_id
-from artemis.server.metrics import EndpointStats
-from artemis.server.tracing import Tracing
+from artemis.server.observability.logs import request_id
+from artemis.server.observability.metrics import EndpointStats
+from artemis.server.observability.tracing import Tracing
 
 __all__ = [
     "App",

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from artemis import wire
-from artemis.server.api_management import ManagementApi
+from artemis.server.api.management import ManagementApi
 from artemis.server.http import BadRequest, Request, Route, status_bytes
 from artemis.server.store import (
     Group,

@@ -9,10 +9,11 @@ Rules
     +asyncmy (with charset=utf8mb4 unless the URL sets one), postgresql:// and postgres:// ->
     postgresql+asyncpg. A URL that names a driver is kept as it is; any other scheme is a
     StoreError. In-memory SQLite is refused (a pool would see one database per connection).
-  * `open()` runs the Alembic migrations shipped in `artemis/migrations` up to head, under a lock
-    (PostgreSQL advisory lock, MySQL GET_LOCK, SQLite BEGIN IMMEDIATE, and an asyncio lock per
-    event loop for Alembic's own globals), so nodes that start together on an empty database do
-    not race. An empty database gets the schema; a current one is left as it is.
+  * `open()` runs the Alembic migrations shipped in `artemis/server/store/migrations` up to
+    head, under a lock (PostgreSQL advisory lock, MySQL GET_LOCK, SQLite BEGIN IMMEDIATE, and
+    an asyncio lock per event loop for Alembic's own globals), so nodes that start together on
+    an empty database do not race. An empty database gets the schema; a current one is left as
+    it is.
   * Keys are compared exactly as given: the API lower-cases region, service, instance, zone and
     server ids before calling the store (ids are case-insensitive, §3.1), and the store keeps
     what it is given.
@@ -1235,7 +1236,7 @@ def _migrate(connection: Connection) -> None:
     try:
         config = Config()
         config.set_main_option(
-            "script_location", str(resources.files("artemis") / "migrations"))
+            "script_location", str(resources.files("artemis.server.store") / "migrations"))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     finally:

@@ -17,9 +17,9 @@ from typing import Any, Final, NamedTuple
 import msgspec
 
 from artemis import __version__, wire
-from artemis.server.api_status import NodeStatusSwitch, SelfPreservationSwitch
+from artemis.server.api.status import NodeStatusSwitch, SelfPreservationSwitch
 from artemis.server.http import JSON, Request, Route
-from artemis.server.metrics import CONTENT_TYPE
+from artemis.server.observability.metrics import CONTENT_TYPE
 
 __all__ = ["ENDPOINTS", "PATH", "Endpoint", "Query", "UndocumentedRoute", "openapi_document",
            "openapi_route"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from artemis import wire
-from artemis.core.cluster import (
+from artemis.core.membership import (
     PeerSpec,
     PeerState,
     bootstrap_plan,
@@ -50,8 +50,8 @@ from artemis.core.replication import (
     instance_key,
     retryable,
 )
+from artemis.server.cluster.peers import AiohttpPeers, PeerClient, PeerError
 from artemis.server.node import Node, drive_async, percentiles_ms
-from artemis.server.peers import AiohttpPeers, PeerClient, PeerError
 from artemis.wire import Instance
 
 __all__ = ["NODE_ID_HEADER", "Cluster", "PeerLink"]

@@ -18,9 +18,9 @@ shutdown closes send no frame, since the Java SDK reads every frame as an Instan
 A malformed or refused subscription gets an error frame and the session goes on.
 
 Each push session has a sender task that drains its queue; the core decides what is queued
-(artemis.core.push). A resume is replayed by the session's handler in bounded steps, the loop given
-back between them, before it reads the next frame. Stuck senders and sessions past their age are
-closed by a sweeper every second.
+(artemis.core.subscriptions). A resume is replayed by the session's handler in bounded steps,
+the loop given back between them, before it reads the next frame. Stuck senders and sessions
+past their age are closed by a sweeper every second.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from collections.abc import Iterator, Sequence
 from typing import Final
 
 from artemis import wire
-from artemis.core.push import DISCOVERY, EVERYTHING, PushHub, PushSession, Refused
+from artemis.core.subscriptions import DISCOVERY, EVERYTHING, PushHub, PushSession, Refused
 from artemis.core.versions import Change
-from artemis.server.api_registry import InstancesOperation
+from artemis.server.api.registry import InstancesOperation
 from artemis.server.http import BadRequest, WebSocket, WsHandler, status_bytes
 from artemis.server.node import Node
 

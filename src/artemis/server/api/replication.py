@@ -31,7 +31,7 @@ from typing import Final
 
 from artemis import wire
 from artemis.core.registry import encode_service, lease_copy
-from artemis.server.api_registry import InstancesOperation
+from artemis.server.api.registry import InstancesOperation
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node
 

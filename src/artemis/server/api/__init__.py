@@ -1,0 +1,1 @@
+"""The HTTP API of a node: one module per family of endpoints, and the OpenAPI document."""
