@@ -14,6 +14,7 @@ sends, pays nothing extra.
 
 from __future__ import annotations
 
+import enum
 import types
 import typing
 from typing import Any, Final, TypeVar, Union, get_args, get_origin
@@ -21,6 +22,8 @@ from typing import Any, Final, TypeVar, Union, get_args, get_origin
 import msgspec
 
 __all__ = [
+    "RERUNNABLE",
+    "SERVICE_DOWN",
     "AllGroupOperationsResponse",
     "AllGroupTagsResponse",
     "AllInstanceOperationsResponse",
@@ -39,6 +42,7 @@ __all__ = [
     "DeploymentResponse",
     "DiscoveryConfig",
     "DownResponse",
+    "ErrorCode",
     "ErrorResponse",
     "FailedInstance",
     "GetClusterNodeStatusResponse",
@@ -164,6 +168,27 @@ class Instance(_Wire, kw_only=True, frozen=True, gc=False):
     status: str | None = None
     url: str | None = None
     zone_id: str | None = None
+
+
+class ErrorCode(enum.StrEnum):
+    """Every `errorCode` of the protocol (§2), the one place server, client and CLI name them.
+    A member is its text (`ErrorCode.BAD_REQUEST == "bad-request"`) and encodes as it."""
+
+    SUCCESS = "success"
+    PARTIAL_FAIL = "partial_fail"
+    BAD_REQUEST = "bad-request"
+    RATE_LIMITED = "rate-limited"
+    NO_PERMISSION = "no-permission"
+    DATA_NOT_FOUND = "data-not-found"
+    INTERNAL_SERVICE_ERROR = "internal-service-error"
+    SERVICE_UNAVAILABLE = "service-unavailable"
+    UNKNOWN = "unknown"
+
+
+# The original's classes of codes (common/ErrorCodes.java): worth another try, and a sign the node
+# cannot serve (only with status "fail").
+RERUNNABLE: Final = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNKNOWN})
+SERVICE_DOWN: Final = frozenset({ErrorCode.INTERNAL_SERVICE_ERROR, ErrorCode.SERVICE_UNAVAILABLE})
 
 
 class ResponseStatus(_Wire, kw_only=True, frozen=True, gc=False):
