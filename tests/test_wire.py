@@ -60,9 +60,12 @@ def test_register_example_encodes_exactly() -> None:
     assert EXAMPLE_JSON == wire.encode(EXAMPLE)
 
 
-WIRE_STRUCTS = [obj for _, obj in inspect.getmembers(wire, inspect.isclass)
-                if issubclass(obj, msgspec.Struct) and obj.__module__ == wire.__name__
-                and not obj.__name__.startswith("_")]
+WIRE_MODULES = [module for _, module in inspect.getmembers(wire, inspect.ismodule)
+                if module.__name__.startswith(f"{wire.__name__}.")]
+WIRE_STRUCTS = sorted({obj for module in WIRE_MODULES
+                       for _, obj in inspect.getmembers(module, inspect.isclass)
+                       if issubclass(obj, msgspec.Struct) and obj.__module__ == module.__name__
+                       and not obj.__name__.startswith("_")}, key=lambda cls: cls.__name__)
 
 
 @pytest.mark.parametrize("cls", WIRE_STRUCTS, ids=lambda c: c.__name__)

@@ -23,7 +23,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from artemis import wire
-from artemis.cli import changes, cli
+from artemis.cli import cli
+from artemis.cli.discovery import changes
 from tests.process.conftest import RunningNode, StartNode, free_port, poll
 
 SERVICE = "demo.service"

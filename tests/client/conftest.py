@@ -34,9 +34,8 @@ from artemis.client import (
     TransportError,
 )
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
+from artemis.server.compose import build
 from artemis.server.http import App
-from artemis.server.node import Node
 from artemis.server.push import PushServer
 from artemis.server.settings import Settings
 from tests.process.conftest import RunningNode, poll, start_node  # noqa: F401
@@ -140,7 +139,9 @@ class FakeSocket:
         return text
 
     async def close(self) -> None:
-        self.closed = True
+        if not self.closed:
+            self.closed = True
+            self.incoming.put_nowait(None)  # a recv() waiting now raises, as on a real socket
 
 
 class FakeTransport:
@@ -201,16 +202,6 @@ class FakeTransport:
         self.closed = True
 
 
-class RecordingSleep:
-    """An injected sleep: records each delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 class FirstChoice:
     """A random generator for ServerList that always takes the first URL offered."""
 
@@ -230,15 +221,16 @@ def prefer(client: RegistryClient | DiscoveryClient, *seeds: str, penalty: float
 # --- in-process nodes ---------------------------------------------------------------------------
 
 class InProcessNode:
-    """A node on a fake clock, marked up, its app, and the PushServer `build_app` made for it.
+    """A node on a fake clock, marked up, its app, and the PushServer the composition root made.
     No background loop runs: tests move the clock and sweep themselves."""
 
     def __init__(self, url: str = "http://in-process", clock: FakeClock | None = None,
                  up: bool = True, **settings: Any) -> None:
         self.clock = clock or FakeClock()
-        self.node = Node(Settings(region=REGION, zone=ZONE, url=url, **settings), self.clock)
+        self.parts = build(Settings(region=REGION, zone=ZONE, url=url, **settings), self.clock)
+        self.node = self.parts.node
         self.url = url
-        self.app: App = build_app(self.node)
+        self.app: App = self.parts.app
         if up:
             self.node.mark_up()
 
@@ -272,10 +264,8 @@ class InProcessNode:
         return self.push_server().counts()
 
     def push_server(self) -> PushServer:
-        """The PushServer build_app made: it registered its close_all as a closer of the node."""
-        (server,) = {getattr(closer, "__self__", None) for closer in self.node._closers
-                     if isinstance(getattr(closer, "__self__", None), PushServer)}
-        return server
+        """The PushServer the composition root made."""
+        return self.parts.push
 
 
 class Routed:

@@ -2,8 +2,10 @@
 the WebSocket, no sockets) and against the scripted fake transport, where frames and answers
 arrive exactly when a test says.
 
-Push and polling run in the client's background task: tests wait for what they expect with a
-deadline (`eventually`), or for an event a listener sets; none sleeps a fixed time.
+Push and polling run in the client's background task, on a fake clock of the client's own
+(`client.clock`): reconnects, polls and the safety-net lookup happen when a test advances it.
+Tests wait for what they expect with a deadline (`eventually`), for an event a listener sets, or
+until the client's task sleeps on its clock again (`clock.asleep`); none sleeps a fixed time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from artemis.client import (
     Service,
     TransportError,
 )
+from artemis.clock import FakeClock
 from tests.client.conftest import (
     REGION,
     SERVICE,
@@ -51,12 +54,27 @@ UP_NODES = "/api/cluster/up-discovery-nodes.json"
 PUSH = "/ws/discovery/instance-change"
 FAKE = "http://fake"
 QUIET = 3600.0  # an interval no test waits for
+RECONNECT = 2.0  # reconnect_interval of the tests of reconnects (on the fake clock)
+POLL = 10.0  # poll_interval of the tests of polling (on the fake clock)
 
 
 def discovery(transport: Any, keep: Keep[Any], seeds: str | list[str] = "http://in-process",
               **options: Any) -> DiscoveryClient:
-    options = {"region": REGION, "poll_interval": QUIET, **options}
+    """A client on a FakeClock of its own (`client.clock`)."""
+    options = {"region": REGION, "poll_interval": QUIET, "clock": FakeClock(), **options}
     return keep(DiscoveryClient(seeds, transport=transport, **options))
+
+
+def clock_of(client: DiscoveryClient) -> FakeClock:
+    assert isinstance(client.clock, FakeClock)
+    return client.clock
+
+
+async def reconnect(client: DiscoveryClient) -> None:
+    """Once the client waits to try push again, let `reconnect_interval` pass."""
+    clock = clock_of(client)
+    await clock.asleep(within=client.reconnect_interval)
+    clock.advance(client.reconnect_interval)
 
 
 class Calls:
@@ -255,7 +273,7 @@ async def test_resume_after_the_node_closed_push_gets_what_was_missed(
     """After the node closes push, resuming by revision brings the missed changes, no lookup."""
     inner = clients(InProcessTransport(in_process.app))
     gate = Gate(inner)
-    client = discovery(gate, clients, reconnect_interval=0.01)
+    client = discovery(gate, clients, reconnect_interval=RECONNECT)
     in_process.add(instance("a"))
     await client.get_service(SERVICE)
     await eventually(lambda: client.push_connected, "push connected")
@@ -263,6 +281,7 @@ async def test_resume_after_the_node_closed_push_gets_what_was_missed(
     await eventually(lambda: ids(client.cached(SERVICE)) == ["a", "b"], "b pushed")
     gate.closed()
     in_process.push_server().close_sessions()  # the node closes every push session
+    await reconnect(client)
     await eventually(lambda: gate.waiting, "the client trying to reconnect")
     lookups = client.stats["lookups"]
     in_process.add(instance("c"))
@@ -275,10 +294,11 @@ async def test_resume_after_the_node_closed_push_gets_what_was_missed(
 async def test_push_sessions_the_node_closed_are_released(
         in_process: InProcessNode, transport: InProcessTransport, clients: Keep[Any]) -> None:
     """A push session the node closed is over on both sides: only the new one is left."""
-    client = discovery(transport, clients, reconnect_interval=0.01)
+    client = discovery(transport, clients, reconnect_interval=RECONNECT)
     await client.get_service(SERVICE)
     await eventually(lambda: client.push_connected, "push connected")
     in_process.push_server().close_sessions()
+    await reconnect(client)
     await eventually(lambda: client.stats["reconnects"] == 2 and client.push_connected,
                      "reconnected")
     sessions = await eventually(
@@ -302,33 +322,47 @@ async def test_close_releases_the_push_session_on_the_node(
 async def test_without_push_the_cache_is_polled(
         in_process: InProcessNode, transport: InProcessTransport, clients: Keep[Any]) -> None:
     """use_push=False: every poll_interval the cached services are looked up again."""
-    client = discovery(transport, clients, use_push=False, poll_interval=0.01)
+    client = discovery(transport, clients, use_push=False, poll_interval=POLL)
+    clock = clock_of(client)
     await client.get_service(SERVICE)
+    await clock.asleep()  # the background task waits for the next poll
     in_process.add(instance("a"))
-    await eventually(lambda: ids(client.cached(SERVICE)) == ["a"], "a polled")
-    assert (False, 0) == (client.push_connected, in_process.push_sessions()["discovery"])
+    before = ids(client.cached(SERVICE))
+    clock.advance(POLL)
+    await clock.asleep()  # the poll is over
+    assert ([], ["a"], False, 0) == (before, ids(client.cached(SERVICE)), client.push_connected,
+                                     in_process.push_sessions()["discovery"])
 
 
 async def test_while_push_cannot_be_had_the_cache_is_polled(
         in_process: InProcessNode, clients: Keep[Any]) -> None:
     """When the push socket cannot be opened, lookups keep the cache current."""
     transport = clients(NoPush(InProcessTransport(in_process.app)))
-    client = discovery(transport, clients, reconnect_interval=0.01, poll_interval=0.01)
+    client = discovery(transport, clients, reconnect_interval=RECONNECT, poll_interval=POLL)
     await client.get_service(SERVICE)
     in_process.add(instance("a"))
-    await eventually(lambda: ids(client.cached(SERVICE)) == ["a"], "a polled")
-    assert (False, 0) == (client.push_connected, client.stats["reconnects"])
+    for _ in range(round(POLL / RECONNECT)):
+        await reconnect(client)
+    await clock_of(client).asleep()
+    assert (["a"], False, 0, 6) == (ids(client.cached(SERVICE)), client.push_connected,
+                                    client.stats["reconnects"], transport.attempts)
 
 
 async def test_while_push_is_down_polls_follow_poll_interval_not_reconnects(
         in_process: InProcessNode, clients: Keep[Any]) -> None:
     """While push is down, lookups follow poll_interval, not every reconnect attempt."""
     transport = clients(NoPush(InProcessTransport(in_process.app)))
-    client = discovery(transport, clients, reconnect_interval=0.005, poll_interval=60.0)
+    client = discovery(transport, clients, reconnect_interval=1.0, poll_interval=60.0)
     await client.get_service(SERVICE)
-    await eventually(lambda: transport.attempts >= 10, "ten reconnect attempts")
-    # within 60 s of push going down there is room for one poll at most (rule 3)
-    assert client.stats["polls"] <= 1, f"{client.stats['polls']} polls for 10 reconnects"
+    for _ in range(10):
+        await reconnect(client)
+    await clock_of(client).asleep()
+    ten = (transport.attempts, client.stats["polls"])
+    for _ in range(60):
+        await reconnect(client)
+    await clock_of(client).asleep()
+    # one poll in the first seconds (the cache is older than poll_interval), then one a minute
+    assert ((11, 1), (71, 2)) == (ten, (transport.attempts, client.stats["polls"]))
 
 
 async def test_lookup_refused_by_the_node_raises_its_error(
@@ -345,16 +379,37 @@ async def test_last_known_instances_are_served_while_no_node_answers(
     """With no node answering, the cache serves and is never emptied; unfetched raises."""
     in_process.add(instance("a"))
     transport = clients(Routed(in_process))
-    client = discovery(transport, clients, retries=1, reconnect_interval=0.01,
-                       poll_interval=0.01)
+    client = discovery(transport, clients, retries=1, reconnect_interval=1.0, poll_interval=1.0)
     known = await client.get_service(SERVICE)
     transport.offline.add(in_process.url)
     await client._drop_ws()  # the push socket goes with the node
     polls = client.stats["polls"]
-    await eventually(lambda: client.stats["polls"] >= polls + 3, "failed polls")
+    for _ in range(3):
+        await reconnect(client)
+    await clock_of(client).asleep(within=1.0)
+    assert client.stats["polls"] >= polls + 3
     with pytest.raises(NoServerAvailable):
         await client.get_service("never.fetched")
     assert (known, known) == (await client.get_service(SERVICE), client.cached(SERVICE))
+
+
+async def test_while_push_is_connected_a_safety_net_looks_up_every_six_polls(
+        in_process: InProcessNode, transport: InProcessTransport, clients: Keep[Any]) -> None:
+    """With push connected, every cached service is looked up every poll_interval * 6."""
+    client = discovery(transport, clients, poll_interval=POLL)
+    clock = clock_of(client)
+    await client.get_service(SERVICE)
+    await eventually(lambda: client.push_connected, "push connected")
+    await clock.asleep(within=POLL * 6)
+    lookups = client.stats["lookups"]
+    in_process.registry.register([filled(instance("quiet"))], in_process.clock.monotonic(),
+                                 in_process.clock.wall_ms())  # not pushed
+    clock.advance(POLL * 6 - 0.1)
+    early = clock.sleepers  # the safety net still waits
+    clock.advance(0.1)
+    await clock.asleep(within=POLL * 6)  # the lookup is over: the next wait began
+    assert ([1000.0 + POLL * 6], lookups + 1, ["quiet"], [1000.0 + POLL * 12]) == (
+        early, client.stats["lookups"], ids(client.cached(SERVICE)), clock.sleepers)
 
 
 # --- frames, exactly (fake transport) -----------------------------------------------------------
@@ -412,13 +467,14 @@ async def test_resubscribes_with_the_last_revision_after_a_drop(clients: Keep[An
     """After a drop, each service is subscribed again with the last revision applied."""
     a = filled(instance("a"))
     transport = clients(fake(default=lookup_answer(service(a))))
-    client = discovery(transport, clients, FAKE, reconnect_interval=0.01)
+    client = discovery(transport, clients, FAKE, reconnect_interval=RECONNECT)
     await client.get_service(SERVICE)
     await client.get_service("other")
     first = await socket_ready(transport)
     first.feed(pushed("new", filled(instance("b")), "run.7"))
     await eventually(lambda: client.stats["frames"] == 1, "frame read")
     first.drop()
+    await reconnect(client)
     second = await socket_ready(transport, 2)
     await eventually(lambda: len(second.sent) == 2, "both services subscribed again")
     expected = ([subscription(), subscription("other")],

@@ -55,7 +55,7 @@ PUBLIC = [
     "ZoneFirstBalancer",
 ]
 
-SUBMODULES = ["balancer", "discovery", "errors", "registry", "servers", "sync", "transport"]
+SUBMODULES = ["balancer", "discovery", "errors", "registration", "servers", "sync", "transport"]
 
 CODES = [
     ("bad-request", BadRequest),
@@ -139,11 +139,11 @@ def test_each_submodule_exports_only_what_it_defines(name: str) -> None:
 
 def test_public_names_are_the_submodules_objects() -> None:
     """The package re-exports the submodules' objects, not copies."""
-    from artemis.client import balancer, discovery, registry, servers, sync, transport
+    from artemis.client import balancer, discovery, registration, servers, sync, transport
     from artemis.wire import Instance, Service
 
     home = {}
-    for module in (balancer, discovery, errors, registry, servers, sync, transport):
+    for module in (balancer, discovery, errors, registration, servers, sync, transport):
         home.update({n: getattr(module, n) for n in module.__all__})
     home.update(Instance=Instance, Service=Service)
     assert {n: home[n] for n in PUBLIC} == {n: getattr(artemis.client, n) for n in PUBLIC}

@@ -1,7 +1,9 @@
 """RegistryClient against nodes in this process (InProcessTransport: HTTP and WebSockets through
 the app's ASGI face, no sockets) on a fake clock, and against the scripted fake transport.
 
-The node's loops do not run: leases move only when a test advances the clock and sweeps.
+The node's loops do not run: leases move only when a test advances the node's clock and sweeps.
+The client runs on a fake clock of its own (`client.clock`): its background rounds run when a
+test advances that clock, and its waits between tries pass when a test drives it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from artemis.client import (
     RegistryClient,
     TransportError,
 )
+from artemis.clock import FakeClock
 from artemis.core.node_status import DOWN
 from tests.client.conftest import (
     REGION,
@@ -45,12 +48,19 @@ UNREGISTER = "/api/registry/unregister.json"
 HEARTBEAT_WS = "/ws/registry/heartbeat"
 UP_NODES = "/api/cluster/up-registry-nodes.json"
 QUIET = 3600.0  # a heartbeat interval no test waits for: rounds are run by heartbeat_once()
+INTERVAL = 5.0  # the heartbeat interval of the tests of background rounds (on the fake clock)
 
 
 def registry(transport: Any, keep: Keep[Any], seeds: str | list[str] = "http://in-process",
              **options: Any) -> RegistryClient:
-    options = {"region": REGION, "heartbeat_interval": QUIET, **options}
+    """A client on a FakeClock of its own (`client.clock`)."""
+    options = {"region": REGION, "heartbeat_interval": QUIET, "clock": FakeClock(), **options}
     return keep(RegistryClient(seeds, transport=transport, **options))
+
+
+def clock_of(client: RegistryClient) -> FakeClock:
+    assert isinstance(client.clock, FakeClock)
+    return client.clock
 
 
 def lease_renewed(node: InProcessNode, item: Instance) -> float:
@@ -279,25 +289,59 @@ async def test_every_frame_of_a_round_is_sent(
 
 async def test_heartbeats_run_in_the_background(
         in_process: InProcessNode, transport: InProcessTransport, clients: Keep[Any]) -> None:
-    """After register(), heartbeats go every heartbeat_interval without being asked."""
-    client = registry(transport, clients, heartbeat_interval=0.02)
+    """After register(), one round goes every heartbeat_interval without being asked, and none
+    before the interval is over."""
+    client = registry(transport, clients, heartbeat_interval=INTERVAL)
+    clock = clock_of(client)
     await client.register(instance("a"))
     server = in_process.push_server()
-    await eventually(lambda: server.heartbeat_frames >= 3, "three background heartbeats")
-    assert 0 == client.stats["errors"]
+    await clock.asleep()  # the background task waits for its first round
+    clock.advance(INTERVAL - 0.1)
+    early = (server.heartbeat_frames, clock.sleepers)
+    clock.advance(0.1)
+    seen = []
+    for _ in range(3):
+        await clock.asleep()  # the round is over: the task waits for the next one
+        seen.append(server.heartbeat_frames)
+        clock.advance(INTERVAL)
+    await clock.asleep()
+    seen.append(server.heartbeat_frames)
+    assert ((0, [1000.0 + INTERVAL]), [1, 2, 3, 4], [INTERVAL] * 5, 0) == (
+        early, seen, clock.slept, client.stats["errors"])
 
 
 async def test_background_heartbeats_survive_errors_and_heal(clients: Keep[Any]) -> None:
     """Failed background rounds are counted, and the next good round heals the node."""
     node = InProcessNode()
     transport = clients(Routed(node))
-    client = registry(transport, clients, heartbeat_interval=0.02, retries=1)
+    client = registry(transport, clients, heartbeat_interval=INTERVAL, retries=1)
+    clock = clock_of(client)
     await client.register(instance("a"))
     transport.offline.add(node.url)
     node.lose(instance("a"))
-    await eventually(lambda: client.stats["errors"] >= 2, "failed rounds counted")
+    for _ in range(2):
+        await clock.asleep()
+        clock.advance(INTERVAL)
+    await clock.asleep()
+    failed = (client.stats["errors"], node.registered())
     transport.offline.clear()
-    await eventually(lambda: node.registered() == [filled(instance("a"))], "registered again")
+    clock.advance(INTERVAL)
+    await clock.asleep()
+    assert ((2, []), 2, [filled(instance("a"))], 1) == (
+        failed, client.stats["errors"], node.registered(), client.stats["reregistered"])
+
+
+async def test_a_round_that_falls_behind_does_not_burst_to_catch_up(
+        in_process: InProcessNode, transport: InProcessTransport, clients: Keep[Any]) -> None:
+    """After a pause longer than several intervals, one round runs, then the interval again."""
+    client = registry(transport, clients, heartbeat_interval=INTERVAL)
+    clock = clock_of(client)
+    await client.register(instance("a"))
+    await clock.asleep()
+    clock.advance(INTERVAL * 3.5)  # the loop was held up for three and a half intervals
+    await clock.asleep()
+    assert (1, [INTERVAL, INTERVAL], [1000.0 + INTERVAL * 4.5]) == (
+        in_process.push_server().heartbeat_frames, clock.slept, clock.sleepers)
 
 
 async def test_repr_shows_state(transport: InProcessTransport, clients: Keep[Any]) -> None:
@@ -351,9 +395,11 @@ async def test_node_answering_service_unavailable_over_http_is_left(
     prefer(client, "http://a", "http://b")
     await client.register(instance("x"))
     a.node.state = a.node.state.move(DOWN)
-    await client.heartbeat_once()
-    assert ("http://b", [filled(instance("x"))]) == (client.caller.servers.current(),
-                                                     b.registered())
+    clock = clock_of(client)
+    await clock.drive(client.heartbeat_once())  # the wait before the try on B passes at once
+    backoffs = [d for d in clock.slept if d != QUIET]  # QUIET: the background task's wait
+    assert ("http://b", [filled(instance("x"))], 1, 1000.0 + sum(backoffs)) == (
+        client.caller.servers.current(), b.registered(), len(backoffs), clock.monotonic())
 
 
 async def test_register_when_no_node_answers_raises_no_server_available(

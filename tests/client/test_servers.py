@@ -1,11 +1,12 @@
 """Which node a client talks to (ServerList) and calling it with retries (Caller), without I/O:
-an injected clock, random generator and sleep, and the fake transport of conftest."""
+a fake clock (its waits pass when the test drives it), an injected random generator, and the
+fake transport of conftest."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
@@ -13,27 +14,18 @@ from hypothesis import strategies as st
 
 from artemis import wire
 from artemis.client import Caller, NoServerAvailable, ServerList, TransportError
+from artemis.clock import FakeClock
 from tests.client.conftest import (
     FakeTransport,
-    RecordingSleep,
     instances_answer,
     nodes_answer,
 )
 
+T = TypeVar("T")
 A, B, C = "http://a:8080", "http://b:8080", "http://c:8080"
 PATH = "/api/registry/register.json"
 BODY = b'{"instances":[]}'
 OK = instances_answer()
-
-
-class Clock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Picks:
@@ -53,9 +45,10 @@ class Picks:
         return self._random.random()
 
 
-def servers(*seeds: str, picks: Picks | None = None, clock: Clock | None = None,
+def servers(*seeds: str, picks: Picks | None = None, clock: FakeClock | None = None,
             penalty: float = 10.0, rotate_after: float = 3600.0) -> ServerList:
-    return ServerList(list(seeds), clock=clock or Clock(), rng=picks or Picks(),  # type: ignore[arg-type]
+    return ServerList(list(seeds), clock=clock or FakeClock(100.0),
+                      rng=picks or Picks(),  # type: ignore[arg-type]
                       penalty=penalty, rotate_after=rotate_after)
 
 
@@ -107,16 +100,16 @@ def test_failure_of_another_node_keeps_the_current_one() -> None:
 
 def test_penalized_node_is_avoided_until_the_penalty_ends() -> None:
     """A failed node is not offered for `penalty` seconds, and is again from then on."""
-    clock = Clock()
+    clock = FakeClock(100.0)
     picks = Picks(0, 0, 0, 0)
     server_list = servers(A, B, C, picks=picks, clock=clock, penalty=10.0)
     chosen = [server_list.current()]  # A
     server_list.failed(A)  # t=100: A avoided until 110
     chosen.append(server_list.current())  # B
-    clock.now += 9.9
+    clock.advance(9.9)
     server_list.failed(B)  # t=109.9: A still avoided
     chosen.append(server_list.current())  # C
-    clock.now += 0.1
+    clock.advance(0.1)
     server_list.failed(C)  # t=110: A's penalty is over
     chosen.append(server_list.current())  # A
     assert ([A, B, C, A], [[A, B, C], [B, C], [C], [A]]) == (chosen, picks.offered)
@@ -124,24 +117,24 @@ def test_penalized_node_is_avoided_until_the_penalty_ends() -> None:
 
 def test_when_every_node_is_avoided_the_oldest_failure_is_tried() -> None:
     """With every node penalized, the node that failed longest ago is used."""
-    clock = Clock()
+    clock = FakeClock(100.0)
     server_list = servers(A, B, C, picks=Picks(0, 0, 0), clock=clock)
     server_list.current()
     for url in (B, C, A):  # A last: B failed longest ago
-        clock.now += 1.0
+        clock.advance(1.0)
         server_list.failed(url)
     assert B == server_list.current()
 
 
 def test_rotation_chooses_again_after_rotate_after() -> None:
     """The current node is chosen again once it has been current for `rotate_after` s."""
-    clock = Clock()
+    clock = FakeClock(100.0)
     picks = Picks(0, 1)
     server_list = servers(A, B, picks=picks, clock=clock, rotate_after=60.0)
     before = server_list.current()
-    clock.now += 59.9
+    clock.advance(59.9)
     still = server_list.current()
-    clock.now += 0.1
+    clock.advance(0.1)
     after = server_list.current()
     assert ((A, A, B), [[A, B], [A, B]]) == ((before, still, after), picks.offered)
 
@@ -200,22 +193,22 @@ OPERATIONS = st.lists(st.one_of(
 def test_current_is_always_usable(seeds: list[str], operations: list[tuple[str, Any]],
                                   seed: int) -> None:
     """current() is always a known node or seed, and not the one just failed if avoidable."""
-    clock = Clock()
+    clock = FakeClock(100.0)
     server_list = ServerList(seeds, clock=clock, rng=random.Random(seed), penalty=10.0,
                              rotate_after=30.0)
     failures: dict[str, float] = {}
     broken = []
     for op, arg in operations:
         if op == "fail":
-            failures[arg] = clock.now
+            failures[arg] = clock.monotonic()
             server_list.failed(arg)
         elif op == "advance":
-            clock.now += arg
+            clock.advance(arg)
         else:
             server_list.update(arg)
         current = server_list.current()
         fresh = [u for u in server_list.known + seeds
-                 if clock.now - failures.get(u, -1e18) >= 10.0]
+                 if clock.monotonic() - failures.get(u, -1e18) >= 10.0]
         if current not in server_list.known + seeds or (op == "fail" and fresh
                                                          and current == arg):
             broken.append((op, arg, current))
@@ -224,13 +217,32 @@ def test_current_is_always_usable(seeds: list[str], operations: list[tuple[str, 
 
 # --- Caller -------------------------------------------------------------------------------------
 
+class Driven:
+    """A Caller on a fake clock, and that clock: `call()` drives the clock through the
+    caller's waits (they pass at once, recorded in `clock.slept`)."""
+
+    def __init__(self, caller: Caller, clock: FakeClock) -> None:
+        self.caller = caller
+        self.clock = clock
+        self.servers = caller.servers
+
+    async def call(self, path: str, body: bytes, kind: type[T]) -> T:
+        return await self.clock.drive(self.caller.call(path, body, kind))
+
+    async def refresh(self, registry: bool, region: str | None, zone: str | None) -> None:
+        await self.clock.drive(self.caller.refresh(registry, region, zone))
+
+    def delay(self, attempt: int) -> float:
+        return self.caller.delay(attempt)
+
+
 def caller(transport: FakeTransport, *seeds: str, retries: int = 5, backoff: float = 0.1,
-           max_backoff: float = 2.0, seed: int = 3,
-           sleep: RecordingSleep | None = None) -> tuple[Caller, RecordingSleep]:
-    sleep = sleep or RecordingSleep()
-    server_list = servers(*(seeds or (A, B, C)), picks=Picks())
-    return Caller(transport, server_list, retries=retries, backoff=backoff,
-                  max_backoff=max_backoff, sleep=sleep, rng=random.Random(seed)), sleep
+           max_backoff: float = 2.0, seed: int = 3) -> tuple[Driven, FakeClock]:
+    clock = FakeClock(100.0)
+    server_list = servers(*(seeds or (A, B, C)), picks=Picks(), clock=clock)
+    return Driven(Caller(transport, server_list, retries=retries, backoff=backoff,
+                         max_backoff=max_backoff, clock=clock, rng=random.Random(seed)),
+                  clock), clock
 
 
 def expected_delays(count: int, backoff: float, max_backoff: float, seed: int) -> list[float]:
@@ -242,18 +254,18 @@ def expected_delays(count: int, backoff: float, max_backoff: float, seed: int) -
 async def test_first_answer_is_returned_without_waiting() -> None:
     """A success is decoded and returned after one call to the current node."""
     transport = FakeTransport(OK)
-    call, sleep = caller(transport)
+    call, clock = caller(transport)
     answer = await call.call(PATH, BODY, wire.InstancesResponse)
     assert (wire.decode(OK, wire.InstancesResponse), [(A, PATH, BODY)], []) == (
-        answer, transport.calls, sleep.delays)
+        answer, transport.calls, clock.slept)
 
 
 async def test_transport_error_moves_to_another_node() -> None:
     """A node that cannot be reached is marked failed and the next try goes elsewhere."""
     transport = FakeTransport(TransportError("refused"), OK)
-    call, sleep = caller(transport)
+    call, clock = caller(transport)
     await call.call(PATH, BODY, wire.InstancesResponse)
-    assert ([A, B], expected_delays(1, 0.1, 2.0, 3)) == (transport.urls(), sleep.delays)
+    assert ([A, B], expected_delays(1, 0.1, 2.0, 3)) == (transport.urls(), clock.slept)
 
 
 async def test_unreadable_answer_moves_to_another_node() -> None:
@@ -267,10 +279,11 @@ async def test_unreadable_answer_moves_to_another_node() -> None:
 async def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     """Waits grow as backoff * 2^n, capped, jitter in [1/2, 1]; none after the last try."""
     transport = FakeTransport(*[TransportError(f"down {n}") for n in range(6)])
-    call, sleep = caller(transport, retries=6, backoff=0.1, max_backoff=0.5, seed=11)
+    call, clock = caller(transport, retries=6, backoff=0.1, max_backoff=0.5, seed=11)
     with pytest.raises(NoServerAvailable):
         await call.call(PATH, BODY, wire.InstancesResponse)
-    assert expected_delays(5, 0.1, 0.5, 11) == sleep.delays
+    delays = expected_delays(5, 0.1, 0.5, 11)
+    assert (delays, pytest.approx(100.0 + sum(delays))) == (clock.slept, clock.monotonic())
 
 
 def test_delay_bounds() -> None:
@@ -285,20 +298,20 @@ def test_delay_bounds() -> None:
 async def test_service_down_codes_move_to_another_node(code: str) -> None:
     """A `fail` with a service-down code marks the node failed and tries another."""
     transport = FakeTransport(instances_answer(code, "not now"), OK)
-    call, sleep = caller(transport)
+    call, clock = caller(transport)
     answer = await call.call(PATH, BODY, wire.InstancesResponse)
     assert ("success", [A, B], 1) == (answer.response_status.error_code, transport.urls(),
-                                      len(sleep.delays))
+                                      len(clock.slept))
 
 
 @pytest.mark.parametrize("code", ["rate-limited", "unknown"])
 async def test_rerunnable_codes_wait_and_retry_the_same_node(code: str) -> None:
     """rate-limited (and the SDK's other rerunnable code, unknown) waits and retries the node."""
     transport = FakeTransport(instances_answer(code), instances_answer(code), OK)
-    call, sleep = caller(transport)
+    call, clock = caller(transport)
     answer = await call.call(PATH, BODY, wire.InstancesResponse)
     assert ("success", [A, A, A], expected_delays(2, 0.1, 2.0, 3)) == (
-        answer.response_status.error_code, transport.urls(), sleep.delays)
+        answer.response_status.error_code, transport.urls(), clock.slept)
 
 
 @pytest.mark.parametrize(("code", "state"), [
@@ -309,11 +322,11 @@ async def test_rerunnable_codes_wait_and_retry_the_same_node(code: str) -> None:
 async def test_other_answers_are_returned_at_once(code: str, state: str) -> None:
     """Any other answer (a service-down code only counts with status fail) is the result."""
     transport = FakeTransport(instances_answer(code, state=state))
-    call, sleep = caller(transport)
+    call, clock = caller(transport)
     answer = await call.call(PATH, BODY, wire.InstancesResponse)
     assert ((code, state), [A], []) == (
         (answer.response_status.error_code, answer.response_status.status), transport.urls(),
-        sleep.delays)
+        clock.slept)
 
 
 async def test_exhausted_retries_raise_no_server_available_naming_the_last_problems() -> None:
@@ -331,10 +344,10 @@ async def test_exhausted_retries_raise_no_server_available_naming_the_last_probl
 async def test_retries_are_at_least_one() -> None:
     """retries=0 still makes one try."""
     transport = FakeTransport(TransportError("down"))
-    call, sleep = caller(transport, retries=0)
+    call, clock = caller(transport, retries=0)
     with pytest.raises(NoServerAvailable, match="after 1 tries: down"):
         await call.call(PATH, BODY, wire.InstancesResponse)
-    assert (1, []) == (len(transport.calls), sleep.delays)
+    assert (1, []) == (len(transport.calls), clock.slept)
 
 
 async def test_every_node_is_tried_before_one_is_tried_again() -> None:

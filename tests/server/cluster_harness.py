@@ -1,6 +1,7 @@
 """In-process clusters: several nodes on one fake clock whose peers reach each other's ASGI apps.
 
-Each node's `Cluster` gets an httpx client whose transport is a `Router`: it hands a request to
+Each node's `Cluster` gets (from the composition root's `peer_client`) an httpx client whose
+transport is a `Router`: it hands a request to
 the app of the node named by the URL's host (`a.test`, `b.test`, ...). A host in `Router.down`
 refuses connections, and `Router.faults` can answer in an app's place (a 500, say), so tests see
 dead and failing peers without sockets, processes or sleeps. No background loop runs: tests call
@@ -16,10 +17,9 @@ from typing import Any
 import httpx
 
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
-from artemis.server.cluster import NODE_ID_HEADER, Cluster, PeerLink
+from artemis.server.cluster import Cluster, PeerLink
 from artemis.server.cluster.peers import HttpxPeers
-from artemis.server.node import Node
+from artemis.server.compose import build
 from artemis.server.settings import Settings
 from tests.server.harness import REGION, ZONE, Api
 
@@ -80,24 +80,23 @@ class Nodes:
         peers = peers_setting(zones)
         for host, zone in zones.items():
             extra = dict((settings or {}).get(host, {}))
-            node = Node(Settings(**{"region": REGION, "zone": zone, "url": url(host),
-                                    "peers": peers, **extra}), self.clock)
-            app = build_app(node)
+            peer_client = HttpxPeers(await self.stack.enter_async_context(httpx.AsyncClient(
+                transport=self.router, headers={"content-type": "application/json"})))
+            parts = build(Settings(**{"region": REGION, "zone": zone, "url": url(host),
+                                      "peers": peers, **extra}), self.clock,
+                          peer_client=peer_client)
             if host not in starting:
-                node.mark_up()
-            self.router.apps[f"{host}.test"] = httpx.ASGITransport(app=app)
-            cluster: Cluster = node.cluster
-            cluster._client = HttpxPeers(await self.stack.enter_async_context(httpx.AsyncClient(
-                transport=self.router, headers={"content-type": "application/json",
-                                                NODE_ID_HEADER: cluster.node_id})))
+                parts.node.mark_up()
+            self.router.apps[f"{host}.test"] = httpx.ASGITransport(app=parts.app)
             client = await self.stack.enter_async_context(httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 40000)),
+                transport=httpx.ASGITransport(app=parts.app, client=("127.0.0.1", 40000)),
                 base_url=url(host)))
-            self.apis[host] = Api(node, self.clock, client)
+            self.apis[host] = Api(parts, self.clock, client)
         return self.apis
 
     def cluster(self, host: str) -> Cluster:
-        cluster: Cluster = self.apis[host].node.cluster
+        cluster = self.apis[host].parts.cluster
+        assert cluster is not None
         return cluster
 
     def link(self, host: str, peer: str) -> PeerLink:

@@ -14,20 +14,20 @@ import httpx
 import pytest
 
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
-from artemis.server.node import Node
+from artemis.server.compose import NodeParts, build
 from artemis.server.settings import Settings
 from tests.server.harness import OK_BODY, REGION, ZONE, Api, instance
 
 MakeApi = Callable[..., Awaitable[Api]]
 
 
-def make_node(clock: FakeClock, *, up: bool = True, **settings: Any) -> Node:
-    """A node of region SHA, zone zone-1 (unless `settings` say otherwise)."""
-    node = Node(Settings(**{"region": REGION, "zone": ZONE, **settings}), clock)
+def make_parts(clock: FakeClock, *, up: bool = True, **settings: Any) -> NodeParts:
+    """The parts of a node of region SHA, zone zone-1 (unless `settings` say otherwise), built
+    by the composition root. `up` marks it up (with a database: once management releases it)."""
+    parts = build(Settings(**{"region": REGION, "zone": ZONE, **settings}), clock)
     if up:
-        node.mark_up()
-    return node
+        parts.node.mark_up()
+    return parts
 
 
 @pytest.fixture
@@ -43,11 +43,11 @@ async def make_api(clock: FakeClock) -> AsyncIterator[MakeApi]:
 
         async def make(*, up: bool = True, client_host: str = "127.0.0.1",
                        **settings: Any) -> Api:
-            node = make_node(clock, up=up, **settings)
-            transport = httpx.ASGITransport(app=build_app(node), client=(client_host, 40000))
+            parts = make_parts(clock, up=up, **settings)
+            transport = httpx.ASGITransport(app=parts.app, client=(client_host, 40000))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url="http://testserver"))
-            return Api(node, clock, client, settings.get("context_path", ""))
+            return Api(parts, clock, client, settings.get("context_path", ""))
 
         yield make
 
@@ -74,7 +74,8 @@ async def managed(make_api: MakeApi, tmp_path: Any) -> AsyncIterator[Api]:
     token its client sends with every request."""
     api = await make_api(database=f"sqlite:///{tmp_path}/management.db",
                          admin_token=MANAGEMENT_TOKEN)
-    management = api.node.management
+    management = api.parts.management
+    assert management is not None
     await management.store.open()
     await management.reload()
     api.node.release("management")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from artemis.clock import FakeClock
-from artemis.server.node import Node
+from artemis.server.compose import NodeParts
 
 REGION = "SHA"
 ZONE = "zone-1"
@@ -137,11 +137,12 @@ def change(kind: str, change_time: int, inst: dict[str, Any]) -> dict[str, Any]:
 
 
 class Api:
-    """A node on a fake clock and an in-process client of its app."""
+    """A node (its parts) on a fake clock and an in-process client of its app."""
 
-    def __init__(self, node: Node, clock: FakeClock, client: httpx.AsyncClient,
+    def __init__(self, parts: NodeParts, clock: FakeClock, client: httpx.AsyncClient,
                  prefix: str = "") -> None:
-        self.node = node
+        self.parts = parts
+        self.node = parts.node
         self.clock = clock
         self.client = client
         self.prefix = prefix

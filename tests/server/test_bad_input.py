@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
-from tests.server.conftest import MakeApi, make_node
+from tests.server.conftest import MakeApi, make_parts
 from tests.server.harness import (
     DELTA,
     HEARTBEAT,
@@ -202,7 +201,7 @@ async def test_content_length_not_a_number(seeded: Api) -> None:
     scope = {"type": "http", "method": "POST", "path": REGISTER, "query_string": b"",
              "headers": [(b"content-length", b"12abc")], "client": ("127.0.0.1", 1)}
     async with seeded.unchanged():
-        await build_app(seeded.node)(scope, receive, send)
+        await seeded.parts.app(scope, receive, send)
 
     assert (200, bad_request("Content-Length '12abc' is not a number")) == (
         sent[0]["status"], json.loads(sent[1]["body"]))
@@ -475,7 +474,7 @@ async def test_very_long_instance_id_echo(seeded: Api) -> None:
 
 # --- fuzz ------------------------------------------------------------------------------------
 
-_POST_PATHS = sorted(build_app(make_node(FakeClock())).routes)
+_POST_PATHS = sorted(make_parts(FakeClock()).app.routes)
 _KEYS = ["instances", "INSTANCES", "discoveryConfigs", "discoveryconfigs", "discoveryConfig",
          "regionId", "zoneId", "version", "serviceIds", "enabled", "legacy", "serviceId",
          "instanceId", "url", "port", "metadata", "ip", "groupId"]
@@ -542,10 +541,10 @@ async def test_random_bodies_never_break_an_endpoint(path: str, body: bytes, enc
     responseStatus, never an internal error; no generated instance names the node's region, so
     the registry never changes (in particular not when the answer is not success)."""
     clock = FakeClock()
-    node = make_node(clock)
-    transport = httpx.ASGITransport(app=build_app(node))
+    parts = make_parts(clock)
+    transport = httpx.ASGITransport(app=parts.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        api = Api(node, clock, client)
+        api = Api(parts, clock, client)
         assert OK_BODY == await api.register(instance())
         before = api.content()
         headers = {"Content-Encoding": encoding} if encoding else {}

@@ -258,8 +258,8 @@ async def test_leases_malformed_body_is_bad_request(seeded: Api) -> None:
 
 
 async def test_node_json_carries_the_node_id(api: Api) -> None:
-    """node.json (GET and POST) carries `x-artemis-node-id`: the cluster's 16-hex node id."""
-    node_id = api.node.cluster.node_id
+    """node.json (GET and POST) carries `x-artemis-node-id`: the node's 16-hex id (of this run)."""
+    node_id = api.node.node_id
     answers = [await api.get(NODE_JSON), await api.post(NODE_JSON)]
 
     assert (16, [node_id] * 2, [{"nodeStatus": node_status(), "responseStatus": SUCCESS}] * 2
@@ -377,7 +377,7 @@ async def test_replication_status_without_peers(api: Api) -> None:
 
     assert ({"bootstrap": {"reason": "no peers: a cluster of one", "state": "done"},
              "cpuSeconds": None, "nodeId": None, "peers": [], "responseStatus": SUCCESS,
-             "self": NODE_URL}, api.node.cluster.node_id, 0.0) == (
+             "self": NODE_URL}, api.node.node_id, 0.0) == (
         steady(answer), answer["nodeId"], answer["cpuSeconds"])
 
 
@@ -390,7 +390,7 @@ async def test_replication_status_with_peers(make_api: MakeApi) -> None:
 
     assert ({"bootstrap": {"state": "not started"}, "cpuSeconds": None, "nodeId": None,
              "peers": [peer("b"), peer("c")], "responseStatus": SUCCESS,
-             "self": "http://a.test"}, api.node.cluster.node_id) == (
+             "self": "http://a.test"}, api.node.node_id) == (
         steady(answer), answer["nodeId"])
 
 
@@ -1006,7 +1006,8 @@ async def test_a_node_with_dns_peers_copies_before_coming_up(nodes: Nodes) -> No
     async def resolve(name: str, port: int) -> list[str]:
         return ["10.0.0.2"]
 
-    cluster._resolve = resolve
+    assert cluster.dns is not None
+    cluster.dns.resolve = resolve
     running = asyncio.create_task(cluster.run())
     try:
         for _ in range(1000):  # loop turns, not time: everything here is in process

@@ -246,7 +246,8 @@ async def state(api: Api) -> tuple[Any, ...]:
     headers = {"authorization": ADMIN}
     reads = [(ALL_TAGS, {}), (ALL_GROUP_OPS, {}), (GET_MEMBERS, {}), (GET_LOGICAL, {}),
              (ALL_GROUPS, {}), (ALL_RULES, {}), (ALL_LINKS, {}), (AUDIT, {"limit": 1000})]
-    store = api.node.management.store
+    assert api.parts.management is not None
+    store = api.parts.management.store
     return (*[await api.call(path, body, headers=headers) for path, body in reads],
             await store.version())
 

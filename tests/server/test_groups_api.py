@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
 from artemis.server.store import ManagementStore
-from tests.server.conftest import MANAGEMENT_TOKEN, make_node
+from tests.server.conftest import MANAGEMENT_TOKEN, make_parts
 from tests.server.harness import (
     LOOKUP,
     OK_BODY,
@@ -318,14 +317,14 @@ async def make_managed(clock: FakeClock, tmp_path: Path) -> AsyncIterator[MakeMa
         async def make(authorization: str | None = ADMIN, **settings: Any) -> Managed:
             settings = {"database": f"sqlite:///{tmp_path}/g{len(built)}.db",
                         "admin_token": MANAGEMENT_TOKEN, **settings}
-            node = make_node(clock, **settings)
-            app = build_app(node)
-            management = node.management
+            parts = make_parts(clock, **settings)
+            management = parts.management
+            assert management is not None
             await management.store.open()
             stack.push_async_callback(management.close)
             await management.reload()
-            node.release("management")
-            managed = Managed(app, node, clock, stack)
+            parts.node.release("management")
+            managed = Managed(parts, clock, stack)
             managed.api = await managed.caller(authorization)
             built.append(managed)
             return managed
@@ -1041,7 +1040,8 @@ async def test_an_unreachable_database_makes_every_call_unavailable(managed: Api
     api = managed
     assert OK_BODY == await api.register(instance())
     await split(api)
-    management = api.node.management
+    management = api.parts.management
+    assert management is not None
     await management.store.close()
     management.store = ManagementStore(f"mysql://root@127.0.0.1:{closed_port()}/x",
                                        timeout=0.5)

@@ -26,12 +26,12 @@ import httpx
 import pytest
 
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
+from artemis.server.compose import NodeParts
 from artemis.server.node import Node
 from artemis.server.push import PushServer
 from artemis.server.settings import Settings, SettingsError
 from artemis.server.store import ManagementStore
-from tests.server.conftest import MANAGEMENT_TOKEN, make_node
+from tests.server.conftest import MANAGEMENT_TOKEN, make_parts
 from tests.server.harness import (
     DELTA,
     LOOKUP,
@@ -289,13 +289,20 @@ class Managed:
     """A node with a management database, its app, and an Api (whose client sends the admin
     token unless told otherwise)."""
 
-    app: Any
-    node: Node
+    parts: NodeParts
     clock: FakeClock
     stack: contextlib.AsyncExitStack
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sockets: list[Socket] = field(default_factory=list)
     api: Api = field(init=False)
+
+    @property
+    def app(self) -> Any:
+        return self.parts.app
+
+    @property
+    def node(self) -> Node:
+        return self.parts.node
 
     @property
     def push(self) -> PushServer:
@@ -307,7 +314,7 @@ class Managed:
         client = await self.stack.enter_async_context(httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://testserver",
             headers=headers))
-        return Api(self.node, self.clock, client)
+        return Api(self.parts, self.clock, client)
 
     async def subscribe(self, service_id: str = SERVICE) -> Socket:
         """Open a push session subscribed to `service_id`; it ends at teardown."""
@@ -338,14 +345,14 @@ async def make_managed(clock: FakeClock, tmp_path: Path) -> AsyncIterator[MakeMa
         async def make(authorization: str | None = ADMIN, **settings: Any) -> Managed:
             settings = {"database": f"sqlite:///{tmp_path}/m{len(built)}.db",
                         "admin_token": MANAGEMENT_TOKEN, **settings}
-            node = make_node(clock, **settings)
-            app = build_app(node)
-            management = node.management
+            parts = make_parts(clock, **settings)
+            management = parts.management
+            assert management is not None
             await management.store.open()
             stack.push_async_callback(management.close)
             await management.reload()
-            node.release("management")
-            managed = Managed(app, node, clock, stack)
+            parts.node.release("management")
+            managed = Managed(parts, clock, stack)
             managed.api = await managed.caller(authorization)
             built.append(managed)
             return managed
@@ -1152,7 +1159,8 @@ async def test_a_locked_database_makes_writes_unavailable_and_changes_nothing(
         managed: Api, tmp_path: Path) -> None:
     """A locked database makes writes service-unavailable; the registry goes on."""
     api = managed
-    management = api.node.management
+    management = api.parts.management
+    assert management is not None
     assert OK_BODY == await api.register(instance(), instance("10.0.0.6:8080"))
     await pull_out(api, instance())
     quick = ManagementStore(api.node.settings.database, timeout=0.25)
@@ -1190,7 +1198,8 @@ async def unreachable(managed: Api) -> Api:
     whose store then points at a database that refuses connections (timeout 0.5 s); the node
     has tried to load from it once (as its poll would)."""
     api = managed
-    management = api.node.management
+    management = api.parts.management
+    assert management is not None
     assert OK_BODY == await api.register(instance(), instance("10.0.0.6:8080"))
     await pull_out(api, instance())
     await management.store.close()

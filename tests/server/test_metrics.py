@@ -7,7 +7,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
+from artemis.server.compose import build
 from artemis.server.node import Node
 from artemis.server.settings import Settings
 
@@ -21,10 +21,10 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def _client(**settings: object) -> tuple[httpx.AsyncClient, Node]:
-    node = Node(Settings(region="SHA", **settings), FakeClock())  # type: ignore[arg-type]
-    node.mark_up()
-    transport = httpx.ASGITransport(app=build_app(node))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver"), node
+    parts = build(Settings(region="SHA", **settings), FakeClock())  # type: ignore[arg-type]
+    parts.node.mark_up()
+    transport = httpx.ASGITransport(app=parts.app)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver"), parts.node
 
 
 async def test_requests_are_counted_by_endpoint_and_code() -> None:

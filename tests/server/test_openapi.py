@@ -10,11 +10,12 @@ import jsonschema_rs
 import pytest
 import schemathesis
 
+from artemis import wire
 from artemis.clock import FakeClock
+from artemis.server.api.endpoint import Role, null_fields
 from artemis.server.api.openapi import ENDPOINTS, PATH, UndocumentedRoute, openapi_document
-from artemis.server.app import build_app
 from artemis.server.http import App, Route
-from tests.server.conftest import MakeApi, make_node
+from tests.server.conftest import MakeApi, make_parts
 from tests.server.harness import OK_BODY, REGION, SERVICE, ZONE, Api, instance
 
 CONTEXT: Final = "/artemis-web"
@@ -99,7 +100,7 @@ def schema_errors(document: dict[str, Any], schema: dict[str, Any], value: Any) 
 async def test_document_lists_exactly_the_routes_served(clock: FakeClock, context_path: str,
                                                         metrics: bool) -> None:
     """Every path and method the app routes is in the document, and nothing else."""
-    app = build_app(make_node(clock, context_path=context_path, metrics=metrics))
+    app = make_parts(clock, context_path=context_path, metrics=metrics).app
 
     document = await served_document(app)
 
@@ -110,7 +111,7 @@ async def test_document_lists_exactly_the_routes_served(clock: FakeClock, contex
 
 
 def test_a_route_missing_from_the_table_makes_the_builder_raise() -> None:
-    """A new endpoint without an entry in ENDPOINTS cannot be documented silently."""
+    """A route without a declaration (api.endpoint.Endpoint) cannot be served undocumented."""
     routes = {"/health": Route(frozenset({"GET"})), "/api/new.json": Route(frozenset({"POST"}))}
 
     with pytest.raises(UndocumentedRoute, match=r"/api/new\.json"):
@@ -119,9 +120,48 @@ def test_a_route_missing_from_the_table_makes_the_builder_raise() -> None:
 
 def test_every_described_endpoint_is_a_route_of_some_node(clock: FakeClock) -> None:
     """The table describes no endpoint that a node with metrics on does not serve."""
-    app = build_app(make_node(clock, metrics=True))
+    app = make_parts(clock, metrics=True).app
 
     assert sorted(app.routes) == sorted(ENDPOINTS)
+
+
+def test_each_route_serves_its_declaration(clock: FakeClock) -> None:
+    """Each route a node serves has its declaration's methods, body reading and error payload
+    (the answer type's fields but responseStatus, null or their non-null default)."""
+    app = make_parts(clock, metrics=True).app
+
+    assert {path: (sorted(e.methods), e.reads_body, e.null_fields)
+            for path, e in ENDPOINTS.items()} == {
+        path: (sorted(r.methods), r.reads_body, dict(r.null_fields))
+        for path, r in app.routes.items()}
+
+
+def test_null_payloads_follow_the_wire_names_and_defaults() -> None:
+    """An error payload has every field of the answer but responseStatus, by its wire name,
+    null or the field's default (the original's Java primitives)."""
+    assert {"checksum": None, "delta": None, "version": 0} == null_fields(
+        wire.GetServicesDeltaResponse)
+    assert {"down": False} == null_fields(wire.DownResponse)
+    assert {} == null_fields(wire.StatusOnlyResponse)
+    assert {} == null_fields(dict[str, Any])
+
+
+def test_roles_are_declared_for_every_protected_family() -> None:
+    """Management writes need the write role, its reads the read role, the admin switches the
+    admin role on POST only; every other endpoint is open."""
+    writes = ("operate", "insert-", "update-", "delete-", "create-", "release-")
+
+    def expected(path: str) -> tuple[Role, list[str] | None]:
+        if path.startswith("/api/management/"):
+            name = path.rsplit("/", 1)[-1]
+            return (Role.WRITE if any(w in name for w in writes) else Role.READ), None
+        if path.startswith("/api/admin/"):
+            return Role.ADMIN, ["POST"]
+        return Role.NONE, None
+
+    assert {path: expected(path) for path in ENDPOINTS} == {
+        path: (e.role, None if e.guarded is None else sorted(e.guarded))
+        for path, e in ENDPOINTS.items()}
 
 
 # --- validity --------------------------------------------------------------------------------
@@ -171,7 +211,7 @@ async def test_every_operation_documents_its_answers(api: Api) -> None:
 
 async def test_description_names_every_websocket_endpoint(clock: FakeClock) -> None:
     """The WebSocket endpoints, which are not operations, are in the document's description."""
-    app = build_app(make_node(clock, context_path=CONTEXT))
+    app = make_parts(clock, context_path=CONTEXT).app
     document = await served_document(app)
 
     described = document["info"]["description"]

@@ -1,7 +1,8 @@
 """The WebSocket endpoints in process: push sessions, heartbeat frames, close codes (§4.11).
 
-The sockets are `FakeWebSocket`s of this file; the handlers of the PushServer that `build_app`
-created run as tasks; tests wait for what they expect with a deadline, never a fixed sleep.
+The sockets are `FakeWebSocket`s of this file; the handlers of the PushServer the composition
+root built run as tasks; session ages are the node's fake clock; tests wait for what they expect
+with a deadline, never a fixed sleep.
 """
 
 # STYLE.md has tests read `assert expected == actual`; SIM300 would turn that round.
@@ -20,8 +21,7 @@ import pytest
 from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.versions import ChangeLog
-from artemis.server import push as push_module
-from artemis.server.app import build_app
+from artemis.server.compose import build
 from artemis.server.node import Node
 from artemis.server.push import PushServer
 from artemis.server.settings import Settings
@@ -103,16 +103,6 @@ async def until(predicate: Callable[[], bool], what: str, within: float = 3.0,
         await asyncio.sleep(0.01)
 
 
-class MonotonicTime:
-    """Stands in for the `time` module of artemis.server.push: a monotonic clock tests move."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 # --- expected frames, written from §3.5 and the push module's rules -----------------------------
 
 def push_frame(kind: str, change_time: int, inst: dict[str, Any], token: str) -> str:
@@ -153,7 +143,7 @@ def heartbeat_frame(*instances: dict[str, Any]) -> str:
 # --- the server of a test --------------------------------------------------------------------
 
 class Server:
-    """A node on a fake clock, its app with the PushServer `build_app` made, an httpx client,
+    """A node on a fake clock, its app with the PushServer `compose.build` made, an httpx client,
     and the handler tasks of the test's sockets."""
 
     def __init__(self, node: Node, client: httpx.AsyncClient, push: PushServer) -> None:
@@ -235,14 +225,12 @@ async def make_server() -> AsyncIterator[MakeServer]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def make(*, up: bool = True, **settings: Any) -> Server:
-            node = Node(Settings(**{"region": REGION, "zone": ZONE, **settings}), FakeClock())
+            parts = build(Settings(**{"region": REGION, "zone": ZONE, **settings}), FakeClock())
             if up:
-                node.mark_up()
-            app = build_app(node)
+                parts.node.mark_up()
             client = await stack.enter_async_context(httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://testserver"))
-            # build_app made the PushServer: its endpoints are its bound methods.
-            server = Server(node, client, app.websockets[DISCOVERY].__self__)  # type: ignore[attr-defined]
+                transport=httpx.ASGITransport(app=parts.app), base_url="http://testserver"))
+            server = Server(parts.node, client, parts.push)
             servers.append(server)
             return server
 
@@ -724,28 +712,19 @@ async def test_queue_past_ws_send_queue_bytes_becomes_a_reload(make_server: Make
 
 # --- housekeeping ----------------------------------------------------------------------------
 
-@pytest.fixture
-def mono(monkeypatch: pytest.MonkeyPatch) -> MonotonicTime:
-    """The monotonic clock artemis.server.push reads, under the test's control."""
-    fake = MonotonicTime()
-    monkeypatch.setattr(push_module, "time", fake)
-    return fake
-
-
-async def test_sweep_closes_sessions_past_their_age_with_1000(make_server: MakeServer,
-                                                               mono: MonotonicTime) -> None:
+async def test_sweep_closes_sessions_past_their_age_with_1000(make_server: MakeServer) -> None:
     """sweep() closes every session (push and heartbeat) ws_session_ttl after it opened, with
     1000 and no error frame; younger ones stay."""
     server = await make_server(ws_session_ttl=60.0)
     old_push, old_beat = server.connect(DISCOVERY), server.connect(HEARTBEAT_WS)
     await server.sessions(2)
-    mono.now += 30.0
+    server.clock.advance(30.0)
     young = server.connect(ALL_CHANGES)
     await server.sessions(3)
-    mono.now += 29.5
+    server.clock.advance(29.5)
     server.push.sweep()
     codes_before = (old_push.code, old_beat.code, young.code)
-    mono.now += 0.5
+    server.clock.advance(0.5)
     server.push.sweep()
     await server.sessions(1)
     assert ((None, None, None), (1000, 1000, None), [], []) == (
@@ -753,7 +732,7 @@ async def test_sweep_closes_sessions_past_their_age_with_1000(make_server: MakeS
 
 
 async def test_sweep_closes_a_sender_stuck_past_the_send_timeout_with_4008(
-        make_server: MakeServer, mono: MonotonicTime) -> None:
+        make_server: MakeServer) -> None:
     """sweep() closes a session whose send has taken ws_send_timeout with 4008, and leaves a
     session that keeps up alone."""
     server = await make_server(ws_send_timeout=2.0)
@@ -764,10 +743,10 @@ async def test_sweep_closes_a_sender_stuck_past_the_send_timeout_with_4008(
     server.publish_register(instance())
     await until(lambda: len(stuck.attempted) == 1, "the stuck send")
     await server.idle(fine, 1)
-    mono.now += 1.5
+    server.clock.advance(1.5)
     server.push.sweep()
     code_before = stuck.code
-    mono.now += 0.5
+    server.clock.advance(0.5)
     server.push.sweep()
     await server.ended(stuck)
     assert (None, 4008, None, 1) == (code_before, stuck.code, fine.code,

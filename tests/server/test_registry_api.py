@@ -9,8 +9,7 @@ import pytest
 
 from artemis.clock import FakeClock
 from artemis.core.registry import OTHER_DATA
-from artemis.server.app import build_app
-from tests.server.conftest import MakeApi, make_node
+from tests.server.conftest import MakeApi, make_parts
 from tests.server.harness import (
     HEARTBEAT,
     NOT_EXISTING,
@@ -288,7 +287,7 @@ async def test_register_over_the_per_client_cap_fails_for_those_instances(
         clock: FakeClock) -> None:
     """A client address past max_instances_per_client gets rate-limited for its new instances,
     counted in /metrics; another address still registers, and the held instances renew."""
-    app = build_app(make_node(clock, max_instances_per_client=2))
+    app = make_parts(clock, max_instances_per_client=2).app
     a, b, c = (instance(f"10.0.0.{n}:8080") for n in (1, 2, 3))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(
             "10.1.1.1", 40000)), base_url="http://node") as one, httpx.AsyncClient(

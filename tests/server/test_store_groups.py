@@ -9,29 +9,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict, replace
+from dataclasses import asdict, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import column, inspect, table, text
 from sqlalchemy.engine import Connection
 
+from artemis import wire
 from artemis.server.store import (
     KIND_GROUP,
     KIND_INSTANCE,
     KIND_ROUTE_RULE,
     KIND_ROUTE_RULE_GROUP,
-    AuditEntry,
-    Group,
     GroupSpec,
     ManagementData,
     ManagementStore,
-    RouteRule,
-    RouteRuleGroup,
     RouteRuleSpec,
     StoreError,
     StoreUnavailable,
@@ -141,37 +139,85 @@ async def counts(url: str) -> dict[str, int]:
     return found
 
 
-def group(id: int, spec: GroupSpec, created_ms: int, updated_ms: int | None = None) -> Group:
-    return Group(id=id, **asdict(spec), created_ms=created_ms,
-                 updated_ms=created_ms if updated_ms is None else updated_ms)
+Group = wire.Group
+RouteRule = wire.ServiceRouteRule
+RouteRuleGroup = wire.RouteRuleGroup
+_IDS = {"group_id": Group, "route_rule_id": RouteRule, "route_rule_group_id": RouteRuleGroup}
+TIMES = ("created_ms", "updated_ms")
 
 
-def rule(id: int, spec: RouteRuleSpec, created_ms: int, updated_ms: int | None = None
-         ) -> RouteRule:
-    return RouteRule(id=id, **asdict(spec), created_ms=created_ms,
-                     updated_ms=created_ms if updated_ms is None else updated_ms)
+def group(id: int, spec: GroupSpec) -> Group:
+    return Group(group_id=id, group_key=f"{spec.service_id}/{spec.region_id}/{spec.zone_id}/"
+                                        f"{spec.name}", **asdict(spec))
 
 
-def state(row: Group | RouteRule | RouteRuleGroup, deleted: bool | None = False
-          ) -> dict[str, Any]:
-    """A row as the audit log shows it in before/after (links have no `deleted`)."""
-    values = asdict(row)
+def rule(id: int, spec: RouteRuleSpec) -> RouteRule:
+    return RouteRule(route_rule_id=id, **asdict(spec))
+
+
+def link(id: int, route_rule_id: int, group_id: int, weight: int | None,
+         unreleased_weight: int | None) -> RouteRuleGroup:
+    return RouteRuleGroup(group_id=group_id, route_rule_group_id=id,
+                          route_rule_id=route_rule_id, unreleased_weight=unreleased_weight,
+                          weight=weight)
+
+
+def columns(row: Any) -> dict[str, Any]:
+    """A row the store read, as the columns of its table (times aside): the wire types name
+    the id after the row's kind and add what is not a column (a group's key and metadata)."""
+    if is_dataclass(row):
+        return asdict(row)  # type: ignore[arg-type]
+    values = msgspec.structs.asdict(row)
+    for name, kind in _IDS.items():
+        if type(row) is kind:
+            values["id"] = values.pop(name)
+    if type(row) is Group:
+        del values["group_key"], values["metadata"]
+    return values
+
+
+def state(row: Any, deleted: bool | None = False) -> dict[str, Any]:
+    """A row as the audit log shows it in before/after, times aside (links have no
+    `deleted`)."""
+    values = columns(row)
     if deleted is not None:
         values["deleted"] = deleted
     return values
 
 
-async def audited(store: ManagementStore, **filters: Any) -> list[dict[str, Any]]:
-    """The audit rows, oldest first, with before/after/detail decoded."""
-    entries, _ = await store.audit(filters, newest_first=False)
+async def audit_rows(url: str, **filters: Any) -> list[dict[str, Any]]:
+    """The audit log's rows, oldest first, read behind the store (the columns the API does not
+    show too), each filter equality on its column."""
+    where = " AND ".join(f"{name} = :{name}" for name in filters) or "1 = 1"
+    db = engine(url)
+    try:
+        async with db.connect() as connection:
+            rows = await connection.execute(text(
+                f"SELECT * FROM audit_log WHERE {where} ORDER BY created_ms, id"),  # noqa: S608
+                filters)
+            return [dict(row) for row in rows.mappings()]
+    finally:
+        await db.dispose()
+
+
+def _decoded(item: str) -> dict[str, Any]:
+    values = json.loads(item)
+    for name in TIMES:
+        values.pop(name, None)
+    return values  # type: ignore[no-any-return]
+
+
+async def audited(url: str, **filters: Any) -> list[dict[str, Any]]:
+    """The audit rows, oldest first, with before/after (times aside) and detail decoded."""
     return [{
-        "id": e.id, "kind": e.kind, "operation": e.operation, "complete": e.complete,
-        "region_id": e.region_id, "service_id": e.service_id, "zone_id": e.zone_id,
-        "group_id": e.group_id, "route_rule_id": e.route_rule_id, "name": e.name,
-        "before": [json.loads(item) for item in e.before],
-        "after": [json.loads(item) for item in e.after],
-        "detail": None if e.detail is None else json.loads(e.detail),
-    } for e in entries]
+        "id": e["id"], "kind": e["kind"], "operation": e["operation"],
+        "complete": bool(e["complete"]), "region_id": e["region_id"],
+        "service_id": e["service_id"], "zone_id": e["zone_id"], "group_id": e["group_id"],
+        "route_rule_id": e["route_rule_id"], "name": e["name"],
+        "before": [_decoded(item) for item in json.loads(e["before"])],
+        "after": [_decoded(item) for item in json.loads(e["after"])],
+        "detail": None if e["detail"] is None else json.loads(e["detail"]),
+    } for e in await audit_rows(url, **filters)]
 
 
 def group_audit(id: int, operation: str, before: Group | None, after: Group,
@@ -180,7 +226,7 @@ def group_audit(id: int, operation: str, before: Group | None, after: Group,
     return {
         "id": id, "kind": KIND_GROUP, "operation": operation,
         "complete": operation == "delete", "region_id": after.region_id,
-        "service_id": after.service_id, "zone_id": after.zone_id, "group_id": after.id,
+        "service_id": after.service_id, "zone_id": after.zone_id, "group_id": after.group_id,
         "route_rule_id": None, "name": after.name,
         "before": [] if before is None else [state(before, deleted_before)],
         "after": [state(after, deleted_after)], "detail": detail}
@@ -192,7 +238,7 @@ def rule_audit(id: int, operation: str, before: RouteRule | None, after: RouteRu
     return {
         "id": id, "kind": KIND_ROUTE_RULE, "operation": operation,
         "complete": operation == "delete", "region_id": "", "service_id": after.service_id,
-        "zone_id": None, "group_id": None, "route_rule_id": after.id, "name": after.name,
+        "zone_id": None, "group_id": None, "route_rule_id": after.route_rule_id, "name": after.name,
         "before": [] if before is None else [state(before, deleted_before)],
         "after": [state(after, deleted_after)], "detail": detail}
 
@@ -212,7 +258,7 @@ def link_audit(id: int, operation: str, before: RouteRuleGroup | None,
 
 def inserted(link: RouteRuleGroup) -> dict[str, Any]:
     """The detail of a link's insert: its columns but the id."""
-    values = asdict(link)
+    values = columns(link)
     del values["id"]
     return values
 
@@ -260,13 +306,13 @@ async def test_an_r0001_database_is_upgraded_and_keeps_its_data(db_url: str) -> 
     async with ManagementStore(db_url) as store:
         assert ManagementData(frozenset({("sha", "svc", "i1", "pullout")}), frozenset(),
                               frozenset(), 7) == await store.load()
-        old = AuditEntry(id=1, created_ms=5, actor="token-ops", operator_id="alice",
+        old = wire.AuditEntry(id=1, create_time=5, actor="token-ops", operator_id="alice",
                          kind=KIND_INSTANCE, region_id="sha", service_id="svc",
                          instance_id="i1", server_id=None, zone_id=None, operation="pullout",
                          complete=False, reason="deploy", extensions="{}", before=[],
                          after=["pullout"])
         assert ([old], 1) == await store.audit({})
-        assert [group(1, G1, 9)] == await store.upsert_groups([G1], update=False, **CONTEXT,
+        assert [group(1, G1)] == await store.upsert_groups([G1], update=False, **CONTEXT,
                                                               now_ms=9)
         assert 8 == await store.version()
     assert TABLES == await table_names(db_url)
@@ -294,11 +340,11 @@ async def test_a_downgrade_drops_groups_and_keeps_the_rest(db_url: str) -> None:
 # -- groups ---------------------------------------------------------------------------------
 
 
-async def test_inserting_groups(store: ManagementStore) -> None:
+async def test_inserting_groups(store: ManagementStore, db_url: str) -> None:
     """New groups get ids and times, one version for the call and one audit row each, and read
     back through groups() and load()."""
     written = await store.upsert_groups([G1, G2], update=False, **CONTEXT, now_ms=10)
-    expected = [group(1, G1, 10), group(2, G2, 10)]
+    expected = [group(1, G1), group(2, G2)]
     assert expected == written
     assert 1 == await store.version()
     assert expected == await store.groups({})
@@ -306,7 +352,7 @@ async def test_inserting_groups(store: ManagementStore) -> None:
     assert [
         group_audit(1, "create", None, expected[0], {**asdict(G1), "deleted": False}),
         group_audit(2, "create", None, expected[1], {**asdict(G2), "deleted": False}),
-    ] == await audited(store)
+    ] == await audited(db_url)
     entries, _ = await store.audit({"group_id": 1})
     assert ("token-ops", "alice", "deploy", '{"ticket":"OPS-1"}', None, None) == (
         entries[0].actor, entries[0].operator_id, entries[0].reason, entries[0].extensions,
@@ -314,13 +360,13 @@ async def test_inserting_groups(store: ManagementStore) -> None:
 
 
 async def test_insert_keeps_an_existing_group_and_update_rewrites_it(
-        store: ManagementStore) -> None:
+        store: ManagementStore, db_url: str) -> None:
     """On a group that exists, update=False changes nothing (still audited), update=True writes
     the new app_id, description and status; the key never changes."""
     [first] = await store.upsert_groups([G1], update=False, **CONTEXT, now_ms=1)
     changed = replace(G1, app_id=None, description="now inactive", status="inactive")
     assert [first] == await store.upsert_groups([changed], update=False, **CONTEXT, now_ms=2)
-    updated = group(1, changed, 1, 3)
+    updated = group(1, changed)
     assert [updated] == await store.upsert_groups([changed], update=True, **CONTEXT, now_ms=3)
     assert [updated] == await store.upsert_groups([changed], update=True, **CONTEXT, now_ms=4)
     assert 4 == await store.version()
@@ -331,10 +377,14 @@ async def test_insert_keeps_an_existing_group_and_update_rewrites_it(
         group_audit(3, "update", first, updated,
                     {"app_id": None, "description": "now inactive", "status": "inactive"}),
         group_audit(4, "update", updated, updated, {}),
-    ] == await audited(store)
+    ] == await audited(db_url)
+    times = [(state["created_ms"], state["updated_ms"]) for row in await audit_rows(db_url)
+             for state in map(json.loads, json.loads(row["after"]))]
+    assert [(1, 1), (1, 1), (1, 3), (1, 3)] == times  # the audit keeps the rows' times
 
 
-async def test_deleting_groups_is_soft_and_insert_revives_them(store: ManagementStore) -> None:
+async def test_deleting_groups_is_soft_and_insert_revives_them(
+        store: ManagementStore, db_url: str) -> None:
     """delete_groups marks groups deleted (unknown ids ignored) and counts those it changed;
     deleted groups are hidden; an insert revives the same row with its old fields, an update
     with the new ones."""
@@ -343,16 +393,16 @@ async def test_deleting_groups_is_soft_and_insert_revives_them(store: Management
     assert 0 == await store.delete_groups([1], **CONTEXT, now_ms=3)
     assert ([g2], (g2,)) == (await store.groups({}), (await store.load()).groups)
     assert [] == await store.groups({"group_id": 1})
-    revived = group(1, G1, 1, 4)
+    revived = group(1, G1)
     assert [revived] == await store.upsert_groups(
         [replace(G1, status="inactive")], update=False, **CONTEXT, now_ms=4)
     assert 1 == await store.delete_groups([1], **CONTEXT, now_ms=5)
-    updated = group(1, replace(G1, description=None), 1, 6)
+    updated = group(1, replace(G1, description=None))
     assert [updated] == await store.upsert_groups(
         [replace(G1, description=None)], update=True, **CONTEXT, now_ms=6)
     assert 6 == await store.version()
     assert [updated, g2] == await store.groups({})
-    deleted_at_2, deleted_at_5 = group(1, G1, 1, 2), group(1, G1, 1, 5)
+    deleted_at_2, deleted_at_5 = group(1, G1), group(1, G1)
     assert [
         group_audit(3, "delete", g1, deleted_at_2, {"deleted": True}, deleted_after=True),
         group_audit(4, "delete", deleted_at_2, deleted_at_2, {}, deleted_before=True,
@@ -362,7 +412,7 @@ async def test_deleting_groups_is_soft_and_insert_revives_them(store: Management
         group_audit(6, "delete", revived, deleted_at_5, {"deleted": True}, deleted_after=True),
         group_audit(7, "update", deleted_at_5, updated, {"deleted": False, "description": None},
                     deleted_before=True),
-    ] == (await audited(store))[2:]
+    ] == (await audited(db_url))[2:]
 
 
 async def test_group_filters(store: ManagementStore) -> None:
@@ -402,38 +452,39 @@ async def test_keys_are_exact_and_long_keys_fit(store: ManagementStore) -> None:
     specs.append(GroupSpec(longest, longest, longest, longest, app_id=longest,
                            description="d" * 1024, status="inactive"))
     written = await store.upsert_groups(specs, update=False, **CONTEXT, now_ms=1)
-    assert [group(n, spec, 1) for n, spec in enumerate(specs, 1)] == written
+    assert [group(n, spec) for n, spec in enumerate(specs, 1)] == written
     assert written == await store.upsert_groups(specs, update=False, **CONTEXT, now_ms=2)
     assert tuple(written) == (await store.load()).groups
     rules = [RouteRuleSpec("svc", name) for name in names]
-    assert [rule(n, spec, 3) for n, spec in enumerate(rules, 1)] == (
+    assert [rule(n, spec) for n, spec in enumerate(rules, 1)] == (
         await store.upsert_route_rules(rules, update=False, **CONTEXT, now_ms=3))
 
 
 # -- route rules ----------------------------------------------------------------------------
 
 
-async def test_route_rules_insert_update_delete_and_revive(store: ManagementStore) -> None:
+async def test_route_rules_insert_update_delete_and_revive(
+        store: ManagementStore, db_url: str) -> None:
     """Route rules follow the groups' semantics: insert keeps, update rewrites description,
     status and strategy, delete is soft, insert revives; the strategy defaults to
     weighted-round-robin."""
     plain = RouteRuleSpec("svc", "plain")
     r1, r2 = await store.upsert_route_rules([R1, plain], update=False, **CONTEXT, now_ms=1)
-    assert [rule(1, R1, 1), rule(2, plain, 1)] == [r1, r2]
+    assert [rule(1, R1), rule(2, plain)] == [r1, r2]
     assert "weighted-round-robin" == r2.strategy
     changed = RouteRuleSpec("svc", "split", None, "inactive", "random")
     assert [r1] == await store.upsert_route_rules([changed], update=False, **CONTEXT, now_ms=2)
-    updated = rule(1, changed, 1, 3)
+    updated = rule(1, changed)
     assert [updated] == await store.upsert_route_rules([changed], update=True, **CONTEXT,
                                                        now_ms=3)
     assert 1 == await store.delete_route_rules([2, 3, 2], **CONTEXT, now_ms=4)
     assert ([updated], (updated,)) == (await store.route_rules({}),
                                        (await store.load()).route_rules)
-    revived = rule(2, plain, 1, 5)
+    revived = rule(2, plain)
     assert [revived] == await store.upsert_route_rules([plain], update=False, **CONTEXT,
                                                        now_ms=5)
     assert 5 == await store.version()
-    deleted = rule(2, plain, 1, 4)
+    deleted = rule(2, plain)
     assert [
         rule_audit(1, "create", None, r1, {**asdict(R1), "deleted": False}),
         rule_audit(2, "create", None, r2, {**asdict(plain), "deleted": False}),
@@ -442,7 +493,7 @@ async def test_route_rules_insert_update_delete_and_revive(store: ManagementStor
                    {"description": None, "status": "inactive", "strategy": "random"}),
         rule_audit(5, "delete", r2, deleted, {"deleted": True}, deleted_after=True),
         rule_audit(6, "create", deleted, revived, {"deleted": False}, deleted_before=True),
-    ] == await audited(store)
+    ] == await audited(db_url)
 
 
 async def test_route_rule_filters(store: ManagementStore) -> None:
@@ -464,12 +515,13 @@ async def test_route_rule_filters(store: ManagementStore) -> None:
 # -- route rule groups ----------------------------------------------------------------------
 
 
-async def test_links_stage_weights_and_release_copies_them(store: ManagementStore) -> None:
+async def test_links_stage_weights_and_release_copies_them(
+        store: ManagementStore, db_url: str) -> None:
     """upsert_route_rule_groups stages unreleased weights (inserting links with no weight);
     release makes them the weight and counts the links it changed; a pair without a link is
     refused and releases nothing."""
     _, g1, g2 = await rule_with_groups(store)
-    staged = [RouteRuleGroup(1, 1, 1, None, 5), RouteRuleGroup(2, 1, 2, None, 0)]
+    staged = [link(1, 1, 1, None, 5), link(2, 1, 2, None, 0)]
     assert staged == await store.upsert_route_rule_groups([(1, 1, 5), (1, 2, 0)], **CONTEXT,
                                                           now_ms=3)
     with pytest.raises(StoreValueError) as refused:
@@ -478,12 +530,12 @@ async def test_links_stage_weights_and_release_copies_them(store: ManagementStor
     assert ("route rule 1 has no group 3", staged, 3) == (
         str(refused.value), await store.route_rule_groups({}), await store.version())
     assert 2 == await store.release_route_rule_groups([(1, 1), (1, 2)], **CONTEXT, now_ms=4)
-    released = [RouteRuleGroup(1, 1, 1, 5, 5), RouteRuleGroup(2, 1, 2, 0, 0)]
+    released = [link(1, 1, 1, 5, 5), link(2, 1, 2, 0, 0)]
     assert released == await store.route_rule_groups({})
-    restaged = RouteRuleGroup(1, 1, 1, 5, 7)
+    restaged = link(1, 1, 1, 5, 7)
     assert [restaged] == await store.upsert_route_rule_groups([(1, 1, 7)], **CONTEXT, now_ms=5)
     assert 1 == await store.release_route_rule_groups([(1, 1), (1, 2)], **CONTEXT, now_ms=6)
-    final = [RouteRuleGroup(1, 1, 1, 7, 7), released[1]]
+    final = [link(1, 1, 1, 7, 7), released[1]]
     assert (final, tuple(final)) == (await store.route_rule_groups({}),
                                      (await store.load()).route_rule_groups)
     assert 6 == await store.version()
@@ -495,11 +547,11 @@ async def test_links_stage_weights_and_release_copies_them(store: ManagementStor
         link_audit(8, "update", released[0], restaged, {"unreleased_weight": 7}),
         link_audit(9, "release", restaged, final[0], {"weight": 7}),
         link_audit(10, "release", released[1], released[1], {}),
-    ] == (await audited(store))[3:]
+    ] == (await audited(db_url))[3:]
     assert (g1, g2) == (await store.load()).groups
 
 
-async def test_deleting_links_is_for_good(store: ManagementStore) -> None:
+async def test_deleting_links_is_for_good(store: ManagementStore, db_url: str) -> None:
     """delete_route_rule_groups removes links by id and counts them; unknown ids are ignored."""
     await rule_with_groups(store)
     staged = await store.upsert_route_rule_groups([(1, 1, 5), (1, 2, 3)], **CONTEXT, now_ms=3)
@@ -507,7 +559,7 @@ async def test_deleting_links_is_for_good(store: ManagementStore) -> None:
     assert 0 == await store.delete_route_rule_groups([2], **CONTEXT, now_ms=5)
     assert [staged[0]] == await store.route_rule_groups({})
     assert 5 == await store.version()
-    assert [link_audit(6, "delete", staged[1], None, {})] == (await audited(store))[5:]
+    assert [link_audit(6, "delete", staged[1], None, {})] == (await audited(db_url))[5:]
 
 
 async def test_link_filters(store: ManagementStore) -> None:
@@ -541,7 +593,8 @@ async def test_load_hides_links_of_deleted_rules_and_groups(store: ManagementSto
     await store.delete_route_rules([2], **CONTEXT, now_ms=6)
     data = await store.load()
     assert ((links[0],), [1], [1], links) == (
-        data.route_rule_groups, [g.id for g in data.groups], [r.id for r in data.route_rules],
+        data.route_rule_groups, [g.group_id for g in data.groups],
+        [r.route_rule_id for r in data.route_rules],
         await store.route_rule_groups({}))
     await store.upsert_groups([G2], update=False, **CONTEXT, now_ms=7)
     assert (links[0], links[1]) == (await store.load()).route_rule_groups
@@ -557,7 +610,7 @@ async def test_refused_writes_write_nothing(store: ManagementStore, db_url: str)
     await rule_with_groups(store)
     await store.upsert_route_rule_groups([(1, 1, 5)], **CONTEXT, now_ms=3)
     await store.delete_groups([2], **CONTEXT, now_ms=4)
-    before = (await store.load(), await counts(db_url), await audited(store))
+    before = (await store.load(), await counts(db_url), await audited(db_url))
     ctx = {**CONTEXT, "now_ms": 9}
     cases: list[tuple[Any, str]] = [
         (lambda: store.upsert_route_rule_groups([(1, 1, 6), (7, 1, 1)], **ctx), "route rule 7"),
@@ -565,7 +618,7 @@ async def test_refused_writes_write_nothing(store: ManagementStore, db_url: str)
         (lambda: store.upsert_route_rule_groups([(1, 2, 1)], **ctx), "group 2 .*deleted"),
         (lambda: store.upsert_route_rule_groups([(2**64, 1, 1)], **ctx), f"route rule {2**64}"),
         (lambda: store.upsert_route_rule_groups([(1, 1, -1)], **ctx), "weight"),
-        (lambda: store.upsert_route_rule_groups([(1, 1, 2**31)], **ctx), "weight"),
+        (lambda: store.upsert_route_rule_groups([(1, 1, 10_001)], **ctx), "weight"),
         (lambda: store.upsert_route_rule_groups([(1, 1, None)], **ctx), "weight"),
         (lambda: store.upsert_route_rule_groups([(1, 1, True)], **ctx), "weight"),
         (lambda: store.upsert_route_rule_groups([(1, 1)], **ctx), "tuple of 3"),
@@ -602,16 +655,16 @@ async def test_refused_writes_write_nothing(store: ManagementStore, db_url: str)
     for call, message in cases:
         with pytest.raises(StoreValueError, match=message):
             await call()
-    assert before == (await store.load(), await counts(db_url), await audited(store))
+    assert before == (await store.load(), await counts(db_url), await audited(db_url))
 
 
-async def test_create_route_rule(store: ManagementStore) -> None:
+async def test_create_route_rule(store: ManagementStore, db_url: str) -> None:
     """create_route_rule writes the rule, its groups and their links with unreleased weights in
     one call (one version); on existing rows it revives them and restages the weights."""
     rule_1, groups = await store.create_route_rule(R1, [(G1, 5), (G2, 0)], **CONTEXT, now_ms=1)
-    expected_rule, expected_groups = rule(1, R1, 1), [group(1, G1, 1), group(2, G2, 1)]
+    expected_rule, expected_groups = rule(1, R1), [group(1, G1), group(2, G2)]
     assert (expected_rule, expected_groups) == (rule_1, groups)
-    staged = [RouteRuleGroup(1, 1, 1, None, 5), RouteRuleGroup(2, 1, 2, None, 0)]
+    staged = [link(1, 1, 1, None, 5), link(2, 1, 2, None, 0)]
     data = await store.load()
     assert (1, (expected_rule,), tuple(expected_groups), tuple(staged)) == (
         data.version, data.route_rules, data.groups, data.route_rule_groups)
@@ -621,15 +674,15 @@ async def test_create_route_rule(store: ManagementStore) -> None:
         group_audit(3, "create", None, expected_groups[1], {**asdict(G2), "deleted": False}),
         link_audit(4, "create", None, staged[0], inserted(staged[0])),
         link_audit(5, "create", None, staged[1], inserted(staged[1])),
-    ] == await audited(store)
+    ] == await audited(db_url)
 
     await store.release_route_rule_groups([(1, 1)], **CONTEXT, now_ms=2)
     await store.delete_route_rules([1], **CONTEXT, now_ms=3)
     await store.delete_groups([1], **CONTEXT, now_ms=4)
     changed = replace(R1, status="inactive")
     again, members = await store.create_route_rule(changed, [(G1, 9)], **CONTEXT, now_ms=5)
-    assert (rule(1, R1, 1, 5), [group(1, G1, 1, 5)]) == (again, members)
-    assert [RouteRuleGroup(1, 1, 1, 5, 9), staged[1]] == await store.route_rule_groups({})
+    assert (rule(1, R1), [group(1, G1)]) == (again, members)
+    assert [link(1, 1, 1, 5, 9), staged[1]] == await store.route_rule_groups({})
     assert 5 == await store.version()
 
 
@@ -682,7 +735,7 @@ async def test_load_returns_everything_in_one_snapshot(store: ManagementStore) -
     expected = ManagementData(
         frozenset({("sha", "svc", "i1", "pullout")}), frozenset({("sha", "10.0.0.1", "pullout")}),
         frozenset({("sha", "svc", "zone-1", "pullout")}), 5, tuple(groups), (rule_1,),
-        (RouteRuleGroup(1, 1, 1, 1, 1), RouteRuleGroup(2, 1, 2, 2, 2)))
+        (link(1, 1, 1, 1, 1), link(2, 1, 2, 2, 2)))
     assert expected == await store.load()
     assert (list(expected.groups), list(expected.route_rules),
             list(expected.route_rule_groups)) == (
@@ -691,7 +744,7 @@ async def test_load_returns_everything_in_one_snapshot(store: ManagementStore) -
                        (await store.audit({"kind": KIND_GROUP}, limit=0))[1])
 
 
-async def test_audit_filters_on_groups_and_rules(store: ManagementStore) -> None:
+async def test_audit_filters_on_groups_and_rules(store: ManagementStore, db_url: str) -> None:
     """The audit log filters on group_id, route_rule_id and name too; old kinds have them
     empty."""
     await store.operate_instance("sha", "svc", "i1", "pullout", False, **CONTEXT, now_ms=1)
@@ -707,10 +760,9 @@ async def test_audit_filters_on_groups_and_rules(store: ManagementStore) -> None
     for bad in ({"group_id": "1"}, {"route_rule_id": True}, {"name": 1}):
         with pytest.raises(StoreValueError):
             await store.audit(bad)
-    entries, _ = await store.audit({"kind": KIND_INSTANCE})
-    assert (None, None, None, None, ["pullout"]) == (
-        entries[0].group_id, entries[0].route_rule_id, entries[0].name, entries[0].detail,
-        entries[0].after)
+    [row] = await audit_rows(db_url, kind=KIND_INSTANCE)
+    assert (None, None, None, None, '["pullout"]') == (
+        row["group_id"], row["route_rule_id"], row["name"], row["detail"], row["after"])
 
 
 async def test_injection_strings_are_just_data(store: ManagementStore, db_url: str) -> None:
@@ -721,30 +773,31 @@ async def test_injection_strings_are_just_data(store: ManagementStore, db_url: s
     ctx = {"actor": "a", "operator_id": "o", "reason": INJECTIONS[0],
            "extensions": INJECTIONS[1]}
     written = await store.upsert_groups(groups, update=True, **ctx, now_ms=1)
-    assert [group(n, spec, 1) for n, spec in enumerate(groups, 1)] == written
+    assert [group(n, spec) for n, spec in enumerate(groups, 1)] == written
     written_rules = await store.upsert_route_rules(rules, update=True, **ctx, now_ms=2)
-    assert [rule(n, spec, 2) for n, spec in enumerate(rules, 1)] == written_rules
+    assert [rule(n, spec) for n, spec in enumerate(rules, 1)] == written_rules
     for n, evil in enumerate(INJECTIONS):
         filters = dict.fromkeys(("service_id", "region_id", "zone_id", "name", "app_id"), evil)
         assert [written[n]] == await store.groups(filters)
         assert [written_rules[n]] == await store.route_rules({"service_id": evil,
                                                               "name": evil})
         entries, total = await store.audit({"name": evil, "kind": KIND_GROUP})
-        assert (1, [asdict(written[n]) | {"deleted": False}]) == (
+        assert (1, [state(written[n]) | {"created_ms": 1, "updated_ms": 1}]) == (
             total, [json.loads(item) for item in entries[0].after])
     assert (tuple(written), tuple(written_rules)) == (
         (await store.load()).groups, (await store.load()).route_rules)
     assert TABLES == await table_names(db_url)
 
 
-async def test_concurrent_identical_inserts_make_one_group(store: ManagementStore) -> None:
+async def test_concurrent_identical_inserts_make_one_group(
+        store: ManagementStore, db_url: str) -> None:
     """Eight nodes inserting the same group at once: one row, eight versions, eight audit rows
     (one with no row before)."""
     results = await asyncio.gather(*(
         store.upsert_groups([G1], update=False, **CONTEXT, now_ms=t) for t in range(8)))
     assert 1 == len({tuple(result) for result in results})
     assert [results[0][0]] == await store.groups({})
-    rows = await audited(store)
+    rows = await audited(db_url)
     assert (8, 8, 1) == (await store.version(), len(rows),
                          sum(1 for row in rows if row["before"] == []))
 
@@ -764,5 +817,5 @@ async def test_a_write_blocked_by_a_lock_gives_up_within_the_timeout(db_url: str
         finally:
             await blocker.dispose()
         assert EMPTY == await store.load()
-        assert [group(1, G1, 2)] == await store.upsert_groups([G1], update=False, **CONTEXT,
+        assert [group(1, G1)] == await store.upsert_groups([G1], update=False, **CONTEXT,
                                                               now_ms=2)

@@ -12,8 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from artemis.clock import FakeClock
-from artemis.server.app import build_app
-from artemis.server.node import Node
+from artemis.server.compose import build
 from artemis.server.observability.tracing import Tracing, configure
 from artemis.server.settings import Settings
 
@@ -30,11 +29,10 @@ async def _client(exporter: InMemorySpanExporter, ratio: float
                   ) -> AsyncIterator[httpx.AsyncClient]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    node = Node(Settings(region="SHA"), FakeClock())
-    node.mark_up()
-    app = build_app(node)
-    app.tracing = Tracing(provider.get_tracer("test"), ratio, provider, random.Random(1))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+    parts = build(Settings(region="SHA"), FakeClock(),
+                  Tracing(provider.get_tracer("test"), ratio, provider, random.Random(1)))
+    parts.node.mark_up()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=parts.app),
                                  base_url="http://testserver") as client:
         yield client
     provider.shutdown()

@@ -27,7 +27,7 @@ from artemis.client.errors import (
     ServiceUnavailable,
     TransportError,
 )
-from artemis.client.registry import RegistryClient
+from artemis.client.registration import RegistryClient
 from artemis.client.servers import Caller, ServerList
 from artemis.client.sync import SyncDiscoveryClient, SyncRegistryClient
 from artemis.client.transport import (

@@ -9,7 +9,9 @@ Rules
     every service is subscribed again with it, so the node replays what was missed (or sends a
     reload).
   * While push cannot be had, every `poll_interval` seconds all cached services are looked up
-    (one lookup for all). Push is tried again every `reconnect_interval` seconds.
+    (one lookup for all). Push is tried again every `reconnect_interval` seconds. While push is
+    connected, all cached services are still looked up every `poll_interval * 6` seconds, a slow
+    safety net (as the original's 15-minute full lookup).
   * While no node answers, the last known instances are served: the cache is never emptied by an
     error. `get_service` raises only when the service was never fetched.
   * Listeners of a service are called, in order, with (change_type, Service) after each change of
@@ -21,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from artemis import wire
 from artemis.client.errors import ArtemisError, TransportError, server_error
 from artemis.client.lifecycle import BackgroundClient
 from artemis.client.transport import ClientWebSocket, Transport
+from artemis.clock import Clock
 from artemis.wire import Instance, Service
 
 __all__ = ["DiscoveryClient", "Listener"]
@@ -68,8 +70,9 @@ class DiscoveryClient(BackgroundClient):
     def __init__(self, servers: str | Sequence[str], *, region: str | None = None,
                  zone: str | None = None, transport: Transport | None = None,
                  poll_interval: float = 10.0, reconnect_interval: float = 2.0,
-                 retries: int = 3, use_push: bool = True) -> None:
-        super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries)
+                 retries: int = 3, use_push: bool = True, clock: Clock | None = None) -> None:
+        super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries,
+                         clock=clock)
         self.poll_interval = poll_interval
         self.reconnect_interval = reconnect_interval
         self.use_push = use_push
@@ -192,19 +195,19 @@ class DiscoveryClient(BackgroundClient):
                 except ArtemisError as exc:  # pragma: no cover - defensive
                     self.stats["errors"] += 1
                     log.warning("push failed: %s", exc)
-            await self._poll_until(time.monotonic() + (self.reconnect_interval if self.use_push
-                                                       else self.poll_interval))
+            await self._poll_until(self.clock.monotonic() + (
+                self.reconnect_interval if self.use_push else self.poll_interval))
 
     async def _poll_until(self, deadline: float) -> None:
         """Look every cached service up if `poll_interval` has passed since the last poll,
         then wait until `deadline`."""
         entries = [e for e in self._entries.values() if e.fetched]
-        if entries and time.monotonic() - self._polled_at >= self.poll_interval:
-            self._polled_at = time.monotonic()
+        if entries and self.clock.monotonic() - self._polled_at >= self.poll_interval:
+            self._polled_at = self.clock.monotonic()
             self.stats["polls"] += 1
             with contextlib.suppress(ArtemisError):
                 await self._lookup(entries)
-        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        await self.clock.sleep(deadline - self.clock.monotonic())
 
     async def _push_session(self) -> None:
         url = self.caller.servers.current()
@@ -228,25 +231,25 @@ class DiscoveryClient(BackgroundClient):
             if stale:
                 with contextlib.suppress(ArtemisError):
                     await self._lookup(stale)
-            last_poll = time.monotonic()
-            while self._ws is not None:
-                text = None
-                with contextlib.suppress(TimeoutError):
-                    # asyncio.timeout, not wait_for: wait_for can swallow a cancellation that
-                    # lands as a frame arrives, and close() would then wait forever
-                    async with asyncio.timeout(self.poll_interval):
-                        text = await self._ws.recv()
-                if text is not None:
-                    self._on_frame(text)
-                if time.monotonic() - last_poll >= self.poll_interval * 6:
-                    # a slow safety net, as the original's 15-minute full lookup
-                    last_poll = time.monotonic()
-                    entries = [e for e in self._entries.values() if e.fetched]
-                    if entries:
-                        with contextlib.suppress(ArtemisError):
-                            await self._lookup(entries)
+            safety_net = asyncio.create_task(self._safety_net(), name="artemis safety net")
+            try:
+                while (ws := self._ws) is not None:
+                    self._on_frame(await ws.recv())
+            finally:
+                safety_net.cancel()
+                await asyncio.gather(safety_net, return_exceptions=True)
         finally:
             await self._drop_ws()
+
+    async def _safety_net(self) -> None:
+        """While push is connected: every `poll_interval * 6` seconds, look every cached
+        service up."""
+        while True:
+            await self.clock.sleep(self.poll_interval * 6)
+            entries = [e for e in self._entries.values() if e.fetched]
+            if entries:
+                with contextlib.suppress(ArtemisError):
+                    await self._lookup(entries)
 
     def _on_frame(self, text: str) -> None:
         try:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from artemis.wire import ErrorCode
+
 __all__ = [
     "ArtemisError",
     "BadRequest",
@@ -83,12 +85,12 @@ class InternalServerError(ServerError):
 
 
 _BY_CODE: Final[dict[str, type[ServerError]]] = {
-    "bad-request": BadRequest,
-    "no-permission": NoPermission,
-    "data-not-found": DataNotFound,
-    "rate-limited": RateLimited,
-    "service-unavailable": ServiceUnavailable,
-    "internal-service-error": InternalServerError,
+    ErrorCode.BAD_REQUEST: BadRequest,
+    ErrorCode.NO_PERMISSION: NoPermission,
+    ErrorCode.DATA_NOT_FOUND: DataNotFound,
+    ErrorCode.RATE_LIMITED: RateLimited,
+    ErrorCode.SERVICE_UNAVAILABLE: ServiceUnavailable,
+    ErrorCode.INTERNAL_SERVICE_ERROR: InternalServerError,
 }
 
 

@@ -3,6 +3,8 @@
 `start()` learns the cluster's up nodes (registry or discovery ones) and starts the client's
 `_run()` task; `close()` stops the task, lets the client finish (`_finish()`: unregister, close
 sockets), and closes the transport if the client made it. A closed client refuses to start again.
+Every wait of a client (its rounds, polls, reconnects, the backoff between tries) and every time
+it reads are its `clock`'s (artemis.clock; the machine's by default, a FakeClock in tests).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Self
 from artemis.client.errors import ClientClosed
 from artemis.client.servers import Caller, ServerList
 from artemis.client.transport import NetworkTransport, Transport
+from artemis.clock import Clock, SystemClock
 
 __all__ = ["BackgroundClient"]
 
@@ -25,13 +28,16 @@ class BackgroundClient:
     _task_name = "artemis client"
 
     def __init__(self, servers: str | Sequence[str], *, region: str | None,
-                 zone: str | None, transport: Transport | None, retries: int) -> None:
+                 zone: str | None, transport: Transport | None, retries: int,
+                 clock: Clock | None) -> None:
         seeds = [servers] if isinstance(servers, str) else list(servers)
+        self.clock: Clock = clock or SystemClock()
         self.region = region
         self.zone = zone
         self._own_transport = transport is None
         self.transport: Transport = transport or NetworkTransport()
-        self.caller = Caller(self.transport, ServerList(seeds), retries=retries)
+        self.caller = Caller(self.transport, ServerList(seeds, clock=self.clock), retries=retries,
+                             clock=self.clock)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 

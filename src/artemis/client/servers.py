@@ -16,34 +16,31 @@ Rules
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from artemis import wire
 from artemis.client.errors import NoServerAvailable, TransportError
 from artemis.client.transport import Transport
+from artemis.clock import Clock, SystemClock
 
 __all__ = ["Caller", "ServerList"]
 
 T = TypeVar("T")
-_MOVE_ON: Final = frozenset({"service-unavailable", "internal-service-error"})
-_WAIT: Final = frozenset({"rate-limited", "unknown"})
 
 
 class ServerList:
     """The nodes a client may use and the one it uses now (rules in the module doc)."""
 
-    def __init__(self, seeds: Sequence[str], *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, seeds: Sequence[str], *, clock: Clock | None = None,
                  rng: random.Random | None = None, penalty: float = 10.0,
                  rotate_after: float = 3600.0) -> None:
         cleaned = [u.rstrip("/") for u in seeds if u and u.strip()]
         if not cleaned:
             raise ValueError("at least one server URL is needed")
         self.seeds = cleaned
-        self._clock = clock
+        self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._penalty = penalty
         self._rotate_after = rotate_after
@@ -57,13 +54,13 @@ class ServerList:
         return list(self._known)
 
     def current(self) -> str:
-        now = self._clock()
+        now = self._clock.monotonic()
         if self._current is None or now - self._chosen_at >= self._rotate_after:
             return self._choose(now)
         return self._current
 
     def failed(self, url: str) -> None:
-        now = self._clock()
+        now = self._clock.monotonic()
         self._failed[url] = now
         if url == self._current:
             self._choose(now)
@@ -96,15 +93,15 @@ class Caller:
     """POSTs a request to the current node, with retries and failover."""
 
     def __init__(self, transport: Transport, servers: ServerList, *, retries: int = 5,
-                 backoff: float = 0.1, max_backoff: float = 2.0,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 backoff: float = 0.1, max_backoff: float = 2.0, clock: Clock | None = None,
                  rng: random.Random | None = None) -> None:
+        """`clock` is what the waits between tries sleep on."""
         self.transport = transport
         self.servers = servers
         self.retries = max(1, retries)
         self._backoff = backoff
         self._max_backoff = max_backoff
-        self._sleep = sleep
+        self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
 
     async def call(self, path: str, body: bytes, kind: type[T]) -> T:
@@ -121,15 +118,15 @@ class Caller:
             else:
                 status: wire.ResponseStatus = answer.response_status  # type: ignore[attr-defined]
                 code = status.error_code
-                if status.status == "fail" and code in _MOVE_ON:
+                if status.status == "fail" and code in wire.SERVICE_DOWN:
                     problems.append(f"{url}: {code}: {status.message}")
                     self.servers.failed(url)
-                elif code in _WAIT:
+                elif code in wire.RERUNNABLE:
                     problems.append(f"{url}: {code}")
                 else:
                     return answer
             if attempt + 1 < self.retries:
-                await self._sleep(self.delay(attempt))
+                await self._clock.sleep(self.delay(attempt))
         raise NoServerAvailable(f"{path}: no node answered after {self.retries} tries: "
                                 + "; ".join(problems[-3:]))
 

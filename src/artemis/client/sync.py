@@ -17,7 +17,7 @@ from typing import Any, Self, TypeVar, cast
 from artemis.client.discovery import DiscoveryClient, Listener
 from artemis.client.errors import ClientClosed
 from artemis.client.lifecycle import BackgroundClient
-from artemis.client.registry import RegistryClient
+from artemis.client.registration import RegistryClient
 from artemis.wire import Instance, Service
 
 __all__ = ["SyncDiscoveryClient", "SyncRegistryClient"]

@@ -198,6 +198,8 @@ class _InProcessWebSocket:
     async def close(self) -> None:
         self._closed = True
         self._forget(self)
+        # a recv() waiting now raises, as on a real socket closed under it
+        self._from_app.put_nowait({"type": "websocket.close", "code": 1000})
         if not self._told_app:
             self._told_app = True
             await self._to_app.put({"type": "websocket.disconnect", "code": 1000})

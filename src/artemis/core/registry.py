@@ -22,16 +22,10 @@ Rules
   * sweep removes expired leases (unless self-preservation holds them) and records `delete`.
   * A pause of the node itself (found by `tick`, `sweep` or `heartbeat`) is given back to the
     leases that were live when it began, instead of expiring them (rules in core/lease.py).
-  * An unregister leaves a tombstone (monotonic and wall time) for as long as the longest lease,
-    so anti-entropy can tell "a peer missed my unregister" from "I missed its register". A
-    client's unregister is dated now; a peer's (late, or sent by a repair) is dated by the last
-    renewal of the lease it removed, so it never condemns a copy renewed after that.
-  * merge (anti-entropy and bootstrap) takes a peer's copies of leases: an unknown instance is
-    registered with the copy's remaining lease (a copy never extends a lease); a known one with
-    the same data keeps the later renewal; different data goes to the copy renewed later (the
-    one the instance still heartbeats with); a copy not renewed since the instance was
-    unregistered here is reported back as stale there. Only lease ages (durations) are
-    compared, never wall clocks, which may be hours apart between nodes.
+  * An unregister leaves a tombstone, and merge (anti-entropy and bootstrap) takes a peer's
+    copies of leases, deciding by lease ages, never wall clocks (rules in core/merge.py).
+  * An instance that fails the checks of core/validation.py fails alone (the rest of its batch
+    goes on); so does one refused by a cap on what registrations may add (core/caps.py).
   * Every change gets the next revision of one node-local counter and goes to the change log.
   * Discovery sees only what management does not hide (pulled-out instances, machines, zones):
     a hidden instance keeps its lease but records no `new`; hiding a visible one records a
@@ -43,21 +37,28 @@ Rules
 from __future__ import annotations
 
 import heapq
-import math
 import sys
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import Final
 
-import msgspec
-
 from artemis import wire
+from artemis.core import merge as _merge
+from artemis.core.caps import Caps
 from artemis.core.lease import Pause, PauseWatch, SafeChecker, SafeCheckerConfig
-from artemis.core.versions import Change, ChangeLog, decode_instance
+from artemis.core.merge import MergeResult, Tombstones, lease_copy
+from artemis.core.service_state import (
+    MASK64,
+    Lease,
+    ServiceState,
+    encode_service,
+    instance_hash,
+    is_legacy,
+)
+from artemis.core.validation import InstanceChecks, describe
+from artemis.core.versions import Change, ChangeLog
 from artemis.core.visibility import EMPTY, ManagementView
-from artemis.wire import FailedInstance, Instance, LeaseCopy
+from artemis.wire import ErrorCode, FailedInstance, Instance, LeaseCopy
 
 __all__ = [
     "BAD_REQUEST",
@@ -71,18 +72,17 @@ __all__ = [
     "RegistryConfig",
     "ServiceState",
     "describe",
+    "encode_service",
     "instance_hash",
     "lease_copy",
 ]
 
-BAD_REQUEST: Final = "bad-request"
-RATE_LIMITED: Final = "rate-limited"  # a cap on what registrations may add (`_refusal`)
-NO_PERMISSION: Final = "no-permission"
-DATA_NOT_FOUND: Final = "data-not-found"
+BAD_REQUEST: Final = ErrorCode.BAD_REQUEST
+RATE_LIMITED: Final = ErrorCode.RATE_LIMITED  # a cap on what registrations may add (core/caps.py)
+NO_PERMISSION: Final = ErrorCode.NO_PERMISSION
+DATA_NOT_FOUND: Final = ErrorCode.DATA_NOT_FOUND
 NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
 OTHER_DATA: Final = "Instance data differs from the registered instance. Need re-register."
-LEGACY_KEY: Final = "java_registry"
-_MASK64: Final = (1 << 64) - 1
 # After how long an expired lease that self-preservation holds is looked at again.
 _HELD_RECHECK: Final = 1.0
 _MAX_TOMBSTONES: Final = 200_000
@@ -101,7 +101,7 @@ class RegistryConfig:
     )
     change_log_size: int = 200_000
     change_log_bytes: int | None = None  # None: bounded in entries only
-    # Caps on what registrations may add (0: no cap); see `_refusal`.
+    # Caps on what registrations may add (0: no cap); rules in core/caps.py.
     max_instances: int = 0
     max_services: int = 0
     max_instances_per_client: int = 0
@@ -112,25 +112,6 @@ class RegistryConfig:
     max_field_length: int = 1024
     max_tombstones: int = _MAX_TOMBSTONES
     pause_threshold: float = 2.0  # a longer gap between ticks is the node's own pause (0: off)
-
-
-def instance_hash(encoded: bytes) -> int:
-    """The checksum contribution of one instance: blake2b-64 of its canonical JSON."""
-    return int.from_bytes(blake2b(encoded, digest_size=8).digest(), "little")
-
-
-def describe(instance: Instance) -> str:
-    """The original's `Instance.toString()`: lower-case region/zone/service[/group]/instance."""
-    parts = [instance.region_id, instance.zone_id, instance.service_id]
-    if instance.group_id and not instance.group_id.isspace():
-        parts.append(instance.group_id)
-    parts.append(instance.instance_id)
-    return "/".join(_null(p) for p in parts).lower()
-
-
-def _is_legacy(instance: Instance) -> bool:
-    metadata = instance.metadata
-    return bool(metadata and (metadata.get(LEGACY_KEY) or "").strip())
 
 
 _DATA_FIELDS: Final = ("group_id", "health_check_url", "ip", "machine_name", "protocol",
@@ -152,90 +133,6 @@ def _same_data(lease: Lease, instance: Instance) -> bool:
     return instance.metadata is None or instance.metadata == held.metadata
 
 
-def _null(text: str | None) -> str:
-    """Text as the original's messages print it: Java's `null` for a missing value."""
-    return "null" if text is None else text
-
-
-class Lease(msgspec.Struct, gc=False):
-    """One registered instance: its JSON (encoded once, hashed once) and when it was renewed.
-
-    Only the encoded form is kept (the decoded Instance is rebuilt on demand): it is what every
-    answer needs, and it halves the memory of a registry. Never tracked by the garbage collector.
-    """
-
-    encoded: bytes
-    hash: int
-    service: str
-    key: str
-    created: float
-    created_ms: int
-    renewed: float
-    ttl: float
-    legacy: bool
-    due: int = 0  # sequence number of this lease's live entry in the expiry heap
-    ip: str = ""  # lower-case, for server (machine) pull-outs
-    zone: str = ""  # lower-case, for zone pull-outs
-    group: str = ""  # lower-case groupId, for group pull-outs
-    hidden: bool = False  # pulled out by management: kept, renewed, not discovered
-    owner: str = ""  # the client address that registered it ("" from a peer): per-client caps
-
-    @property
-    def instance(self) -> Instance:
-        return decode_instance(self.encoded)
-
-
-class ServiceState(msgspec.Struct, gc=False):
-    """The live instances of one service, with its checksum and its encoded answer.
-
-    Never tracked by the garbage collector (it holds only strings, numbers, bytes and a dict of
-    untracked leases), so ten thousand services add nothing to a full collection.
-    """
-
-    key: str
-    service_id: str  # as first registered; answers echo the id asked for
-    leases: dict[str, Lease] = msgspec.field(default_factory=dict)
-    checksum: int = 0  # of every lease
-    revision: int = 0
-    cached_body: bytes | None = None
-    visible_checksum: int = 0  # of the leases discovery shows
-    visible: int = 0  # how many leases discovery shows
-    rules: bytes = b"[]"  # its encoded routeRules, from management
-    logic: bytes = b"[]"  # its encoded logicInstances, from management
-
-    def body(self) -> bytes:
-        """The Service JSON of this service as discovery shows it, encoded once per revision."""
-        body = self.cached_body
-        if body is None:
-            body = self.cached_body = encode_service(
-                self.service_id,
-                (lease.encoded for lease in self.leases.values() if not lease.hidden),
-                self.rules, self.logic)
-        return body
-
-    def touched(self, revision: int) -> None:
-        self.revision = revision
-        self.cached_body = None
-
-
-def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b"[]",
-                   logic: bytes = b"[]") -> bytes:
-    """A Service as a registered service answers it: filters applied, lists never null (§4.2);
-    `rules` and `logic` are its encoded `routeRules` and `logicInstances` lists."""
-    return b"".join((
-        b'{"instances":[', b",".join(instances), b'],"logicInstances":', logic,
-        b',"metadata":null,"routeRules":', rules, b',"serviceId":', wire.encode(service_id), b"}",
-    ))
-
-
-def lease_copy(lease: Lease, now: float) -> bytes:
-    """One lease as LeaseCopy JSON: its instance, when it was registered and how long ago it
-    was renewed as of `now` (rounded up: a copy never looks younger than its lease)."""
-    age = max(0, math.ceil((now - lease.renewed) * 1000))
-    return b"".join((b'{"ageMs":', str(age).encode(), b',"createdMs":',
-                     str(lease.created_ms).encode(), b',"instance":', lease.encoded, b"}"))
-
-
 @dataclass(slots=True)
 class BatchResult:
     """What one register / heartbeat / unregister batch did."""
@@ -245,24 +142,12 @@ class BatchResult:
     succeeded: list[Instance] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class MergeResult:
-    """What merging a peer's copies did: changes here, and instances the peer still holds that
-    were unregistered here after it registered them (to unregister there)."""
-
-    changes: list[Change] = field(default_factory=list)
-    imported: int = 0
-    renewed: int = 0
-    stale_at_peer: list[Instance] = field(default_factory=list)
-
-
 class Registry:
     """All leases of one node, the change log, and self-preservation (rules in the module doc)."""
 
     def __init__(self, config: RegistryConfig) -> None:
         self.config = config
-        self._region = config.region.lower()
-        self._zone = config.zone.lower()
+        self.checks = InstanceChecks(config)
         self.services: dict[str, ServiceState] = {}
         self.lease_count = 0
         self.legacy_lease_count = 0
@@ -282,12 +167,10 @@ class Registry:
         # untracked by the garbage collector; `Lease.due` tells the live entry from stale ones.
         self._expiry: list[tuple[float, int, str, str]] = []
         self._seq = 0
-        # "service\x1finstance" -> (monotonic, wall ms) of the last unregister, oldest first
-        self.tombstones: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        # Per client address: instances held, and instances per service (for the caps).
-        self._client_count: dict[str, int] = {}
-        self._client_services: dict[str, dict[str, int]] = {}
-        self.refused: dict[str, int] = {}  # registrations refused, by the cap they met
+        self.tombstones = Tombstones(
+            config.max_tombstones, max(config.lease_ttl, config.legacy_lease_ttl))
+        self.caps = Caps(config)
+        self.refused = self.caps.refused  # registrations refused, by the cap they met
 
     # --- operations ----------------------------------------------------------------------
 
@@ -296,7 +179,7 @@ class Registry:
                  client: str | None = None) -> BatchResult:
         """Register a batch; with `same_renews` (the replication path) an instance registered
         with exactly the same data is renewed instead, so a repeated copy pushes nothing.
-        `client` is the caller's address (None from a peer): the caps of `_refusal` apply."""
+        `client` is the caller's address (None from a peer): the caps of core/caps.py apply."""
         result = BatchResult()
         for instance in self._valid(instances, check_zone, result):
             if same_renews and self._renew_same(instance, now):
@@ -373,15 +256,16 @@ class Registry:
             if lease is not None:
                 self._remove(state, lease, now, wall_ms, result.changes)  # type: ignore[arg-type]
             if not from_peer or lease is not None:
-                self._bury(f"{instance.service_id.lower()}\x1f"  # type: ignore[union-attr]
-                           f"{instance.instance_id.lower()}",  # type: ignore[union-attr]
-                           now if lease is None or not from_peer else lease.renewed, wall_ms)
+                self.tombstones.bury(f"{instance.service_id.lower()}\x1f"  # type: ignore[union-attr]
+                                     f"{instance.instance_id.lower()}",  # type: ignore[union-attr]
+                                     now if lease is None or not from_peer else lease.renewed,
+                                     wall_ms)
             result.succeeded.append(instance)
         return result
 
     def merge(self, copies: Iterable[LeaseCopy], now: float, wall_ms: int, *,
               asked: float | None = None) -> MergeResult:
-        """Merge a peer's copies of leases (rules in the module doc); invalid copies and copies
+        """Merge a peer's copies of leases (rules in core/merge.py); invalid copies and copies
         of other regions are skipped.
 
         Conflicts are decided by renewal, never by wall clocks: a copy was renewed `age_ms`
@@ -389,42 +273,7 @@ class Registry:
         asked for; default `now`), so `asked - age` is a renewal time of this node's own clock
         that is never later than the real one. Wall clocks of two nodes may be hours apart; the
         age of a lease is a duration and means the same on both."""
-        result = MergeResult()
-        tombstones = self.tombstones
-        self._forget_tombstones(now)
-        base = now if asked is None else min(asked, now)
-        for copy in copies:
-            instance = copy.instance
-            if self._problem(instance, False) is not None:
-                continue
-            key = instance.service_id.lower()  # type: ignore[union-attr]
-            ikey = instance.instance_id.lower()  # type: ignore[union-attr]
-            legacy = _is_legacy(instance)
-            ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
-            age = max(0.0, copy.age_ms / 1000) + (now - base)
-            if age >= ttl:
-                continue  # expired there too; the peer's own sweep removes it
-            renewed = now - age
-            buried = tombstones.get(f"{key}\x1f{ikey}")
-            if buried is not None and buried[0] >= renewed:
-                result.stale_at_peer.append(instance)  # not renewed since it left here
-                continue
-            state = self.services.get(key)
-            lease = None if state is None else state.leases.get(ikey)
-            if lease is not None and now <= lease.renewed + lease.ttl:
-                encoded = wire.encode(instance)
-                if encoded == lease.encoded:
-                    if renewed > lease.renewed:
-                        lease.renewed = renewed
-                        result.renewed += 1
-                    continue
-                if (renewed, encoded) <= (lease.renewed, lease.encoded):
-                    continue  # ours was renewed later (ties: the larger data): the instance
-                    # heartbeats with ours, the peer takes it from us; both sides decide alike
-            self._register(instance, now, wall_ms, result.changes, renewed=renewed,
-                           created_ms=copy.created_ms)
-            result.imported += 1
-        return result
+        return _merge.merge(self, copies, now, wall_ms, asked)
 
     def checksums(self) -> dict[str, int]:
         """The checksum of every service, by lower-case service id."""
@@ -446,32 +295,7 @@ class Registry:
         let the registry change between two batches (the event loop runs): a service or lease
         removed meanwhile is left out, one registered meanwhile may be missed, none comes
         twice."""
-        services = self.services
-        wanted = list(services) if keys is None else list(dict.fromkeys(k.lower() for k in keys))
-        batch: list[tuple[ServiceState, list[Lease]]] = []
-        room = size = max(1, size)
-        for key in wanted:
-            state = services.get(key)
-            if state is None:
-                continue
-            leases = list(state.leases.values())  # as of now; checked again after each yield
-            start = 0
-            while start < len(leases):
-                state = services.get(key)
-                if state is None:
-                    break
-                live = state.leases
-                taken = leases[start:start + room]
-                start += len(taken)
-                room -= len(taken)
-                part = [lease for lease in taken if live.get(lease.key) is lease]
-                if part:
-                    batch.append((state, part))
-                if not room:
-                    yield batch
-                    batch, room = [], size
-        if batch:
-            yield batch
+        return _merge.lease_batches(self.services, keys, size)
 
     def sweep(self, now: float, wall_ms: int) -> list[Change]:
         """Remove the leases that expired by `now`; only leases due are looked at."""
@@ -550,138 +374,41 @@ class Registry:
 
     def client_instances(self, client: str) -> int:
         """How many instances the client at this address registered (and still holds)."""
-        return self._client_count.get(client, 0)
+        return self.caps.client_instances(client)
 
     # --- caps ----------------------------------------------------------------------------
 
-    def _refusal(self, instance: Instance, client: str | None) -> tuple[str, str] | None:
-        """Which cap registering this instance would exceed, and why; None if none would.
-
-        An instance already held (live or expired but not yet swept) is never refused, whoever
-        registers it: the caps bound what registrations add, never what the node keeps. The
-        per-node caps apply to everyone, the per-client ones only to a client's own requests
-        (`client` is None for a peer's writes)."""
-        key = instance.service_id.lower()  # type: ignore[union-attr]
-        state = self.services.get(key)
-        if state is not None and instance.instance_id.lower() in state.leases:  # type: ignore[union-attr]
-            return None
-        cfg = self.config
-        if cfg.max_instances and self.instance_count >= cfg.max_instances:
-            return "max_instances", (f"this node holds its maximum of {cfg.max_instances} "
-                                     "instances (max_instances); try again later.")
-        if state is None and cfg.max_services and len(self.services) >= cfg.max_services:
-            return "max_services", (f"this node holds its maximum of {cfg.max_services} "
-                                    "services (max_services); try again later.")
-        if client:
-            if (cfg.max_instances_per_client
-                    and self._client_count.get(client, 0) >= cfg.max_instances_per_client):
-                return "max_instances_per_client", (
-                    f"client {client} holds its maximum of {cfg.max_instances_per_client} "
-                    "instances on this node (max_instances_per_client).")
-            owned = self._client_services.get(client)
-            if (cfg.max_services_per_client and owned is not None and key not in owned
-                    and len(owned) >= cfg.max_services_per_client):
-                return "max_services_per_client", (
-                    f"client {client} holds instances of its maximum of "
-                    f"{cfg.max_services_per_client} services on this node "
-                    "(max_services_per_client).")
-        return None
-
     def _refused(self, instance: Instance, client: str | None, result: BatchResult) -> bool:
-        refusal = self._refusal(instance, client)
-        if refusal is None:
+        caps = self.caps
+        if not caps.active:
             return False
-        cap, reason = refusal
-        self.refused[cap] = self.refused.get(cap, 0) + 1
+        reason = caps.refusal(instance, client, self.services,
+                              self.lease_count + self.legacy_lease_count)
+        if reason is None:
+            return False
         result.failed.append(FailedInstance(
             error_code=RATE_LIMITED, error_message=f"{describe(instance)}: {reason}",
             instance=instance))
         return True
 
-    def _own(self, lease: Lease) -> None:
-        owner = lease.owner
-        if owner:
-            self._client_count[owner] = self._client_count.get(owner, 0) + 1
-            owned = self._client_services.setdefault(owner, {})
-            owned[lease.service] = owned.get(lease.service, 0) + 1
-
-    def _disown(self, lease: Lease) -> None:
-        owner = lease.owner
-        if owner:
-            left = self._client_count[owner] - 1
-            owned = self._client_services[owner]
-            in_service = owned[lease.service] - 1
-            if in_service:
-                owned[lease.service] = in_service
-            else:
-                del owned[lease.service]
-            if left:
-                self._client_count[owner] = left
-            else:  # nothing kept for a client that holds nothing
-                del self._client_count[owner]
-                del self._client_services[owner]
-
     # --- internals -----------------------------------------------------------------------
 
     def _valid(self, instances: Sequence[Instance | None], check_zone: bool,
                result: BatchResult) -> Iterator[Instance]:
-        """The instances of a batch that pass the checks; the others go to `result.failed`
-        (nulls are skipped, as the original skips them)."""
+        """The instances of a batch that pass the checks of core/validation.py; the others go
+        to `result.failed` (nulls are skipped, as the original skips them)."""
+        problem = self.checks.problem
         for instance in instances:
-            if instance is not None and not self._rejected(instance, check_zone, result):
+            if instance is None:
+                continue
+            found = problem(instance, check_zone)
+            if found is None:
                 yield instance
-
-    def _rejected(self, instance: Instance, check_zone: bool, result: BatchResult) -> bool:
-        problem = self._problem(instance, check_zone)
-        if problem is None:
-            return False
-        code, reason = problem
-        result.failed.append(FailedInstance(
-            error_code=code, error_message=f"{describe(instance)}: {reason}", instance=instance))
-        return True
-
-    def _problem(self, instance: Instance, check_zone: bool) -> tuple[str, str] | None:
-        """Why this instance cannot be accepted, or None (§3.1 checks, with limits added)."""
-        cfg = self.config
-        for name, value, limit in (("serviceId", instance.service_id, cfg.max_id_length),
-                                   ("instanceId", instance.instance_id, cfg.max_id_length),
-                                   ("url", instance.url, cfg.max_url_length)):
-            if value is None or not value or value.isspace():
-                return BAD_REQUEST, f"{name} is null or blank."
-            if len(value) > limit:
-                return BAD_REQUEST, f"{name} is longer than {limit} characters."
-            if not value.isprintable():
-                return BAD_REQUEST, f"{name} contains control characters."
-        url = instance.url
-        scheme, sep, rest = url.partition("://")  # type: ignore[union-attr]
-        if not sep or not scheme or not rest or rest[0] in "/?#":
-            return BAD_REQUEST, f"url is not an absolute URL: {url!r}."
-        if not 0 <= instance.port <= 65535:
-            return BAD_REQUEST, f"port {instance.port} is out of range 0-65535."
-        region = instance.region_id
-        if region is None or region.lower() != self._region:
-            return NO_PERMISSION, (f"regionId is not the same as the registry node. regionId: "
-                                   f"{_null(region)}, registry node.regionId: {cfg.region}")
-        if check_zone and not cfg.allow_registry_from_other_zone:
-            zone = instance.zone_id
-            if zone is None or zone.lower() != self._zone:
-                return NO_PERMISSION, (f"zoneId is not the same as the registry node. zoneId: "
-                                       f"{_null(zone)}, registry node.zoneId: {cfg.zone}")
-        metadata = instance.metadata
-        if metadata:
-            if len(metadata) > cfg.max_metadata_entries:
-                return BAD_REQUEST, f"metadata has more than {cfg.max_metadata_entries} entries."
-            longest = cfg.max_field_length
-            for key, value in metadata.items():
-                if len(key) > longest or len(value) > longest:
-                    return BAD_REQUEST, f"metadata entry {key[:64]!r} is longer than {longest}."
-        for name, text in (("ip", instance.ip), ("machineName", instance.machine_name),
-                           ("groupId", instance.group_id), ("zoneId", instance.zone_id),
-                           ("protocol", instance.protocol), ("status", instance.status),
-                           ("healthCheckUrl", instance.health_check_url)):
-            if text is not None and len(text) > cfg.max_field_length:
-                return BAD_REQUEST, f"{name} is longer than {cfg.max_field_length} characters."
-        return None
+            else:
+                code, reason = found
+                result.failed.append(FailedInstance(
+                    error_code=code, error_message=f"{describe(instance)}: {reason}",
+                    instance=instance))
 
     def _renew_same(self, instance: Instance, now: float) -> bool:
         state = self.services.get(instance.service_id.lower())  # type: ignore[union-attr]
@@ -692,22 +419,6 @@ class Registry:
             return False
         lease.renewed = now
         return True
-
-    def _bury(self, key: str, now: float, wall_ms: int) -> None:
-        tombstones = self.tombstones
-        tombstones.pop(key, None)
-        tombstones[key] = (now, wall_ms)
-        if len(tombstones) > self.config.max_tombstones:
-            tombstones.popitem(last=False)
-
-    def _forget_tombstones(self, now: float) -> None:
-        keep = max(self.config.lease_ttl, self.config.legacy_lease_ttl)
-        tombstones = self.tombstones
-        while tombstones:
-            key, (when, _) = next(iter(tombstones.items()))
-            if now - when <= keep:
-                break
-            del tombstones[key]
 
     def _register(self, instance: Instance, now: float, wall_ms: int,
                   changes: list[Change], renewed: float | None = None,
@@ -720,7 +431,7 @@ class Registry:
             state = self.services[key] = ServiceState(
                 key, instance.service_id, rules=self.view.rules_of(key),  # type: ignore[arg-type]
                 logic=self.view.logic_of(key))
-        legacy = _is_legacy(instance)
+        legacy = is_legacy(instance)
         ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
         ip = (instance.ip or "").lower()
@@ -740,18 +451,18 @@ class Registry:
             lease.owner = sys.intern(owner)
         elif old is not None:
             lease.owner = old.owner
-        self._own(lease)
+        self.caps.own(lease)
         shown_before = old is not None and not old.hidden
         if old is not None:
-            self._disown(old)
-            state.checksum = (state.checksum - old.hash) & _MASK64
-            self.checksum = (self.checksum - old.hash) & _MASK64
+            self.caps.disown(old)
+            state.checksum = (state.checksum - old.hash) & MASK64
+            self.checksum = (self.checksum - old.hash) & MASK64
             self._count(old.legacy, -1)
             if shown_before:
                 self._show(state, old, -1)
         state.leases[ikey] = lease
-        state.checksum = (state.checksum + lease.hash) & _MASK64
-        self.checksum = (self.checksum + lease.hash) & _MASK64
+        state.checksum = (state.checksum + lease.hash) & MASK64
+        self.checksum = (self.checksum + lease.hash) & MASK64
         self._count(legacy, 1)
         self._push_expiry(renewed + ttl, lease)
         if not hidden:
@@ -769,9 +480,9 @@ class Registry:
         before = self.legacy_lease_count if lease.legacy else self.lease_count
         (self.legacy_safe if lease.legacy else self.safe).departed(now, before)
         del state.leases[lease.key]
-        self._disown(lease)
-        state.checksum = (state.checksum - lease.hash) & _MASK64
-        self.checksum = (self.checksum - lease.hash) & _MASK64
+        self.caps.disown(lease)
+        state.checksum = (state.checksum - lease.hash) & MASK64
+        self.checksum = (self.checksum - lease.hash) & MASK64
         self._count(lease.legacy, -1)
         if not state.leases:
             del self.services[state.key]
@@ -784,8 +495,8 @@ class Registry:
         """Count a lease in (sign 1) or out of (-1) what discovery shows."""
         state.visible += sign
         self.visible_count += sign
-        state.visible_checksum = (state.visible_checksum + sign * lease.hash) & _MASK64
-        self.visible_checksum = (self.visible_checksum + sign * lease.hash) & _MASK64
+        state.visible_checksum = (state.visible_checksum + sign * lease.hash) & MASK64
+        self.visible_checksum = (self.visible_checksum + sign * lease.hash) & MASK64
 
     def apply_view(self, view: ManagementView, wall_ms: int) -> list[Change]:
         """Take new management data: instances it hides get a `delete`, instances it shows

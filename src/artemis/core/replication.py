@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from artemis.wire import Instance
+from artemis.wire import ErrorCode, Instance
 
 __all__ = [
     "HEARTBEAT",
@@ -50,8 +50,8 @@ UNREGISTER: Final = "unregister"
 OPERATIONS: Final = (REGISTER, HEARTBEAT, UNREGISTER)
 
 # The original's error mapping (§6.3): these codes will not change on a retry.
-_PERMANENT: Final = frozenset({"bad-request", "no-permission", "internal-service-error",
-                               "service-unavailable"})
+_PERMANENT: Final = frozenset({ErrorCode.BAD_REQUEST, ErrorCode.NO_PERMISSION,
+                               ErrorCode.INTERNAL_SERVICE_ERROR, ErrorCode.SERVICE_UNAVAILABLE})
 
 
 def retryable(code: str) -> bool:

@@ -1,43 +1,30 @@
-"""The application of one node: every endpoint under the context path, in one `App`."""
+"""The application of one node: every endpoint under the context path, in one `App`.
+
+`build_app` assembles the routes of the parts the composition root (`compose.build`) made and
+hands them to the HTTP layer; it builds no part itself.
+"""
 
 from __future__ import annotations
 
-from artemis.server.api import discovery as api_discovery
-from artemis.server.api import groups as api_groups
-from artemis.server.api import management as api_management
-from artemis.server.api import openapi
-from artemis.server.api import registry as api_registry
-from artemis.server.api import replication as api_replication
+from artemis.server.api import catalog, openapi
 from artemis.server.api import status as api_status
+from artemis.server.api.registry import RegistryApi
 from artemis.server.cluster import Cluster
-from artemis.server.http import App, Request, Response, Route
+from artemis.server.http import App
 from artemis.server.management import Management
 from artemis.server.node import Node
-from artemis.server.observability.metrics import (
-    CONTENT_TYPE,
-    EndpointStats,
-    render,
-    scrape_registry,
-)
+from artemis.server.observability.metrics import EndpointStats, scrape_registry
+from artemis.server.observability.tracing import Tracing
 from artemis.server.push import PushServer
 
 __all__ = ["build_app"]
 
 
-def management_routes(node: Node, management: Management) -> dict[str, Route]:
-    api = api_management.ManagementApi(node, management)
-    api_groups.add_routes(api)
-    return api.routes
-
-
-def build_app(node: Node) -> App:
+def build_app(node: Node, *, registry: RegistryApi, push: PushServer, cluster: Cluster | None,
+              management: Management | None, tracing: Tracing | None) -> App:
     """The RSGI/ASGI application serving `node`; its ASGI lifespan runs the node's loops."""
-    Cluster(node)  # peers, replication and repair (idle without peers)
-    management = Management(node)  # pull-outs from the database (idle without one)
-    registry = api_registry.routes(node)
-    push = PushServer(node, registry.heartbeat)
-    routes = {**registry.routes, **api_discovery.routes(node), **api_status.routes(node, push),
-              **api_replication.routes(node), **management_routes(node, management)}
+    routes = catalog.routes(node, registry_api=registry, push=push, cluster=cluster,
+                            management=management)
     s = node.settings
     unmatched = None
     if s.metrics:
@@ -45,15 +32,9 @@ def build_app(node: Node) -> App:
         for path, route in routes.items():
             route.stats = endpoints[path]
         unmatched = endpoints["unmatched"] = EndpointStats("unmatched")
-        collectors = scrape_registry(node, endpoints, push)
-
-        def scrape(request: Request) -> Response:
-            return Response(render(collectors), content_type=CONTENT_TYPE)
-
-        routes["/metrics"] = Route(frozenset({"GET"}), handler=scrape, reads_body=False)
+        collectors = scrape_registry(node, endpoints, push, cluster, management)
+        routes["/metrics"] = api_status.metrics_route(collectors)
     routes[openapi.PATH] = openapi.openapi_route(routes, s.context_path)  # last: documents all
-    app = App(routes, context_path=s.context_path, max_body_bytes=s.max_body_bytes,
-              gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running,
-              websockets=push.endpoints())
-    app.unmatched = unmatched
-    return app
+    return App(routes, context_path=s.context_path, max_body_bytes=s.max_body_bytes,
+               gzip_min_bytes=s.gzip_min_bytes, lifespan=node.running,
+               websockets=push.endpoints(), unmatched=unmatched, tracing=tracing)

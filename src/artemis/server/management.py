@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -31,21 +30,17 @@ from typing import Any, Final, TypeVar
 from artemis import wire
 from artemis.core.visibility import ManagementView, logic_instances, route_rules
 from artemis.server.node import Node
+from artemis.server.observability.tracing import Tracing
 from artemis.server.store import (
-    Group,
-    GroupInstance,
     GroupOperation,
     GroupTag,
     ManagementData,
     ManagementStore,
-    RouteRule,
-    RouteRuleGroup,
-    ServiceInstance,
     StoreError,
     StoreLost,
 )
 
-__all__ = ["Management", "Operations"]
+__all__ = ["Management", "Operations", "unconfigured_status"]
 
 log = logging.getLogger("artemis.management")
 T = TypeVar("T")
@@ -86,21 +81,21 @@ class Operations:
 class Management:
     """The management store of a node and the loop that keeps the registry in step with it."""
 
-    def __init__(self, node: Node, store: ManagementStore | None = None) -> None:
+    def __init__(self, node: Node, store: ManagementStore,
+                 tracing: Tracing | None = None) -> None:
         self.node = node
-        s = node.settings
-        self.store = store if store is not None else (
-            ManagementStore(s.database, timeout=s.management_timeout) if s.database else None)
+        self.store = store
+        self.tracing = tracing  # client spans of store calls, when requests are traced
         self.available = False  # the last call to the store succeeded
         self.loaded_version: int | None = None
         self.operations = Operations()
-        self.groups: tuple[Group, ...] = ()
-        self.route_rules: tuple[RouteRule, ...] = ()
-        self.route_rule_groups: tuple[RouteRuleGroup, ...] = ()
+        self.groups: tuple[wire.Group, ...] = ()
+        self.route_rules: tuple[wire.ServiceRouteRule, ...] = ()
+        self.route_rule_groups: tuple[wire.RouteRuleGroup, ...] = ()
         self.group_tags: tuple[GroupTag, ...] = ()
-        self.group_instances: tuple[GroupInstance, ...] = ()
+        self.group_instances: tuple[wire.GroupInstance, ...] = ()
         self.group_operations: tuple[GroupOperation, ...] = ()
-        self.service_instances: tuple[ServiceInstance, ...] = ()
+        self.service_instances: tuple[wire.ServiceInstance, ...] = ()
         # by group id, built once per load for the reads and views
         self.tags_by_group: dict[int, dict[str, str]] = {}
         self.members_by_group: dict[int, list[str]] = {}
@@ -110,17 +105,15 @@ class Management:
         self.loads = 0
         self.last_load_ms = 0
         self._warned_at = -_LOG_EVERY
-        self.tracing: Any = None  # set by the runner when requests are traced
         self._floor = 0  # the store's version after this node's last write
-        node.management = self
-        if self.store is not None:
-            node.hold("management")
-            node.add_task("management", self.run)
-            node.on_close(self.close)
 
-    @property
-    def enabled(self) -> bool:
-        return self.store is not None
+    @classmethod
+    def of(cls, node: Node, tracing: Tracing | None = None) -> Management | None:
+        """The management of `node` as its settings ask: None without a database."""
+        s = node.settings
+        if not s.database:
+            return None
+        return cls(node, ManagementStore(s.database, timeout=s.management_timeout), tracing)
 
     @property
     def view(self) -> ManagementView:
@@ -128,9 +121,10 @@ class Management:
 
     async def traced(self, name: str, call: Awaitable[T]) -> T:
         """Await a store call, in a client span when tracing samples it."""
+        tracing = self.tracing
         span = None
-        if self.tracing is not None:
-            span, _ = self.tracing.start_client(f"management {name}", self.store_label)
+        if tracing is not None:
+            span, _ = tracing.start_client(f"management {name}", self.store_label)
         status = 200
         try:
             return await call
@@ -138,23 +132,26 @@ class Management:
             status = 503
             raise
         finally:
-            if span is not None:
-                self.tracing.end(span, status)
+            if span is not None and tracing is not None:
+                tracing.end(span, status)
 
     @property
     def store_label(self) -> str:
-        return f"{self.store.backend}:" if self.store is not None else ""
+        return f"{self.store.backend}:"
 
     # --- run -----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Load the data until it loads once (the node is held `starting` meanwhile, for at
+        most management_start_timeout), then poll the store's version."""
         s = self.node.settings
-        started = time.monotonic()
+        clock = self.node.clock
+        started = clock.monotonic()
         while self.loaded_version is None:
             await self._refresh(force=True)
             if self.loaded_version is not None:
                 break
-            if time.monotonic() - started >= s.management_start_timeout:
+            if clock.monotonic() - started >= s.management_start_timeout:
                 log.warning("the management database does not answer after %g s: serving with "
                             "nothing pulled out until it does", s.management_start_timeout)
                 self.node.release("management")
@@ -165,12 +162,10 @@ class Management:
             await self._refresh()
 
     async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
+        await self.store.close()
 
     async def _refresh(self, force: bool = False) -> None:
         store = self.store
-        assert store is not None
         try:
             if self.loaded_version is None:
                 await store.open()
@@ -204,7 +199,7 @@ class Management:
         self.operations = Operations.of(node.settings.region, data)
         region = node.settings.region.lower()
         self.groups = tuple(g for g in data.groups if g.region_id == region)
-        ids = {g.id for g in self.groups}
+        ids = {g.group_id for g in self.groups}
         self.route_rules = tuple(data.route_rules)
         self.route_rule_groups = tuple(link for link in data.route_rule_groups
                                        if link.group_id in ids)
@@ -217,8 +212,9 @@ class Management:
         for tag in self.group_tags:
             tags.setdefault(tag.group_id, {})[tag.tag] = tag.value
         members: dict[int, list[str]] = {}
-        for member in self.group_instances:
-            members.setdefault(member.group_id, []).append(member.instance_id)
+        for member in self.group_instances:  # the store's rows have every id
+            if member.group_id is not None and member.instance_id is not None:
+                members.setdefault(member.group_id, []).append(member.instance_id)
         group_ops: dict[int, list[str]] = {}
         for op in self.group_operations:
             group_ops.setdefault(op.group_id, []).append(op.operation)
@@ -226,14 +222,15 @@ class Management:
         self.members_by_group = {k: sorted(v) for k, v in members.items()}
         self.operations_by_group = {k: sorted(v) for k, v in group_ops.items()}
         rules = route_rules(
-            ((g.id, g.service_id, g.region_id, g.zone_id, g.name, g.status)
-             for g in self.groups),
-            ((r.id, r.service_id, r.name, r.status, r.strategy) for r in self.route_rules),
-            ((link.route_rule_id, link.group_id, link.weight)
+            ((g.group_id or 0, g.service_id or "", g.region_id or "", g.zone_id or "",
+              g.name or "", g.status or "") for g in self.groups),
+            ((r.route_rule_id or 0, r.service_id or "", r.name or "", r.status or "",
+              r.strategy or "") for r in self.route_rules),
+            ((link.route_rule_id or 0, link.group_id or 0, link.weight)
              for link in self.route_rule_groups), tags, members)
-        by_id = {g.id: g for g in self.groups}
-        groups_down = {(by_id[o.group_id].service_id, by_id[o.group_id].zone_id,
-                        by_id[o.group_id].name) for o in self.group_operations}
+        by_id = {g.group_id: g for g in self.groups}
+        groups_down = {(g.service_id or "", g.zone_id or "", g.name or "")
+                       for g in (by_id[o.group_id] for o in self.group_operations)}
         logic = logic_instances(wire.Instance(
             group_id=i.group_id, health_check_url=i.health_check_url, instance_id=i.instance_id,
             ip=i.ip, machine_name=i.machine_name,
@@ -289,7 +286,6 @@ class Management:
     def _opened(self, version: int) -> None:
         """Say what the store's open() did with rescue copies (see ManagementStore.open)."""
         store = self.store
-        assert store is not None
         if store.restored is not None:
             log.warning("the management database file was missing: put back the rescue copy "
                         "%s, which a node saved when the file was removed or replaced while it "
@@ -307,7 +303,6 @@ class Management:
     async def _lose(self, exc: StoreLost) -> None:
         """The store lost its database: refuse, say so once, save what it still holds."""
         store = self.store
-        assert store is not None
         first = not self.lost
         self.lost = True
         if first:
@@ -333,7 +328,7 @@ class Management:
     def _failed(self, exc: Exception, quiet: bool = False) -> None:
         self.available = False
         self.last_error = f"{type(exc).__name__}: {exc}"[:_ERROR_LIMIT]
-        now = time.monotonic()
+        now = self.node.clock.monotonic()
         if quiet:
             self._warned_at = now
         elif now - self._warned_at >= _LOG_EVERY:
@@ -342,12 +337,26 @@ class Management:
                         "management data (version %s)", self.last_error, self.loaded_version)
 
     def status(self) -> dict[str, Any]:
-        view = self.view
-        return {"enabled": self.enabled, "available": self.available,
-                "version": self.loaded_version, "loads": self.loads,
-                "lastLoadTime": self.last_load_ms, "lastError": self.last_error,
-                "pulledOut": {"instances": len(view.instances), "servers": len(view.servers),
-                              "zones": len(view.zones)},
-                "hiddenInstances": self.node.registry.instance_count
-                - self.node.registry.visible_count}
+        """management.json's fields."""
+        return _status(self.node, True, self.available, self.loaded_version, self.loads,
+                       self.last_load_ms, self.last_error)
+
+    def __repr__(self) -> str:
+        return (f"Management({self.store_label}, available={self.available}, "
+                f"version={self.loaded_version}, lost={self.lost})")
+
+
+def unconfigured_status(node: Node) -> dict[str, Any]:
+    """management.json's fields on a node without a database: not enabled, nothing loaded."""
+    return _status(node, False, False, None, 0, 0, "")
+
+
+def _status(node: Node, enabled: bool, available: bool, version: int | None, loads: int,
+            last_load_ms: int, last_error: str) -> dict[str, Any]:
+    view = node.registry.view
+    return {"enabled": enabled, "available": available, "version": version, "loads": loads,
+            "lastLoadTime": last_load_ms, "lastError": last_error,
+            "pulledOut": {"instances": len(view.instances), "servers": len(view.servers),
+                          "zones": len(view.zones)},
+            "hiddenInstances": node.registry.instance_count - node.registry.visible_count}
 

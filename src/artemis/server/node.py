@@ -1,12 +1,14 @@
 """A node: the core objects of one registry process, and the loops that drive them.
 
 The node owns the registry, its versions, the rate limiters and the node status. It hands every
-change to whoever subscribed (push, replication, metrics) and runs its background loops in one
-task group, started and stopped by `running()`.
+change to whoever subscribed (push, metrics) and runs its background loops in one task group,
+started and stopped by `running()`. The parts around it (cluster, management, push) are built
+and registered by the composition root, `artemis.server.compose`; the node knows none of them.
 
-Shutdown order (reverse of start): stop the loops (no more sweeps or snapshots), then let the
-subscribers see the node is closing. Registered instances live in memory only; peers (when
-configured) hold the copies that survive a restart.
+Stop order, in `running()`: the closers registered with `on_close` run first, in the order they
+were registered (the composition root writes it down), then the loops and tasks are cancelled,
+newest first. Registered instances live in memory only; peers (when configured) hold the copies
+that survive a restart.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import time
-from collections import deque
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -26,7 +28,6 @@ from collections.abc import (
     Coroutine,
     Generator,
     Hashable,
-    Iterable,
     Sequence,
 )
 from typing import Any, TypeVar
@@ -38,10 +39,13 @@ from artemis.core.ratelimit import RateLimiter
 from artemis.core.registry import Registry, RegistryConfig
 from artemis.core.versions import Change, Versions
 from artemis.server.connections import ConnectionStats
+from artemis.server.observability.loop import LoopLag, StepTimes, drive_async, percentiles_ms
 from artemis.server.settings import Settings
-from artemis.wire import Instance
 
-__all__ = ["LoopLag", "Node", "StepTimes", "drive_async", "percentiles_ms"]
+# LoopLag, StepTimes, drive_async and percentiles_ms live in observability.loop; still
+# importable from here.
+__all__ = ["LoopLag", "Node", "Step", "StepTimes", "Subscriber", "Task", "drive_async",
+           "percentiles_ms"]
 
 log = logging.getLogger("artemis.node")
 
@@ -60,90 +64,8 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
 
 _malloc_trim = _find_malloc_trim()
 Subscriber = Callable[[Sequence[Change]], None]
-Replicate = Callable[[str, Sequence[Instance]], None]
-
-
-async def drive_async(gen: Generator[None, None, T], steps: StepTimes | None = None,
-                      name: str = "") -> T:
-    """Run a chunked core computation, giving the event loop back between chunks; the longest
-    chunk is recorded in `steps` under `name`."""
-    while True:
-        started, cpu = time.perf_counter(), time.thread_time()
-        try:
-            next(gen)
-        except StopIteration as stop:
-            if steps is not None:
-                steps.record(name, time.perf_counter() - started, time.thread_time() - cpu)
-            return stop.value  # type: ignore[no-any-return]
-        if steps is not None:
-            steps.record(name, time.perf_counter() - started, time.thread_time() - cpu)
-        await asyncio.sleep(0)
-
-
-class StepTimes:
-    """The longest uninterrupted step of each kind of background work, and of the garbage
-    collector: what the event loop could not escape while it ran. Wall time includes the time
-    the operating system gave the CPU to other processes; CPU time is the node's own work."""
-
-    def __init__(self) -> None:
-        self.longest: dict[str, float] = {}
-        self.longest_cpu: dict[str, float] = {}
-        self._gc_started = (0.0, 0.0)
-
-    def record(self, name: str, seconds: float, cpu_seconds: float = 0.0) -> None:
-        if seconds > self.longest.get(name, 0.0):
-            self.longest[name] = seconds
-        if cpu_seconds > self.longest_cpu.get(name, 0.0):
-            self.longest_cpu[name] = cpu_seconds
-
-    def gc_callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._gc_started = (time.perf_counter(), time.thread_time())
-        else:
-            self.record(f"gc{info.get('generation', 0)}",
-                        time.perf_counter() - self._gc_started[0],
-                        time.thread_time() - self._gc_started[1])
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        return {name: {"wallMs": round(seconds * 1000, 3),
-                       "cpuMs": round(self.longest_cpu.get(name, 0.0) * 1000, 3)}
-                for name, seconds in sorted(self.longest.items())}
-
-
-class LoopLag:
-    """How late the event loop wakes up: a timer due every `interval` measures its overshoot."""
-
-    def __init__(self, interval: float = 0.01, keep: int = 30_000) -> None:
-        self.interval = interval
-        self.samples: deque[tuple[float, float]] = deque(maxlen=keep)  # (when, lag) seconds
-        self.max_lag = 0.0
-
-    async def run(self) -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(self.interval)
-            end = time.perf_counter()
-            lag = max(0.0, end - start - self.interval)
-            self.samples.append((end, lag))
-            self.max_lag = max(self.max_lag, lag)
-
-    def summary(self, window: float | None = None) -> dict[str, float]:
-        """Lag percentiles over the last `window` seconds (all kept samples if None)."""
-        since = -1.0 if window is None else time.perf_counter() - window
-        summary = percentiles_ms(lag for when, lag in self.samples if when >= since)
-        summary["maxEverMs"] = round(self.max_lag * 1000, 3) if summary["samples"] else 0.0
-        return summary
-
-
-def percentiles_ms(seconds: Iterable[float]) -> dict[str, float]:
-    """How many samples, and their p50, p99 and max in milliseconds (all 0 without samples)."""
-    ordered = sorted(seconds)
-    if not ordered:
-        return {"samples": 0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0}
-    return {"samples": len(ordered),
-            "p50Ms": round(ordered[len(ordered) // 2] * 1000, 3),
-            "p99Ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
-            "maxMs": round(ordered[-1] * 1000, 3)}
+Step = Callable[[], Awaitable[None] | None]  # one run of a loop, plain or awaited
+Task = Callable[[], Coroutine[object, None, None]]  # a task that runs while the node runs
 
 
 def _safe_checker(settings: Settings, window: float) -> SafeCheckerConfig:
@@ -191,15 +113,15 @@ class Node:
         self.connections = ConnectionStats()  # counted by the runner's connection guard
         self.steps = StepTimes()
         self._subscribers: list[Subscriber] = []
-        self._loops: list[tuple[str, float, Callable[[], Any]]] = []
+        self._loops: list[tuple[str, float, Step]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
-        self._session_counters: list[Callable[[], int]] = []
-        self._tasks: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
-        # Set by the cluster: where client writes go to be replicated, and who decides `up`.
-        self.replicate: Replicate | None = None
-        self.bootstraps = False
-        self.cluster: Any = None  # the Cluster, when the node has one (status and metrics)
-        self.management: Any = None  # the Management, when the node has a database
+        self._tasks: list[tuple[str, Task]] = []
+        # This run's id: node.json answers carry it, so that a node polling a list of peers
+        # that includes itself recognises its own answer.
+        self.node_id = os.urandom(8).hex()
+        # With peers (listed or from DNS) a starting node copies a peer's leases before it is
+        # up (the cluster's bootstrap); alone, it is up as soon as it runs.
+        self.bootstraps = bool(settings.peers or settings.peers_dns)
         self._holds: set[str] = set()  # what must be ready before the node is up
         self._up_pending = False
         self.snapshots_taken = 0
@@ -226,24 +148,17 @@ class Node:
             except Exception:
                 log.exception("a change subscriber failed; the others still get the changes")
 
-    def add_loop(self, name: str, interval: float, step: Callable[[], Any]) -> None:
+    def add_loop(self, name: str, interval: float, step: Step) -> None:
         """Run `step` every `interval` seconds while the node runs (register before running)."""
         self._loops.append((name, interval, step))
 
-    def add_task(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def add_task(self, name: str, run: Task) -> None:
         """Run `run()` as a task while the node runs (register before running)."""
         self._tasks.append((name, run))
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Await `closer` when the node starts to stop, before its loops end."""
         self._closers.append(closer)
-
-    def count_sessions(self, counter: Callable[[], int]) -> None:
-        """`counter` tells how many client sessions (WebSockets) are open."""
-        self._session_counters.append(counter)
-
-    def open_sessions(self) -> int:
-        return sum(counter() for counter in self._session_counters)
 
     async def closing(self) -> None:
         """The node is stopping: let every part that holds connections close them."""
@@ -363,19 +278,25 @@ class Node:
         _malloc_trim(0)
         self.steps.record("trim", time.perf_counter() - started, time.thread_time() - cpu)
 
-    async def _every(self, interval: float, step: Callable[[], Any]) -> None:
+    async def _every(self, interval: float, step: Step) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 result = step()
-                if asyncio.iscoroutine(result):
+                if result is not None:
                     await result
             except Exception:
                 log.exception("background step %s failed; it runs again", step)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Node]:
-        """Start the background loops; stop them (in reverse order) on exit."""
+        """Start the background loops; on exit run the closers, then stop the loops.
+
+        Start: the node's own loops (lease sweeper, self-preservation, snapshotter), the loops
+        and tasks the composition root registered (push sweeper, cluster, management), the loop
+        lag timer; then the node is up (alone, or when forced), or waits for its bootstrap.
+        Stop: 1. the closers, in the order they were registered (see `compose.build`);
+        2. every loop and task cancelled, newest first, and awaited."""
         s = self.settings
         loops = [
             ("lease sweeper", s.sweep_interval, self.sweep_tick),
@@ -396,8 +317,8 @@ class Node:
         try:
             yield self
         finally:
-            await self.closing()
-            for task in reversed(tasks):
+            await self.closing()  # 1. the parts close (they may still use the loops' state)
+            for task in reversed(tasks):  # 2. then the loops and tasks end
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             gc.callbacks.remove(self.steps.gc_callback)

@@ -3,16 +3,18 @@
 One process, one event loop, one copy of the registry (granian's own I/O thread parses HTTP).
 
 Start order: logging, tracing (when OTEL_* variables ask for it), bind the listening socket (TLS
-when `tls_cert` and `tls_key` are set), start the node's loops (the node is then `up`), serve.
+when `tls_cert` and `tls_key` are set), build the node's parts (`compose.build`), start the
+node's loops (the node is then `up`, or bootstraps), serve.
 
-Stop order on SIGTERM or SIGINT:
+Stop order on SIGTERM or SIGINT (the composition root's doc gives the node's side of it):
   1. close every WebSocket session (1001, going away): they never end by themselves; wait (at
      most a second) until their handlers have returned, then a moment more for granian's thread
      to send their close frames (granian drops a WebSocket still open when it stops); a session
      opened from now on is closed at once;
   2. stop accepting connections (granian); idle keep-alive connections are closed;
   3. let requests in flight finish, for at most `shutdown_timeout` seconds (then they are cut);
-  4. stop the node's loops;
+  4. stop the node: the cluster hands peers what is still queued (at most a second) and closes
+     its connections, management closes its store, then the node's loops are cancelled;
   5. flush and stop tracing (spans still buffered are exported);
   the process exits 0.
 """
@@ -34,9 +36,8 @@ from pathlib import Path
 
 import uvloop
 
-from artemis.server.app import build_app
+from artemis.server import compose
 from artemis.server.connections import ConnectionGuard, ConnectionStats
-from artemis.server.node import Node
 from artemis.server.observability import tracing
 from artemis.server.observability.logs import logging_config, setup_logging
 from artemis.server.settings import Settings
@@ -61,17 +62,14 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
     cert, key = tls_files(settings)
     port_lock = claim_port(settings.host, settings.port)
     raise_open_files(settings.max_connections)
-    node = Node(settings)
-    app = build_app(node)
-    app.tracing = traces
-    node.cluster.tracing = traces
-    node.management.tracing = traces
+    parts = compose.build(settings, tracing=traces)
+    node, push = parts.node, parts.push
     # Everything loaded so far (modules, the app) lives as long as the process: keep it out of
     # the garbage collector's full passes, which would otherwise walk it every time.
     gc.collect()
     gc.freeze()
     server = Server(
-        app,
+        parts.app,
         address=settings.host,
         port=settings.port,
         interface=Interfaces.RSGI,
@@ -119,23 +117,23 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
         closing.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def close_then_stop() -> None:
-        had_sessions = node.open_sessions() > 0
+        had_sessions = bool(push.sessions)
         try:
-            # WebSockets first: they never end by themselves; closing them waits for their
+            # 1. WebSockets first: they never end by themselves; closing them waits for their
             # handlers (a second at most), then granian's thread gets a moment for the frames.
-            await node.closing()
+            await push.close_all()
             if had_sessions:
                 await asyncio.sleep(CLOSE_FRAMES_GRACE)
-            if node.open_sessions():
+            if push.sessions:
                 log.warning("%s WebSocket sessions still open: granian drops them",
-                            node.open_sessions())
+                            len(push.sessions))
         finally:
-            server.stop()  # type: ignore[no-untyped-call]
+            server.stop()  # type: ignore[no-untyped-call]  # 2. and 3.: granian
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop)
-    async with node.running():
+    async with node.running():  # on exit: 4. the node stops (closers, then loops)
         log.info("artemis node %s serving on %s:%s (region %s, zone %s)",
                  settings.node_url, settings.host, settings.port, settings.region, settings.zone)
         if ready is not None:
@@ -255,4 +253,4 @@ def run(settings: Settings, env: Mapping[str, str]) -> None:
         uvloop.run(serve(settings, traces=traces))
     finally:
         if traces is not None:
-            traces.shutdown()  # export the spans still buffered
+            traces.shutdown()  # 5. export the spans still buffered

@@ -11,13 +11,22 @@ from typing import Final
 from artemis import wire
 from artemis.core.registry import ServiceState, encode_service
 from artemis.core.versions import Delta, Snapshot, checksum_hex
+from artemis.server.api.endpoint import (
+    GET_POST,
+    POST,
+    REGION_QUERY,
+    ZONE_QUERY,
+    Endpoint,
+    Query,
+    bind,
+)
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node, drive_async
-from artemis.wire import GetServiceRequest, GetServicesDeltaRequest, LookupRequest
+from artemis.wire import ErrorCode, GetServiceRequest, GetServicesDeltaRequest, LookupRequest
 
-__all__ = ["routes"]
+__all__ = ["ENDPOINTS", "routes"]
 
-_SUCCESS: Final = status_bytes("success", "", "success")
+_SUCCESS: Final = status_bytes(ErrorCode.SUCCESS, "", "success")
 _LOOKUP_HEAD: Final = b'{"responseStatus":' + _SUCCESS + b',"services":['
 
 
@@ -39,14 +48,10 @@ class Discovery:
         self._delta_answers: dict[int, tuple[Delta, Pieces]] = {}
         self.region = node.settings.region.lower()
         self.zone = node.settings.zone.lower()
-        self.lookup_route = Route(frozenset({"POST"}), handler=self.lookup,
-                                  null_fields={"services": None})
-        self.service_route = Route(frozenset({"GET", "POST"}), handler=self.service,
-                                   null_fields={"checksum": None, "service": None})
-        self.services_route = Route(frozenset({"GET", "POST"}), handler=self.services,
-                                    null_fields={"checksum": None, "services": None, "version": 0})
-        self.delta_route = Route(frozenset({"POST"}), async_handler=self.delta,
-                                 null_fields={"checksum": None, "delta": None, "version": 0})
+        self.lookup_route = bind(LOOKUP, self)
+        self.service_route = bind(SERVICE, self)
+        self.services_route = bind(SERVICES, self)
+        self.delta_route = bind(DELTA, self)
 
     def _refusal(self, route: Route, region: str | None, zone: str | None) -> bytes | None:
         """Why this node will not answer a lookup for (region, zone), as an answer; or None.
@@ -56,16 +61,17 @@ class Discovery:
         """
         node = self.node
         if not node.state.serves_discovery:
-            return route.fail("service-unavailable", f"Service discovery is not in up state. "
-                              f"Current status: {node.state.status}")
+            return route.fail(ErrorCode.SERVICE_UNAVAILABLE, f"Service discovery is not in up "
+                              f"state. Current status: {node.state.status}")
         if region is not None and region.lower() != self.region:
-            return route.fail("no-permission", f"regionId is not the same as the discovery node. "
-                              f"regionId: {region}, discovery node.regionId: "
+            return route.fail(ErrorCode.NO_PERMISSION, f"regionId is not the same as the "
+                              f"discovery node. regionId: {region}, discovery node.regionId: "
                               f"{node.settings.region}")
         if (zone is not None and not node.settings.allow_discovery_from_other_zone
                 and zone.lower() != self.zone):
-            return route.fail("no-permission", f"zoneId is not the same as the discovery node. "
-                              f"zoneId: {zone}, discovery node.zoneId: {node.settings.zone}")
+            return route.fail(ErrorCode.NO_PERMISSION, f"zoneId is not the same as the discovery "
+                              f"node. zoneId: {zone}, discovery node.zoneId: "
+                              f"{node.settings.zone}")
         return None
 
     def _service(self, service_id: str) -> tuple[bytes, int]:
@@ -137,7 +143,7 @@ class Discovery:
         node = self.node
         if not node.state.serves_discovery:
             return self.services_route.fail(
-                "service-unavailable",
+                ErrorCode.SERVICE_UNAVAILABLE,
                 f"Service discovery is not in up state. Current status: {node.state.status}")
         current = node.versions.current
         cached = self._services_answer
@@ -150,11 +156,11 @@ class Discovery:
         node = self.node
         if not node.state.serves_discovery:
             return self.delta_route.fail(
-                "service-unavailable",
+                ErrorCode.SERVICE_UNAVAILABLE,
                 f"Service discovery is not in up state. Current status: {node.state.status}")
         delta = await drive_async(node.versions.delta(body.version), node.steps, "delta")
         if delta is None:
-            return self.delta_route.fail("data-not-found", "Delta is not found.")
+            return self.delta_route.fail(ErrorCode.DATA_NOT_FOUND, "Delta is not found.")
         cached = self._delta_answers.get(body.version)
         if cached is not None and cached[0] is delta:
             return cached[1]
@@ -170,8 +176,31 @@ class Discovery:
 def routes(node: Node) -> dict[str, Route]:
     d = Discovery(node)
     return {
-        "/api/discovery/lookup.json": d.lookup_route,
-        "/api/discovery/service.json": d.service_route,
-        "/api/discovery/services.json": d.services_route,
-        "/api/discovery/services-delta.json": d.delta_route,
+        LOOKUP.path: d.lookup_route,
+        SERVICE.path: d.service_route,
+        SERVICES.path: d.services_route,
+        DELTA.path: d.delta_route,
     }
+
+
+LOOKUP: Final = Endpoint(
+    "/api/discovery/lookup.json", POST, "Look services up", wire.LookupRequest,
+    wire.LookupResponse, Discovery.lookup,
+    description="Answers the live registry; a service with no instances answers "
+    "`\"instances\": []`. A node that cannot serve discovery answers `service-unavailable`.")
+SERVICE: Final = Endpoint(
+    "/api/discovery/service.json", GET_POST, "Get one service", wire.GetServiceRequest,
+    wire.GetServiceResponse, Discovery.service,
+    query=(Query("serviceId", {"type": "string"}, "The service's id.", required=True),
+           REGION_QUERY, ZONE_QUERY),
+    description="The service from the live registry, with its checksum.")
+SERVICES: Final = Endpoint(
+    "/api/discovery/services.json", GET_POST, "Get every service", wire.GetServicesRequest,
+    wire.GetServicesResponse, Discovery.services,
+    description="The newest snapshot with its `version`; only services with instances appear.")
+DELTA: Final = Endpoint(
+    "/api/discovery/services-delta.json", POST, "Get the changes since a version",
+    wire.GetServicesDeltaRequest, wire.GetServicesDeltaResponse, Discovery.delta,
+    description="The changes (`new`, `delete`, `change`) from a kept `version` to the newest; "
+    "a version that is not kept answers `data-not-found`.")
+ENDPOINTS: Final = (LOOKUP, SERVICE, SERVICES, DELTA)

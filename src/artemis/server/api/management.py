@@ -15,9 +15,8 @@ node within `management_poll_interval`; there is no sleep after a write.
 
 from __future__ import annotations
 
-import hmac
 import json
-from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Final
 
 import msgspec
@@ -25,26 +24,35 @@ import msgspec
 from artemis import wire
 from artemis.core.node_status import UP
 from artemis.core.registry import ServiceState
+from artemis.server.api.endpoint import (
+    GET_POST,
+    POST,
+    REGION_QUERY,
+    ZONE_QUERY,
+    Access,
+    Call,
+    Endpoint,
+    Role,
+    bind,
+)
 from artemis.server.http import BadRequest, Request, Route, status_bytes
 from artemis.server.management import Management
 from artemis.server.node import Node
-from artemis.server.store import StoreError, StoreUnavailable, StoreValueError
+from artemis.server.store import StoreError, StoreUnavailable, StoreValueError, limits
+from artemis.wire import ErrorCode
 
-__all__ = ["ManagementApi", "routes"]
+__all__ = ["ENDPOINTS", "ManagementApi", "routes"]
 
 BASE: Final = "/api/management"
-_SUCCESS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
-_OK_BODY: Final = b'{"responseStatus":' + status_bytes("success", "", "success") + b"}"
-_MAX_ID: Final = 256
-_MAX_NAME: Final = 128
-_MAX_REASON: Final = 1024
-_MAX_EXTENSIONS: Final = 2048
+_SUCCESS: Final = wire.ResponseStatus(error_code=ErrorCode.SUCCESS, message="",
+                                      status="success")
+_OK_BODY: Final = b'{"responseStatus":' + status_bytes(ErrorCode.SUCCESS, "", "success") + b"}"
+_MAX_ID: Final = limits.MAX_ID
+_MAX_NAME: Final = limits.MAX_NAME
+_MAX_REASON: Final = limits.MAX_REASON
+_MAX_EXTENSIONS: Final = limits.MAX_EXTENSIONS
 _MAX_ZONE_BATCH: Final = 1000
-_MAX_OFFSET: Final = 2**63 - 1
-_WRITES: Final = ("operate", "insert-", "update-", "delete-", "create-", "release-")
-
-Handler = Callable[[Request, str], Awaitable[bytes]]
-Endpoint = Callable[[Request], Awaitable[bytes]]
+_MAX_OFFSET: Final = limits.MAX_OFFSET
 
 
 class NodeNotUp(Exception):
@@ -52,102 +60,53 @@ class NodeNotUp(Exception):
 
 
 class ManagementApi:
-    def __init__(self, node: Node, management: Management) -> None:
+    """The management endpoints, and the gate of every management endpoint (groups' too): the
+    database configured before the role is checked, answering after it."""
+
+    def __init__(self, node: Node, management: Management | None, access: Access) -> None:
         self.node = node
-        self.management = management
-        self.tokens = {name: (roles, secret.encode())
-                       for name, (roles, secret) in node.settings.api_tokens().items()}
+        self._management = management  # None on a node without a database: all refused
+        self.access = access
         self.routes: dict[str, Route] = {}
-        post, both = frozenset({"POST"}), frozenset({"GET", "POST"})
-        for path, methods, handler, nulls in (
-            ("operate-instance.json", post, self.operate_instance, {}),
-            ("operate-server.json", post, self.operate_server, {}),
-            ("instance-operations.json", post, self.instance_operations, {"operations": None}),
-            ("server-operations.json", post, self.server_operations, {"operations": None}),
-            ("all-instance-operations.json", both, self.all_instance_operations,
-             {"allInstanceOperations": None}),
-            ("all-server-operations.json", both, self.all_server_operations,
-             {"allServerOperations": None}),
-            ("instance-down.json", post, self.instance_down, {"down": False}),
-            ("services.json", both, self.services, {"services": None, "version": 0}),
-            ("service.json", post, self.service, {"groups": None, "service": None}),
-            ("server-down.json", post, self.server_down, {"down": False}),
-            ("zone/operate-zone-operations.json", post, self.operate_zones, {}),
-            ("zone/get-all-zone-operations.json", both, self.all_zone_operations,
-             {"allZoneOperations": None}),
-            ("zone/get-zone-operations.json", post, self.zone_operations, {"operations": None}),
-            ("zone/get-zone-operations-list.json", post, self.zone_operations_list,
-             {"zoneOperationsList": None}),
-            ("zone/is-zone-down.json", post, self.zone_down, {"down": False}),
-            ("log/instance-operation-logs.json", post, self._log("instance-operation"),
-             {"logs": None, "total": 0}),
-            ("log/server-operation-logs.json", post, self._log("server-operation"),
-             {"logs": None, "total": 0}),
-            ("log/zone-operation-logs.json", post, self._log("zone-operation"),
-             {"logs": None, "total": 0}),
-            ("log/group-operation-logs.json", post, self._log("group-operation"),
-             {"logs": None, "total": 0}),
-            ("log/group-logs.json", post, self._log("group"), {"logs": None, "total": 0}),
-            ("log/route-rule-logs.json", post, self._log("route-rule"),
-             {"logs": None, "total": 0}),
-            ("log/route-rule-group-logs.json", post, self._log("route-rule-group"),
-             {"logs": None, "total": 0}),
-            ("log/group-instance-logs.json", post, self._log("group-instance"),
-             {"logs": None, "total": 0}),
-            ("log/service-instance-logs.json", post, self._log("service-instance"),
-             {"logs": None, "total": 0}),
-            ("log/group-tag-logs.json", post, self._log("group-tag"),
-             {"logs": None, "total": 0}),
-            ("log/audit.json", post, self._log(None), {"logs": None, "total": 0}),
-        ):
-            self.routes[f"{BASE}/{path}"] = Route(methods, async_handler=self.guard(
-                f"{BASE}/{path}", handler), null_fields=nulls)
+        self.add(ENDPOINTS, self)
+
+    def add(self, endpoints: tuple[Endpoint, ...], api: object) -> None:
+        """Serve `endpoints` with `api`'s handlers, behind this gate."""
+        for endpoint in endpoints:
+            self.routes[endpoint.path] = bind(endpoint, api, self.access, self)
 
     # --- checks --------------------------------------------------------------------------
 
-    def guard(self, path: str, handler: Handler) -> Endpoint:
-        write = any(verb in path.rsplit("/", 1)[-1] for verb in _WRITES)
+    @property
+    def management(self) -> Management:
+        """The node's management; handlers reach it only once `closed()` let a call in."""
+        if self._management is None:
+            raise RuntimeError("management is not configured on this node (no database)")
+        return self._management
 
-        async def guarded(request: Request) -> bytes:
-            route = self.routes[path]
-            if not self.management.enabled:
-                return route.fail("service-unavailable", "management is not configured on this "
-                                  "node (no database)")
-            actor = self._actor(request, "write" if write else "read")
-            if actor is None:
-                return route.fail("no-permission", f"this call needs a bearer token with the "
-                                  f"{'write' if write else 'read'} role")
-            if not self.management.available:
-                return route.fail("service-unavailable", "the management database does not "
-                                  "answer; discovery goes on with the last data loaded")
-            try:
-                return await handler(request, actor)
-            except StoreValueError as exc:  # a value the database cannot hold (NUL, ...)
-                raise BadRequest(str(exc)) from None
-            except NodeNotUp as exc:
-                return route.fail("service-unavailable", str(exc))
-            except StoreUnavailable as exc:
-                return route.fail("service-unavailable", f"the management database does not "
-                                  f"answer: {exc}")
-            except StoreError as exc:
-                return route.fail("internal-service-error", f"the management database failed: "
-                                  f"{exc}")
-        return guarded
+    def closed(self) -> tuple[str, str] | None:
+        if self._management is None:
+            return (ErrorCode.SERVICE_UNAVAILABLE,
+                    "management is not configured on this node (no database)")
+        return None
 
-    def _actor(self, request: Request, role: str) -> str | None:
-        """The name of the caller's token if it has `role` (reads may be open)."""
-        if role == "read" and self.node.settings.management_open_reads:
-            return "anonymous"
-        given = request.header("authorization") or ""
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return None
-        secret = value.strip().encode()
-        found = None
-        for name, (roles, expected) in self.tokens.items():  # every token compared, in
-            if hmac.compare_digest(secret, expected) and role in roles:  # constant time each
-                found = name
-        return found
+    async def run(self, route: Route, call: Call, request: Request, actor: str) -> bytes:
+        if not self.management.available:
+            return route.fail(ErrorCode.SERVICE_UNAVAILABLE, "the management database does not "
+                              "answer; discovery goes on with the last data loaded")
+        try:
+            answer: bytes = await call(request, actor)
+        except StoreValueError as exc:  # a value the database cannot hold (NUL, ...)
+            raise BadRequest(str(exc)) from None
+        except NodeNotUp as exc:
+            return route.fail(ErrorCode.SERVICE_UNAVAILABLE, str(exc))
+        except StoreUnavailable as exc:
+            return route.fail(ErrorCode.SERVICE_UNAVAILABLE, f"the management database does "
+                              f"not answer: {exc}")
+        except StoreError as exc:
+            return route.fail(ErrorCode.INTERNAL_SERVICE_ERROR, f"the management database "
+                              f"failed: {exc}")
+        return answer
 
     def require_up(self) -> None:
         """Writes need the node up (checked once the body is known to be valid)."""
@@ -339,10 +298,11 @@ class ManagementApi:
         management = self.management
         members, tags = management.members_by_group, management.tags_by_group
         return [wire.ServiceGroup(
-            group_key=f"{g.service_id}/{g.region_id}/{g.zone_id}/{g.name}",
-            instance_ids=list(members[g.id]) if g.id in members else None,
-            metadata=dict(tags[g.id]) if g.id in tags else None) for g in sorted(
-                management.groups, key=lambda g: (g.zone_id, g.name)) if g.service_id == service]
+            group_key=g.group_key,
+            instance_ids=list(members[g.group_id]) if g.group_id in members else None,
+            metadata=dict(tags[g.group_id]) if g.group_id in tags else None) for g in sorted(
+                management.groups, key=lambda g: (g.zone_id or "", g.name or ""))
+            if g.service_id == service and g.group_id is not None]
 
     async def services(self, request: Request, actor: str) -> bytes:
         if request.method == "POST":
@@ -438,49 +398,124 @@ class ManagementApi:
 
     # --- audit log -----------------------------------------------------------------------
 
-    def _log(self, kind: str | None) -> Handler:
-        async def logs(request: Request, actor: str) -> bytes:
-            asked = request.json(wire.OperationLogRequest)
-            filters: dict[str, str | bool | None] = {"kind": kind}
-            for name, field in (("region_id", "regionId"), ("service_id", "serviceId"),
-                                ("instance_id", "instanceId"), ("server_id", "serverId"),
-                                ("zone_id", "zoneId")):
-                value = getattr(asked, name)
-                if value is not None and value.strip():
-                    filters[name] = self.text(value, field).lower()
-            for name, field in (("operation", "operation"), ("operator_id", "operatorId")):
-                value = getattr(asked, name)
-                if value is not None and value.strip():
-                    filters[name] = self.text(value, field, _MAX_NAME)
-            if asked.complete is not None:
-                filters["complete"] = asked.complete
-            if asked.name is not None and asked.name.strip():
-                filters["name"] = self.text(asked.name, "name")  # as stored
-            for name, value in (("group_id", asked.group_id),
-                                ("route_rule_id", asked.route_rule_id)):
-                if value is not None:
-                    filters[name] = value
-            offset = asked.offset or 0
-            limit = 100 if asked.limit is None else asked.limit
-            if not 0 <= offset <= _MAX_OFFSET or not 1 <= limit <= 1000:
-                raise BadRequest(f"offset must be from 0 to {_MAX_OFFSET} and limit from 1 to "
-                                 f"1000.")
-            store = self.management.store
-            assert store is not None
-            entries, total = await self.management.traced("audit", store.audit(
-                {k: v for k, v in filters.items() if v is not None}, offset=offset,
-                limit=limit, newest_first=asked.newest_first is not False))
-            rows = [wire.AuditEntry(
-                actor=e.actor, after=list(e.after), before=list(e.before), complete=e.complete,
-                create_time=e.created_ms, extensions=e.extensions, id=e.id,
-                instance_id=e.instance_id, kind=e.kind, operation=e.operation,
-                operator_id=e.operator_id, reason=e.reason, region_id=e.region_id,
-                server_id=e.server_id, service_id=e.service_id, zone_id=e.zone_id)
-                for e in entries]
-            return wire.encode(wire.AuditLogResponse(logs=rows, response_status=_SUCCESS,
-                                                     total=total))
-        return logs
+    async def logs(self, request: Request, actor: str, kind: str | None) -> bytes:
+        """The audit log of `kind` (every kind if None), filtered as asked."""
+        asked = request.json(wire.OperationLogRequest)
+        filters: dict[str, str | bool | None] = {"kind": kind}
+        for name, field in (("region_id", "regionId"), ("service_id", "serviceId"),
+                            ("instance_id", "instanceId"), ("server_id", "serverId"),
+                            ("zone_id", "zoneId")):
+            value = getattr(asked, name)
+            if value is not None and value.strip():
+                filters[name] = self.text(value, field).lower()
+        for name, field in (("operation", "operation"), ("operator_id", "operatorId")):
+            value = getattr(asked, name)
+            if value is not None and value.strip():
+                filters[name] = self.text(value, field, _MAX_NAME)
+        if asked.complete is not None:
+            filters["complete"] = asked.complete
+        if asked.name is not None and asked.name.strip():
+            filters["name"] = self.text(asked.name, "name")  # as stored
+        for name, value in (("group_id", asked.group_id),
+                            ("route_rule_id", asked.route_rule_id)):
+            if value is not None:
+                filters[name] = value
+        offset = asked.offset or 0
+        limit = 100 if asked.limit is None else asked.limit
+        if not 0 <= offset <= _MAX_OFFSET or not 1 <= limit <= limits.MAX_AUDIT_PAGE:
+            raise BadRequest(f"offset must be from 0 to {_MAX_OFFSET} and limit from 1 to "
+                             f"{limits.MAX_AUDIT_PAGE}.")
+        store = self.management.store
+        assert store is not None
+        entries, total = await self.management.traced("audit", store.audit(
+            {k: v for k, v in filters.items() if v is not None}, offset=offset,
+            limit=limit, newest_first=asked.newest_first is not False))
+        return wire.encode(wire.AuditLogResponse(logs=entries, response_status=_SUCCESS,
+                                                 total=total))
 
 
-def routes(node: Node, management: Management) -> dict[str, Route]:
-    return ManagementApi(node, management).routes
+def routes(node: Node, management: Management | None, access: Access) -> dict[str, Route]:
+    return ManagementApi(node, management, access).routes
+
+
+def _endpoint(path: str, methods: frozenset[str], summary: str, request: type[Any],
+              answer: type[Any], handler: Any, role: Role, description: str = "",
+              region_query: bool = False) -> Endpoint:
+    """A management endpoint: its GET form (if any) takes the region asked."""
+    return Endpoint(f"{BASE}/{path}", methods, summary, request, answer, handler, role=role,
+                    query=(REGION_QUERY,) if region_query else (), description=description)
+
+
+def _log(path: str, summary: str, kind: str | None, description: str = "") -> Endpoint:
+    return _endpoint(f"log/{path}", POST, summary, wire.OperationLogRequest,
+                     wire.AuditLogResponse, partial(ManagementApi.logs, kind=kind), Role.READ,
+                     description)
+
+
+R, W, M = Role.READ, Role.WRITE, ManagementApi
+ENDPOINTS: Final = (
+    _endpoint("operate-instance.json", POST, "Pull an instance out or back in",
+              wire.OperateInstanceRequest, wire.StatusOnlyResponse, M.operate_instance, W,
+              "`operationComplete` false adds `operation` to the instance (pulled out: hidden "
+              "from discovery, still registered), true removes it (back in once no operation "
+              "is left). Audited; applied on every node within `management_poll_interval`."),
+    _endpoint("operate-server.json", POST, "Pull a server (machine) out or back in",
+              wire.OperateServerRequest, wire.StatusOnlyResponse, M.operate_server, W,
+              "The same for every instance whose `ip` is the `serverId`."),
+    _endpoint("instance-operations.json", POST, "An instance's operations",
+              wire.InstanceKeyRequest, wire.InstanceOperationsResponse, M.instance_operations,
+              R, "`operations` is null when none."),
+    _endpoint("server-operations.json", POST, "A server's operations", wire.ServerKeyRequest,
+              wire.ServerOperationsResponse, M.server_operations, R,
+              "`operations` is null when none."),
+    _endpoint("all-instance-operations.json", GET_POST, "Every pulled-out instance",
+              wire.RegionRequest, wire.AllInstanceOperationsResponse,
+              M.all_instance_operations, R, region_query=True),
+    _endpoint("all-server-operations.json", GET_POST, "Every pulled-out server",
+              wire.RegionRequest, wire.AllServerOperationsResponse, M.all_server_operations, R,
+              region_query=True),
+    _endpoint("instance-down.json", POST, "Is this instance pulled out?",
+              wire.InstanceDownRequest, wire.DownResponse, M.instance_down, R,
+              "By its own key, its server (ip) or its zone."),
+    Endpoint(f"{BASE}/services.json", GET_POST, "Every service as operators see it",
+             wire.GetServicesRequest, wire.GetServicesResponse, M.services, role=R,
+             query=(REGION_QUERY, ZONE_QUERY),
+             description="Every registered instance, pulled out or not: `status` is `down` "
+             "when management hides it, `up` otherwise, and its metadata gains `creationTime`, "
+             "`renewalTime` and `ttl` (ms, as text); logical instances likewise, and the route "
+             "rules discovery shows."),
+    _endpoint("service.json", POST, "One service as operators see it",
+              wire.ManagedServiceRequest, wire.ManagedServiceResponse, M.service, R,
+              "As services.json, for one service, with every management group of the service "
+              "(key, tags as metadata, explicit members)."),
+    _endpoint("server-down.json", POST, "Is this server pulled out?", wire.ServerKeyRequest,
+              wire.DownResponse, M.server_down, R),
+    _endpoint("zone/operate-zone-operations.json", POST, "Pull services' zones out or back in",
+              wire.OperateZoneOperationsRequest, wire.StatusOnlyResponse, M.operate_zones, W,
+              "Each entry's `operations` (or the request's `operation`) added or removed for "
+              "its zone key."),
+    _endpoint("zone/get-all-zone-operations.json", GET_POST, "Every pulled-out zone",
+              wire.RegionRequest, wire.AllZoneOperationsResponse, M.all_zone_operations, R,
+              region_query=True),
+    _endpoint("zone/get-zone-operations.json", POST, "A zone's operations", wire.ZoneKeyRequest,
+              wire.ZoneOperationsResponse, M.zone_operations, R),
+    _endpoint("zone/get-zone-operations-list.json", POST, "Zone operations by service and zone",
+              wire.ZoneOperationsListRequest, wire.ZoneOperationsListResponse,
+              M.zone_operations_list, R),
+    _endpoint("zone/is-zone-down.json", POST, "Is this zone of a service pulled out?",
+              wire.ZoneKeyRequest, wire.DownResponse, M.zone_down, R),
+    _log("instance-operation-logs.json", "Audit log of instance operations",
+         "instance-operation", "Equality filters, `offset`/`limit` (100, at most 1,000) and "
+         "`newestFirst` (true)."),
+    _log("server-operation-logs.json", "Audit log of server operations", "server-operation"),
+    _log("zone-operation-logs.json", "Audit log of zone operations", "zone-operation"),
+    _log("group-operation-logs.json", "Audit log of group operations", "group-operation"),
+    _log("group-logs.json", "Audit log of groups", "group"),
+    _log("route-rule-logs.json", "Audit log of route rules", "route-rule"),
+    _log("route-rule-group-logs.json", "Audit log of route rules' groups", "route-rule-group"),
+    _log("group-instance-logs.json", "Audit log of groups' explicit members", "group-instance"),
+    _log("service-instance-logs.json", "Audit log of logical instances", "service-instance"),
+    _log("group-tag-logs.json", "Audit log of group tags", "group-tag"),
+    _log("audit.json", "The whole audit log", None, "Every management write: who (`actor`: the "
+         "token's name; `operatorId`), what, when, the target's operations before and after."),
+)

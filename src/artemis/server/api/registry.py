@@ -7,24 +7,26 @@ counted against its caller's address (the TCP peer, without port) for the per-cl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from artemis import wire
 from artemis.core.registry import BatchResult
-from artemis.server.http import BadRequest, Request, Route, status_bytes
+from artemis.server.api.endpoint import POST, Endpoint, bind
+from artemis.server.http import BadRequest, Request, status_bytes
 from artemis.server.node import Node
-from artemis.wire import InstancesRequest
+from artemis.wire import ErrorCode, InstancesRequest
 
-__all__ = ["InstancesOperation", "RegistryApi", "client_address", "routes"]
+__all__ = ["ENDPOINTS", "InstancesOperation", "RegistryApi", "client_address", "routes"]
 
 SUCCESS_BODY: Final = b'{"failedInstances":null,"responseStatus":' + status_bytes(
-    "success", "", "success") + b"}"
-_NULLS: Final = {"failedInstances": None}
-_PARTIAL: Final = wire.ResponseStatus(error_code="partial_fail", message="",
+    ErrorCode.SUCCESS, "", "success") + b"}"
+_PARTIAL: Final = wire.ResponseStatus(error_code=ErrorCode.PARTIAL_FAIL, message="",
                                       status="partial_fail")
 
 Operation = Callable[..., BatchResult]  # (instances, now, wall_ms[, client=address])
+# Hands a client write that succeeded here to the cluster: (operation, instances).
+Replicate = Callable[[str, Sequence[wire.Instance]], None]
 
 
 def client_address(peer: str) -> str:
@@ -46,24 +48,25 @@ def answer(result: BatchResult) -> bytes:
 
 class InstancesOperation:
     """One of register / heartbeat / unregister, shared by HTTP, the heartbeat WebSocket and
-    the replication endpoints (`limiter="replication"`, accepted while the node starts, and
-    `replicates=False`: a replicated write is never replicated again)."""
+    the replication endpoints (`limiter="replication"`, accepted while the node starts, and no
+    `replicate`: a replicated write is never replicated again). `replicate` is the cluster's,
+    for client writes on a node with peers."""
 
-    def __init__(self, node: Node, identity: str, operation: Operation, *,
+    def __init__(self, node: Node, endpoint: Endpoint, identity: str, operation: Operation, *,
                  limiter: str = "registry", needs_up: bool = True,
-                 replicates: bool = True, limit_batch: bool = True,
+                 replicate: Replicate | None = None, limit_batch: bool = True,
                  per_client: bool = False) -> None:
         self.node = node
         self.identity = identity
         self.operation = operation
         self.limiter = limiter
         self.needs_up = needs_up
-        self.replicates = replicates
+        self.replicate = replicate
         self.per_client = per_client  # the operation takes client=<address> (register)
         # Peers' batches follow their own replication_batch, not this node's max_batch (the
         # body size limit still applies to them).
         self.max_batch = node.settings.max_batch if limit_batch else None
-        self.route = Route(frozenset({"POST"}), handler=self.handle, null_fields=_NULLS)
+        self.route = bind(endpoint, self)
 
     def handle(self, request: Request) -> bytes:
         return self.run(request.json(InstancesRequest), client_address(request.client))
@@ -71,7 +74,7 @@ class InstancesOperation:
     def run(self, body: InstancesRequest, client: str = "") -> bytes:
         node = self.node
         if not node.allowed(self.limiter, self.identity):
-            return self.route.fail("rate-limited", "Request is rate limited.")
+            return self.route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         instances = body.instances
         if not instances:
             raise BadRequest("request.instances is null or empty.")
@@ -80,7 +83,7 @@ class InstancesOperation:
             raise BadRequest(f"request.instances has {len(instances)} instances; "
                              f"at most {limit} are accepted in one request.")
         if self.needs_up and not node.state.serves_registry:
-            return self.route.fail("service-unavailable",
+            return self.route.fail(ErrorCode.SERVICE_UNAVAILABLE,
                                    f"Serivce registry is not in up state. Current status: "
                                    f"{node.state.status}")
         clock = node.clock
@@ -89,27 +92,50 @@ class InstancesOperation:
         else:
             result = self.operation(instances, clock.monotonic(), clock.wall_ms())
         node.publish(result.changes)
-        if self.replicates and result.succeeded and node.replicate is not None:
-            node.replicate(self.identity, result.succeeded)
+        if self.replicate is not None and result.succeeded:
+            self.replicate(self.identity, result.succeeded)
         if result.failed and self.route.stats is not None:
-            self.route.stats.error("partial_fail")
+            self.route.stats.error(ErrorCode.PARTIAL_FAIL)
         return answer(result)
 
 
 class RegistryApi:
     """The three registry operations; heartbeat is shared with the heartbeat WebSocket."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, replicate: Replicate | None = None) -> None:
         registry = node.registry
-        self.register = InstancesOperation(node, "register", registry.register, per_client=True)
-        self.heartbeat = InstancesOperation(node, "heartbeat", registry.heartbeat)
-        self.unregister = InstancesOperation(node, "unregister", registry.unregister)
+        self.register = InstancesOperation(node, REGISTER, "register", registry.register,
+                                           replicate=replicate, per_client=True)
+        self.heartbeat = InstancesOperation(node, HEARTBEAT, "heartbeat", registry.heartbeat,
+                                            replicate=replicate)
+        self.unregister = InstancesOperation(node, UNREGISTER, "unregister",
+                                             registry.unregister, replicate=replicate)
         self.routes = {
-            "/api/registry/register.json": self.register.route,
-            "/api/registry/heartbeat.json": self.heartbeat.route,
-            "/api/registry/unregister.json": self.unregister.route,
+            REGISTER.path: self.register.route,
+            HEARTBEAT.path: self.heartbeat.route,
+            UNREGISTER.path: self.unregister.route,
         }
 
 
-def routes(node: Node) -> RegistryApi:
-    return RegistryApi(node)
+def routes(node: Node, replicate: Replicate | None = None) -> RegistryApi:
+    return RegistryApi(node, replicate)
+
+
+BATCH: Final = ("A batch is checked as a whole first (rate limit, `instances` missing, empty or "
+                "over `max_batch`, node not serving), then each instance on its own: a failing "
+                "one is listed in `failedInstances` and the answer is `partial_fail`.")
+
+REGISTER: Final = Endpoint(
+    "/api/registry/register.json", POST, "Register instances", wire.InstancesRequest,
+    wire.InstancesResponse, InstancesOperation.handle,
+    description="Creates (or replaces) the lease of each instance. " + BATCH)
+HEARTBEAT: Final = Endpoint(
+    "/api/registry/heartbeat.json", POST, "Renew the leases of instances", wire.InstancesRequest,
+    wire.InstancesResponse, InstancesOperation.handle,
+    description="An unknown or expired instance fails `data-not-found` (register it again). "
+    + BATCH)
+UNREGISTER: Final = Endpoint(
+    "/api/registry/unregister.json", POST, "Unregister instances", wire.InstancesRequest,
+    wire.InstancesResponse, InstancesOperation.handle,
+    description="Removes each lease at once; an unknown instance is a success. " + BATCH)
+ENDPOINTS: Final = (REGISTER, HEARTBEAT, UNREGISTER)

@@ -31,14 +31,16 @@ from typing import Final
 
 from artemis import wire
 from artemis.core.registry import encode_service, lease_copy
+from artemis.server.api.endpoint import GET_POST, POST, ZONE_QUERY, Endpoint, Query, bind
 from artemis.server.api.registry import InstancesOperation
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node
+from artemis.wire import ErrorCode
 
-__all__ = ["routes"]
+__all__ = ["ENDPOINTS", "routes"]
 
-_SUCCESS: Final = status_bytes("success", "", "success")
-_STATUS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
+_SUCCESS: Final = status_bytes(ErrorCode.SUCCESS, "", "success")
+_STATUS: Final = wire.ResponseStatus(error_code=ErrorCode.SUCCESS, message="", status="success")
 _MAX_SERVICES: Final = 100_000
 _STEP_LEASES: Final = 2_000  # leases per step of a large answer (a few ms of work)
 _STEP_SERVICES: Final = 5_000  # services per step of the checksums answer
@@ -54,25 +56,22 @@ class Replication:
     def __init__(self, node: Node) -> None:
         self.node = node
         registry = node.registry
-        operations = {
-            "register": partial(registry.register, check_zone=False, same_renews=True),
-            "heartbeat": partial(registry.heartbeat, check_zone=False, register_unknown=True),
-            "unregister": partial(registry.unregister, check_zone=False, from_peer=True),
-        }
+        operations = (
+            (REGISTER, "register", partial(registry.register, check_zone=False,
+                                           same_renews=True)),
+            (HEARTBEAT, "heartbeat", partial(registry.heartbeat, check_zone=False,
+                                             register_unknown=True)),
+            (UNREGISTER, "unregister", partial(registry.unregister, check_zone=False,
+                                               from_peer=True)),
+        )
         self.routes = {
-            f"/api/replication/registry/{name}.json": InstancesOperation(
-                node, name, operation, limiter="replication", needs_up=False,
-                replicates=False, limit_batch=False).route
-            for name, operation in operations.items()
+            endpoint.path: InstancesOperation(
+                node, endpoint, name, operation, limiter="replication", needs_up=False,
+                limit_batch=False).route
+            for endpoint, name, operation in operations
         }
-        self.routes["/api/replication/registry/services.json"] = Route(
-            frozenset({"GET", "POST"}), async_handler=self.services,
-            null_fields={"services": None})
-        self.routes["/api/replication/registry/checksums.json"] = Route(
-            frozenset({"POST"}), async_handler=self.checksums,
-            null_fields={"checksum": None, "services": None})
-        self.routes["/api/replication/registry/leases.json"] = Route(
-            frozenset({"POST"}), async_handler=self.leases, null_fields={"leases": None})
+        for endpoint in (SERVICES, CHECKSUMS, LEASES):
+            self.routes[endpoint.path] = bind(endpoint, self)
 
     def _region_problem(self, region: str | None) -> str | None:
         mine = self.node.settings.region
@@ -83,13 +82,13 @@ class Replication:
         return None
 
     async def checksums(self, request: Request) -> bytes | Pieces:
-        route = self.routes["/api/replication/registry/checksums.json"]
+        route = self.routes[CHECKSUMS.path]
         if not self.node.allowed("replication", "checksums"):
-            return route.fail("rate-limited", "Request is rate limited.")
+            return route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         asked = request.json(wire.ChecksumsRequest)
         problem = self._region_problem(asked.region_id)
         if problem is not None:
-            return route.fail("no-permission", problem)
+            return route.fail(ErrorCode.NO_PERMISSION, problem)
         total = f"{self.node.registry.checksum:016x}"
         if asked.checksum is not None and asked.checksum.lower() == total:
             return wire.encode(wire.ChecksumsResponse(checksum=total, response_status=_STATUS))
@@ -118,14 +117,14 @@ class Replication:
         return Pieces(parts)
 
     async def leases(self, request: Request) -> bytes | Pieces:
-        route = self.routes["/api/replication/registry/leases.json"]
+        route = self.routes[LEASES.path]
         node = self.node
         if not node.allowed("replication", "leases"):
-            return route.fail("rate-limited", "Request is rate limited.")
+            return route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         asked = request.json(wire.LeasesRequest)
         problem = self._region_problem(asked.region_id)
         if problem is not None:
-            return route.fail("no-permission", problem)
+            return route.fail(ErrorCode.NO_PERMISSION, problem)
         if asked.service_ids is not None and len(asked.service_ids) > _MAX_SERVICES:
             raise BadRequest(f"serviceIds has {len(asked.service_ids)} entries; at most "
                              f"{_MAX_SERVICES} are accepted in one request.")
@@ -149,10 +148,10 @@ class Replication:
         return Pieces(parts)
 
     async def services(self, request: Request) -> bytes | Pieces:
-        route = self.routes["/api/replication/registry/services.json"]
+        route = self.routes[SERVICES.path]
         node = self.node
         if not node.allowed("replication", "get-services"):
-            return route.fail("rate-limited", "Request is rate limited.")
+            return route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         if request.method == "GET":
             region = request.query("regionId")
             if region is None:
@@ -160,8 +159,8 @@ class Replication:
         else:
             region = request.json(wire.GetServicesRequest).region_id
         if region is None or region.lower() != node.settings.region.lower():
-            return route.fail("no-permission", f"regionId is not the same as the registry node. "
-                              f"regionId: {'null' if region is None else region}, "
+            return route.fail(ErrorCode.NO_PERMISSION, f"regionId is not the same as the "
+                              f"registry node. regionId: {'null' if region is None else region}, "
                               f"registry node.regionId: "
                               f"{node.settings.region}")
         return await node.build_shared(("services",), self._services, "services")
@@ -191,3 +190,43 @@ class Replication:
 
 def routes(node: Node) -> dict[str, Route]:
     return Replication(node).routes
+
+
+_FROM_PEER: Final = ("Called by peer nodes. As the registry endpoint, but accepted while the node "
+                     "is starting, checked for region only (not zone), and rate-limited by the "
+                     "`replication` limiter.")
+
+REGISTER: Final = Endpoint(
+    "/api/replication/registry/register.json", POST, "Register instances (from a peer)",
+    wire.InstancesRequest, wire.InstancesResponse, InstancesOperation.handle,
+    description=_FROM_PEER)
+HEARTBEAT: Final = Endpoint(
+    "/api/replication/registry/heartbeat.json", POST, "Renew leases (from a peer)",
+    wire.InstancesRequest, wire.InstancesResponse, InstancesOperation.handle,
+    description=_FROM_PEER + " An instance the node does not know is registered, so a register "
+    "a peer lost heals.")
+UNREGISTER: Final = Endpoint(
+    "/api/replication/registry/unregister.json", POST, "Unregister instances (from a peer)",
+    wire.InstancesRequest, wire.InstancesResponse, InstancesOperation.handle,
+    description=_FROM_PEER)
+SERVICES: Final = Endpoint(
+    "/api/replication/registry/services.json", GET_POST,
+    "Copy the whole registry (for a starting peer)", wire.GetServicesRequest,
+    wire.LookupResponse, Replication.services,
+    query=(Query("regionId", {"type": "string"}, "This node's region (required).",
+                 required=True), ZONE_QUERY),
+    description="Every service with instances, unfiltered. Another region is refused "
+    "`no-permission`.")
+CHECKSUMS: Final = Endpoint(
+    "/api/replication/registry/checksums.json", POST, "Compare registry checksums "
+    "(anti-entropy)", wire.ChecksumsRequest, wire.ChecksumsResponse, Replication.checksums,
+    description="Called by peer nodes. Answers this node's registry checksum (hex) and, when "
+    "the caller's `checksum` differs, the checksum of every service by lower-case service id; "
+    "`services` is null when the registries are equal.")
+LEASES: Final = Endpoint(
+    "/api/replication/registry/leases.json", POST, "Copy leases (bootstrap and repair)",
+    wire.LeasesRequest, wire.LeasesResponse, Replication.leases,
+    description="Called by peer nodes. The leases of `serviceIds` (every service when null): "
+    "each instance with when it was registered (`createdMs`, epoch ms) and how long ago it was "
+    "renewed (`ageMs`), so a copy expires when the original does.")
+ENDPOINTS: Final = (REGISTER, HEARTBEAT, UNREGISTER, SERVICES, CHECKSUMS, LEASES)

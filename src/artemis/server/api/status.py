@@ -8,7 +8,6 @@ up-*-nodes answers every node that serves registry (discovery) now.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import socket
 from collections.abc import Generator
 from typing import Any, Final
@@ -18,15 +17,29 @@ import msgspec
 from artemis import wire
 from artemis.core.lease import SafeChecker
 from artemis.core.registry import Lease, describe
-from artemis.server.cluster import NODE_ID_HEADER
+from artemis.server.api.endpoint import (
+    GET,
+    GET_POST,
+    REGION_QUERY,
+    ZONE_QUERY,
+    Access,
+    Endpoint,
+    Query,
+    Role,
+    bind,
+)
+from artemis.server.cluster import NODE_ID_HEADER, Cluster, alone_status
 from artemis.server.http import BadRequest, Pieces, Request, Response, Route
+from artemis.server.management import Management, unconfigured_status
 from artemis.server.node import Node
+from artemis.server.observability.metrics import CONTENT_TYPE, render
 from artemis.server.push import PushServer
-from artemis.wire import ServiceNode, ServiceNodeStatus, Zone
+from artemis.wire import ErrorCode, ServiceNode, ServiceNodeStatus, Zone
 
-__all__ = ["routes"]
+__all__ = ["ENDPOINTS", "METRICS", "metrics_route", "routes"]
 
-_SUCCESS: Final = wire.ResponseStatus(error_code="success", message="", status="success")
+_SUCCESS: Final = wire.ResponseStatus(error_code=ErrorCode.SUCCESS, message="",
+                                      status="success")
 _sorted: Final = msgspec.json.Encoder(order="sorted")
 _LEASE_STEP: Final = 2_000  # leases per step of a leases answer
 
@@ -47,9 +60,12 @@ def _stamp(ms: float) -> str:
 
 
 class Status:
-    def __init__(self, node: Node, push: PushServer | None = None) -> None:
+    def __init__(self, node: Node, push: PushServer | None = None,
+                 cluster: Cluster | None = None, management: Management | None = None) -> None:
         self.node = node
         self.push = push
+        self.cluster = cluster  # None on a node without peers
+        self.management = management  # None on a node without a database
         s = node.settings
         self.zone = Zone(region_id=s.region, zone_id=s.zone)
         self.service_node = ServiceNode(url=s.node_url, zone=self.zone)
@@ -73,13 +89,11 @@ class Status:
     def node_json(self, request: Request) -> Response:
         body = wire.encode(wire.GetClusterNodeStatusResponse(node_status=self.node_status(),
                                                              response_status=_SUCCESS))
-        cluster = self.node.cluster
-        headers = [] if cluster is None else [(NODE_ID_HEADER, cluster.node_id)]
-        return Response(body, headers=headers)
+        return Response(body, headers=[(NODE_ID_HEADER, self.node.node_id)])
 
     def peer_statuses(self) -> list[ServiceNodeStatus]:
         """The status of every peer as last polled (flags null while `unknown`)."""
-        cluster = self.node.cluster
+        cluster = self.cluster
         if cluster is None:
             return []
         out = []
@@ -101,8 +115,8 @@ class Status:
 
     def cluster_json(self, request: Request) -> bytes:
         if not self.node.allowed("status", "get-cluster"):
-            return self.routes["/api/status/cluster.json"].fail("rate-limited",
-                                                                 "Request is rate limited.")
+            return self.routes[CLUSTER.path].fail(ErrorCode.RATE_LIMITED,
+                                                  "Request is rate limited.")
         statuses = self.all_statuses()
         return wire.encode(wire.GetClusterStatusResponse(
             node_count=len(statuses), nodes_status=statuses, response_status=_SUCCESS))
@@ -111,26 +125,22 @@ class Status:
         return _sorted.encode({"nodes": self.all_statuses(), "responseStatus": _SUCCESS})
 
     def management_json(self, request: Request) -> bytes:
-        management = self.node.management
+        management = self.management
         body: dict[str, Any] = (management.status() if management is not None
-                                else {"enabled": False})
+                                else unconfigured_status(self.node))
         body["responseStatus"] = _SUCCESS
         return _sorted.encode(body)
 
     def replication_json(self, request: Request) -> bytes:
-        cluster = self.node.cluster
-        body: dict[str, Any] = {"nodeId": None, "self": self.service_node.url,
-                                "bootstrap": {"state": "done", "reason": "no peers"},
-                                "cpuSeconds": 0.0, "peers": []}
-        if cluster is not None:
-            body = cluster.status()
+        cluster = self.cluster
+        body = cluster.status() if cluster is not None else alone_status(self.node)
         body["responseStatus"] = _SUCCESS
         return _sorted.encode(body)
 
     def _up_nodes(self, request: Request, identity: str, registry: bool) -> bytes:
         route = self.routes[f"/api/cluster/{identity}.json"]
         if not self.node.allowed("cluster", identity):
-            return route.fail("rate-limited", "Request is rate limited.")
+            return route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         if request.method == "GET":
             region, zone = request.query("regionId"), request.query("zoneId")
         else:
@@ -141,14 +151,14 @@ class Status:
         other_zone = (status.allow_registry_from_other_zone if registry
                       else status.allow_discovery_from_other_zone)
         if region is not None and region.lower() != (self.zone.region_id or "").lower():
-            return route.fail("data-not-found", "No available service nodes.")
+            return route.fail(ErrorCode.DATA_NOT_FOUND, "No available service nodes.")
 
         def same_zone(node_zone: str | None) -> bool:
             return zone is None or zone.lower() == (node_zone or "").lower()
 
         nodes = [self.service_node] if serves and (other_zone or same_zone(
             self.zone.zone_id)) else []
-        cluster = self.node.cluster
+        cluster = self.cluster
         if cluster is not None:
             for link in cluster.links.values():
                 peer = link.state
@@ -159,7 +169,7 @@ class Status:
                     nodes.append(ServiceNode(url=link.url, zone=Zone(
                         region_id=self.zone.region_id, zone_id=link.spec.zone)))
         if not nodes:
-            return route.fail("data-not-found", "No available service nodes.")
+            return route.fail(ErrorCode.DATA_NOT_FOUND, "No available service nodes.")
         return wire.encode(wire.GetServiceNodesResponse(nodes=nodes, response_status=_SUCCESS))
 
     def up_registry_nodes(self, request: Request) -> bytes:
@@ -181,7 +191,7 @@ class Status:
         identity = "get-legacy-leases" if legacy else "get-leases"
         path = "/api/status/legacy-leases.json" if legacy else "/api/status/leases.json"
         if not self.node.allowed("status", identity):
-            return self.routes[path].fail("rate-limited", "Request is rate limited.")
+            return self.routes[path].fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         if request.method == "GET":
             wanted = [s for v in request.query_all("appIds") for s in v.split(",") if s]
         else:
@@ -256,8 +266,8 @@ class Status:
 
     def config_json(self, request: Request) -> bytes:
         if not self.node.allowed("status", "get-config"):
-            return self.routes["/api/status/config.json"].fail("rate-limited",
-                                                                "Request is rate limited.")
+            return self.routes[CONFIG.path].fail(ErrorCode.RATE_LIMITED,
+                                                 "Request is rate limited.")
         properties = {k: _text(v) for k, v in self.node.settings.public().items()}
         return _sorted.encode({"properties": properties, "responseStatus": _SUCCESS,
                                "sources": {"defaults": 0, "config-file": 1, "environment": 2,
@@ -265,8 +275,8 @@ class Status:
 
     def deployment_json(self, request: Request) -> bytes:
         if not self.node.allowed("status", "get-deployment"):
-            return self.routes["/api/status/deployment.json"].fail("rate-limited",
-                                                                    "Request is rate limited.")
+            return self.routes[DEPLOYMENT.path].fail(ErrorCode.RATE_LIMITED,
+                                                     "Request is rate limited.")
         s = self.node.settings
         return _sorted.encode({
             "appId": "artemis", "ip": s.host, "machineName": _hostname(), "path": s.context_path,
@@ -301,24 +311,10 @@ class Status:
                                                                    "discovery": 0}
         return _sorted.encode({k: str(v) for k, v in counts.items()})
 
-    # --- admin ---------------------------------------------------------------------------
+    # --- admin (the POST forms need the admin role) -------------------------------------
 
-    def _authorized(self, request: Request) -> bool:
-        token = self.node.settings.admin_token
-        if not token:
-            host = request.client.rsplit(":", 1)[0].strip("[]")
-            return host in ("127.0.0.1", "::1", "localhost", "")
-        given = request.header("authorization") or ""
-        scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                                  token.encode())
-
-    def node_status_switch(self, request: Request) -> bytes:
-        route = self.routes["/api/admin/node-status.json"]
+    def node_status_switch(self, request: Request, actor: str) -> bytes:
         if request.method == "POST":
-            if not self._authorized(request):
-                return route.fail("no-permission", "this switch needs the admin bearer token "
-                                  "(or, with no token configured, a call from 127.0.0.1)")
             try:
                 switch = msgspec.json.decode(request.body or b"{}", type=NodeStatusSwitch)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -331,13 +327,9 @@ class Status:
         return wire.encode(wire.GetClusterNodeStatusResponse(node_status=self.node_status(),
                                                              response_status=_SUCCESS))
 
-    def self_preservation(self, request: Request) -> bytes:
-        route = self.routes["/api/admin/self-preservation.json"]
+    def self_preservation(self, request: Request, actor: str) -> bytes:
         registry = self.node.registry
         if request.method == "POST":
-            if not self._authorized(request):
-                return route.fail("no-permission", "this switch needs the admin bearer token "
-                                  "(or, with no token configured, a call from 127.0.0.1)")
             try:
                 switch = msgspec.json.decode(request.body or b"{}", type=SelfPreservationSwitch)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -359,56 +351,9 @@ class Status:
     def routes(self) -> dict[str, Route]:
         return self._routes
 
-    def build(self) -> dict[str, Route]:
-        both = frozenset({"GET", "POST"})
-        self._routes = {
-            "/api/status/node.json": Route(both, handler=self.node_json,
-                                           null_fields={"nodeStatus": None}),
-            "/api/status/cluster.json": Route(both, handler=self.cluster_json,
-                                              null_fields={"nodeCount": 0, "nodesStatus": None}),
-            "/api/status/leases.json": Route(both, async_handler=self.leases,
-                                             null_fields=_LEASE_NULLS),
-            "/api/status/legacy-leases.json": Route(both, async_handler=self.legacy_leases,
-                                                    null_fields=_LEASE_NULLS),
-            "/api/status/config.json": Route(both, handler=self.config_json,
-                                             null_fields={"properties": None, "sources": None}),
-            "/api/status/deployment.json": Route(both, handler=self.deployment_json,
-                                                 null_fields=_DEPLOYMENT_NULLS),
-            "/api/status/runtime.json": Route(frozenset({"GET"}), handler=self.runtime_json),
-            "/api/cluster/nodes.json": Route(both, handler=self.nodes_json,
-                                             null_fields={"nodes": None}),
-            "/api/cluster/up-registry-nodes.json": Route(both, handler=self.up_registry_nodes,
-                                                         null_fields={"nodes": None}),
-            "/api/cluster/up-discovery-nodes.json": Route(both, handler=self.up_discovery_nodes,
-                                                          null_fields={"nodes": None}),
-            "/api/status/message/connections.json": Route(frozenset({"GET"}),
-                                                          handler=self.connections),
-            "/api/status/replication.json": Route(frozenset({"GET"}),
-                                                  handler=self.replication_json),
-            "/api/status/management.json": Route(frozenset({"GET"}),
-                                                 handler=self.management_json),
-            "/api/admin/node-status.json": Route(both, handler=self.node_status_switch,
-                                                 null_fields={"nodeStatus": None}),
-            "/api/admin/self-preservation.json": Route(
-                both, handler=self.self_preservation,
-                null_fields={"enabled": None, "isSafe": None, "legacyEnabled": None,
-                             "legacyIsSafe": None}),
-            "/health": Route(frozenset({"GET", "HEAD"}), handler=self.health, reads_body=False),
-        }
+    def build(self, access: Access) -> dict[str, Route]:
+        self._routes = {endpoint.path: bind(endpoint, self, access) for endpoint in ENDPOINTS}
         return self._routes
-
-
-_LEASE_NULLS: Final = {
-    "isSafe": False, "isSafeCheckEnabled": False, "leaseCount": 0,
-    "leaseUpdateCountLastTimeWindow": 0, "leaseUpdateMaxCount": 0,
-    "leaseUpdateMaxCountLastUpdateTime": 0, "leases": None,
-}
-
-
-_DEPLOYMENT_NULLS: Final = {
-    "appId": None, "ip": None, "machineName": None, "path": None, "port": 0, "properties": None,
-    "protocol": None, "regionId": None, "sources": None, "zoneId": None,
-}
 
 
 def _connections(node: Node) -> dict[str, int]:
@@ -453,6 +398,114 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-def routes(node: Node, push: PushServer | None = None) -> dict[str, Route]:
-    return Status(node, push).build()
+def routes(node: Node, push: PushServer | None = None, access: Access | None = None,
+           cluster: Cluster | None = None, management: Management | None = None
+           ) -> dict[str, Route]:
+    return Status(node, push, cluster, management).build(access or Access(node.settings))
+
+
+class Scrape:
+    """The Prometheus text of a node's collectors (see observability.metrics)."""
+
+    def __init__(self, collectors: Any) -> None:
+        self.collectors = collectors
+
+    def scrape(self, request: Request) -> Response:
+        return Response(render(self.collectors), content_type=CONTENT_TYPE)
+
+
+def metrics_route(collectors: Any) -> Route:
+    """GET /metrics, serving `collectors` (when metrics are on)."""
+    return bind(METRICS, Scrape(collectors))
+
+
+_APP_IDS: Final = Query("appIds", {"type": "array", "items": {"type": "string"}},
+                        "Service ids to narrow the answer to, comma-separated (the parameter may "
+                        "also be repeated); none means every service.", explode=False)
+_UP_NODES: Final = ("The nodes (this one) serving {what} for the region and zone asked; "
+                    "`data-not-found` when none.")
+
+NODE: Final = Endpoint("/api/status/node.json", GET_POST, "This node's status", None,
+                       wire.GetClusterNodeStatusResponse, Status.node_json)
+CLUSTER: Final = Endpoint("/api/status/cluster.json", GET_POST, "The cluster's status", None,
+                          wire.GetClusterStatusResponse, Status.cluster_json)
+LEASES: Final = Endpoint(
+    "/api/status/leases.json", GET_POST, "Self-preservation state and leases",
+    wire.LeasesStatusRequest, wire.LeasesStatusResponse, Status.leases, query=(_APP_IDS,),
+    description="`serviceIds` (POST) or `appIds` (GET) narrows it to some services.")
+LEGACY_LEASES: Final = Endpoint(
+    "/api/status/legacy-leases.json", GET_POST, "Self-preservation state and legacy leases",
+    wire.LeasesStatusRequest, wire.LeasesStatusResponse, Status.legacy_leases,
+    query=(_APP_IDS,),
+    description="The same as leases.json, for the `java_registry` (90 s) leases.")
+CONFIG: Final = Endpoint("/api/status/config.json", GET_POST, "The node's settings", None,
+                         wire.ConfigResponse, Status.config_json,
+                         description="Every setting as text, secrets masked.")
+DEPLOYMENT: Final = Endpoint(
+    "/api/status/deployment.json", GET_POST, "Where the node runs", None,
+    wire.DeploymentResponse, Status.deployment_json,
+    description="Region, zone, address, port and context path of the node.")
+RUNTIME: Final = Endpoint(
+    "/api/status/runtime.json", GET, "The node's runtime counters", None, wire.RuntimeResponse,
+    Status.runtime_json, bare_errors=True,
+    query=(Query("window", {"type": "number"},
+                 "Seconds of event-loop lag samples to summarize; none (or not positive) means "
+                 "every sample kept."),),
+    description="Instances, services, revision, snapshot versions, evictions, rate-limit "
+    "refusals, push sessions, event-loop lag.")
+NODES: Final = Endpoint("/api/cluster/nodes.json", GET_POST, "The cluster's nodes", None,
+                        wire.GetClusterNodesResponse, Status.nodes_json)
+UP_REGISTRY_NODES: Final = Endpoint(
+    "/api/cluster/up-registry-nodes.json", GET_POST, "Nodes serving registry",
+    wire.GetServiceNodesRequest, wire.GetServiceNodesResponse, Status.up_registry_nodes,
+    query=(REGION_QUERY, ZONE_QUERY), description=_UP_NODES.format(what="registry"))
+UP_DISCOVERY_NODES: Final = Endpoint(
+    "/api/cluster/up-discovery-nodes.json", GET_POST, "Nodes serving discovery",
+    wire.GetServiceNodesRequest, wire.GetServiceNodesResponse, Status.up_discovery_nodes,
+    query=(REGION_QUERY, ZONE_QUERY), description=_UP_NODES.format(what="discovery"))
+CONNECTIONS: Final = Endpoint(
+    "/api/status/message/connections.json", GET, "WebSocket session counts", None,
+    wire.ConnectionsResponse, Status.connections, bare_errors=True,
+    description="As the original gives them: counts as strings.")
+REPLICATION: Final = Endpoint(
+    "/api/status/replication.json", GET, "Bootstrap, replication and repair, per peer", None,
+    wire.ReplicationStatusResponse, Status.replication_json, bare_errors=True,
+    description="For each peer: its polled status, replication queue depth, writes sent, "
+    "coalesced, retried, dropped (overflow, expired, failed), skipped while it did not answer, "
+    "the replication lag over the last minute, and anti-entropy rounds and repairs; the "
+    "bootstrap's outcome; CPU seconds spent on all of it.")
+MANAGEMENT: Final = Endpoint(
+    "/api/status/management.json", GET, "Management data on this node", None, dict[str, Any],
+    Status.management_json,
+    description="Whether a database is configured and answers, the version of the data "
+    "applied, how many instances, servers and zones are pulled out and how many registered "
+    "instances that hides.")
+NODE_STATUS_SWITCH: Final = Endpoint(
+    "/api/admin/node-status.json", GET_POST, "Node status switch", NodeStatusSwitch,
+    wire.GetClusterNodeStatusResponse, Status.node_status_switch, role=Role.ADMIN,
+    guarded=frozenset({"POST"}),
+    description="GET gives this node's status; POST forces it: `up` serves at once, `down` "
+    "serves nothing (registry and discovery answer `service-unavailable`), `auto` starts a node "
+    "that is down again (in a cluster it bootstraps first). Admin bearer token, or a call from "
+    "127.0.0.1 when none is set.")
+SELF_PRESERVATION_SWITCH: Final = Endpoint(
+    "/api/admin/self-preservation.json", GET_POST, "Self-preservation switch",
+    SelfPreservationSwitch, wire.SelfPreservationResponse, Status.self_preservation,
+    role=Role.ADMIN, guarded=frozenset({"POST"}),
+    description="GET gives the state; POST switches it (the admin bearer token, or a call from "
+    "127.0.0.1 when none is set; else `no-permission`). `legacy` follows `enabled` unless "
+    "given.")
+HEALTH: Final = Endpoint(
+    "/health", frozenset({"GET", "HEAD"}), "Health", None, wire.HealthResponse, Status.health,
+    reads_body=False, bare_errors=True,
+    description="200 when the node serves registry and discovery, 503 otherwise.",
+    statuses={503: "The node does not serve registry and discovery (starting, or down)"})
+METRICS: Final = Endpoint(
+    "/metrics", GET, "Prometheus metrics", None, str, Scrape.scrape, content_type=CONTENT_TYPE,
+    reads_body=False,
+    description="Requests and latency per endpoint and error code, and the node's state, in the "
+    "Prometheus text format (when metrics are on).")
+ENDPOINTS: Final = (NODE, CLUSTER, LEASES, LEGACY_LEASES, CONFIG, DEPLOYMENT, RUNTIME, NODES,
+                    UP_REGISTRY_NODES, UP_DISCOVERY_NODES, CONNECTIONS, REPLICATION, MANAGEMENT,
+                    NODE_STATUS_SWITCH, SELF_PRESERVATION_SWITCH, HEALTH)
 

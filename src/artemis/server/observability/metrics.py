@@ -22,6 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from artemis.server.cluster import Cluster
+    from artemis.server.management import Management
     from artemis.server.node import Node
     from artemis.server.push import PushServer
 
@@ -61,10 +63,13 @@ class NodeCollector(Collector):
     """Every metric of a node, computed at scrape time."""
 
     def __init__(self, node: Node, endpoints: dict[str, EndpointStats],
-                 push: PushServer | None) -> None:
+                 push: PushServer | None, cluster: Cluster | None = None,
+                 management: Management | None = None) -> None:
         self.node = node
         self.endpoints = endpoints
         self.push = push
+        self.cluster = cluster
+        self.management = management
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
@@ -198,7 +203,7 @@ class NodeCollector(Collector):
                                   "answered", value=stats["heartbeatFrames"])
 
     def _cluster(self) -> Iterator[Metric]:
-        cluster = self.node.cluster
+        cluster = self.cluster
         if cluster is None or not cluster.links:
             return
         now = self.node.clock.monotonic()
@@ -252,8 +257,8 @@ class NodeCollector(Collector):
                                   "replication, repair and bootstrap", value=cluster.cpu_seconds)
 
     def _management(self) -> Iterator[Metric]:
-        management = self.node.management
-        if management is None or not management.enabled:
+        management = self.management
+        if management is None:
             return
         yield GaugeMetricFamily("artemis_management_available", "1 when the management "
                                 "database answered the last call", value=int(management.available))
@@ -300,10 +305,11 @@ class NodeCollector(Collector):
 
 
 def scrape_registry(node: Node, endpoints: dict[str, EndpointStats],
-                    push: PushServer | None) -> CollectorRegistry:
+                    push: PushServer | None, cluster: Cluster | None = None,
+                    management: Management | None = None) -> CollectorRegistry:
     """The registry /metrics renders: the node's collector and the process's."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(node, endpoints, push))
+    registry.register(NodeCollector(node, endpoints, push, cluster, management))
     ProcessCollector(registry=registry)  # memory, CPU, open files of the node's process
     return registry
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:  # the SDK is the [otel] extra's: loaded only when tracing is asked for
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["Tracing", "configure"]
 
@@ -93,9 +93,11 @@ def configure(env: Mapping[str, str], service_name: str = "artemis") -> Tracing 
         "OTEL_EXPORTER_OTLP_ENDPOINT")
     if "none" in exporters or not ("otlp" in exporters or endpoint):
         return None
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter,  # loaded only when tracing is asked for
-    )
+    # loaded only when tracing is asked for (the [otel] extra)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     try:
         ratio = float(env.get("OTEL_TRACES_SAMPLER_ARG", DEFAULT_RATIO))

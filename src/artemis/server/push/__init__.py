@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -39,6 +38,7 @@ from artemis.core.versions import Change
 from artemis.server.api.registry import InstancesOperation
 from artemis.server.http import BadRequest, WebSocket, WsHandler, status_bytes
 from artemis.server.node import Node
+from artemis.wire import ErrorCode
 
 __all__ = ["PushServer"]
 
@@ -65,11 +65,12 @@ class _Session:
     __slots__ = ("closed", "closing", "created", "kind", "push", "sender", "sending_since",
                  "wake", "ws")
 
-    def __init__(self, ws: WebSocket, kind: str, push: PushSession | None) -> None:
+    def __init__(self, ws: WebSocket, kind: str, push: PushSession | None,
+                 created: float = 0.0) -> None:
         self.ws = ws
         self.kind = kind
         self.push = push
-        self.created = time.monotonic()
+        self.created = created  # the node's monotonic clock when the session opened
         self.wake = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
         self.sending_since = 0.0  # monotonic time the pending send started, 0 when none
@@ -99,7 +100,9 @@ class _Session:
 
 
 class PushServer:
-    """The three WebSocket endpoints of one node."""
+    """The three WebSocket endpoints of one node. The composition root hands it the node's
+    changes (`on_changes`), runs `sweep` every second and `close_all` when the node stops.
+    Every time it keeps (session age, a send under way) is the node's monotonic clock."""
 
     def __init__(self, node: Node, heartbeat: InstancesOperation) -> None:
         s = node.settings
@@ -115,10 +118,6 @@ class PushServer:
         self.heartbeat_frames = 0
         self._emptied: asyncio.Event | None = None  # set when the last session ends, on close
         self.closing = False
-        node.subscribe(self.on_changes)
-        node.add_loop("push sweeper", 1.0, self.sweep)
-        node.on_close(self.close_all)
-        node.count_sessions(lambda: len(self.sessions))
 
     def endpoints(self) -> dict[str, WsHandler]:
         return {
@@ -159,7 +158,7 @@ class PushServer:
                 await asyncio.sleep(coalesce)
             while push.waiting and not session.closed:
                 for frame in self.hub.drain(push, coalesce > 0):
-                    session.sending_since = time.monotonic()
+                    session.sending_since = self.node.clock.monotonic()
                     try:
                         await session.ws.send(frame.text)
                     except ConnectionError:
@@ -178,18 +177,18 @@ class PushServer:
         if len(self.sessions) >= self.node.settings.ws_max_sessions:
             refusal = _Session(ws, kind, None)
             refusal.close(CLOSE_FULL, error_frame(
-                "service-unavailable", f"this node already holds {len(self.sessions)} "
+                ErrorCode.SERVICE_UNAVAILABLE, f"this node already holds {len(self.sessions)} "
                 "WebSocket sessions, its limit; try another node or later", CLOSE_FULL))
             return None
         push = None
         if kind != "registry":
             try:
-                push = self.hub.open(kind, time.monotonic())
+                push = self.hub.open(kind, self.node.clock.monotonic())
             except Refused as exc:
                 _Session(ws, kind, None).close(CLOSE_FULL, error_frame(
-                    "service-unavailable", str(exc), CLOSE_FULL))
+                    ErrorCode.SERVICE_UNAVAILABLE, str(exc), CLOSE_FULL))
                 return None
-        session = _Session(ws, kind, push)
+        session = _Session(ws, kind, push, self.node.clock.monotonic())
         self.sessions.add(session)
         if push is not None:
             self._by_push[push.id] = session
@@ -223,13 +222,13 @@ class PushServer:
             return []
         if isinstance(message, bytes):
             session.close(CLOSE_BINARY, error_frame(
-                "bad-request", "binary frames are not understood; send JSON text frames",
+                ErrorCode.BAD_REQUEST, "binary frames are not understood; send JSON text frames",
                 CLOSE_BINARY))
             return []
         limit = self.node.settings.ws_max_frame_bytes
         if len(message) > limit:
             session.close(CLOSE_TOO_BIG, error_frame(
-                "bad-request", f"a frame of {len(message)} characters is over the limit of "
+                ErrorCode.BAD_REQUEST, f"a frame of {len(message)} characters is over the limit of "
                 f"{limit}", CLOSE_TOO_BIG))
             return []
         return [message]
@@ -279,7 +278,7 @@ class PushServer:
         try:
             sub = wire.decode(text.encode(), wire.Subscription)
         except wire.DecodeError as exc:
-            return error_frame("bad-request", f"subscription frame: {exc}")
+            return error_frame(ErrorCode.BAD_REQUEST, f"subscription frame: {exc}")
         node = self.node
         registry = node.registry
         wall = node.clock.wall_ms()
@@ -290,14 +289,15 @@ class PushServer:
             return None
         service_id = sub.service_id
         if service_id is None or not service_id or service_id.isspace():
-            return error_frame("bad-request", "subscription frame: serviceId is null or blank")
+            return error_frame(ErrorCode.BAD_REQUEST,
+                               "subscription frame: serviceId is null or blank")
         if len(service_id) > 256 or not service_id.isprintable():
-            return error_frame("bad-request", "subscription frame: serviceId is longer than "
-                               "256 characters or has control characters")
+            return error_frame(ErrorCode.BAD_REQUEST, "subscription frame: serviceId is longer "
+                               "than 256 characters or has control characters")
         region = sub.region_id
         if region is not None and region.lower() != node.settings.region.lower():
-            return error_frame("no-permission", f"regionId is not the same as the discovery "
-                               f"node. regionId: {region}, discovery node.regionId: "
+            return error_frame(ErrorCode.NO_PERMISSION, f"regionId is not the same as the "
+                               f"discovery node. regionId: {region}, discovery node.regionId: "
                                f"{node.settings.region}")
         state = registry.service(service_id)  # its revision: its latest change, if it had one
         changed_at = state.revision if state is not None and state.revision > 0 else None
@@ -305,7 +305,7 @@ class PushServer:
             self.hub.subscribe(push, service_id, sub.revision, registry.log, registry.revision,
                                wall, changed_at)
         except Refused as exc:
-            return error_frame("bad-request", str(exc))
+            return error_frame(ErrorCode.BAD_REQUEST, str(exc))
         return None
 
     async def _reply(self, session: _Session, frame: str) -> None:
@@ -327,7 +327,7 @@ class PushServer:
                 except (wire.DecodeError, BadRequest) as exc:
                     text = str(exc)
                     prefix = "" if isinstance(exc, BadRequest) else "heartbeat frame: "
-                    answer = op.route.fail("bad-request", prefix + text)
+                    answer = op.route.fail(ErrorCode.BAD_REQUEST, prefix + text)
                 self.heartbeat_frames += 1
                 await self._reply(session, answer.decode())
         finally:
@@ -338,7 +338,7 @@ class PushServer:
     def sweep(self) -> None:
         """Close sessions past their maximum age and push sessions stuck in a send."""
         s = self.node.settings
-        now = time.monotonic()
+        now = self.node.clock.monotonic()
         for session in list(self.sessions):
             if session.closed:
                 continue
@@ -361,6 +361,10 @@ class PushServer:
         if self.sessions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._emptied.wait(), wait)
+
+    def __repr__(self) -> str:
+        return (f"PushServer(sessions={self.counts()}, frames_sent={self.frames_sent}, "
+                f"closing={self.closing})")
 
     def stats(self) -> dict[str, int]:
         return {**self.counts(), "framesSent": self.frames_sent,

@@ -15,9 +15,7 @@ Rules
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -27,13 +25,13 @@ from artemis import wire
 from artemis.client.errors import ArtemisError, ClientClosed, TransportError, server_error
 from artemis.client.lifecycle import BackgroundClient
 from artemis.client.transport import ClientWebSocket, Transport
-from artemis.wire import Instance
+from artemis.clock import Clock
+from artemis.wire import ErrorCode, Instance
 
 __all__ = ["RegistryClient"]
 
 log = logging.getLogger("artemis.client.registry")
-_REREGISTER: Final = frozenset({"data-not-found", "unknown"})
-_NODE_DOWN: Final = frozenset({"service-unavailable", "internal-service-error"})
+_REREGISTER: Final = frozenset({ErrorCode.DATA_NOT_FOUND, ErrorCode.UNKNOWN})
 
 
 def _key(instance: Instance) -> str:
@@ -51,8 +49,9 @@ class RegistryClient(BackgroundClient):
     def __init__(self, servers: str | Sequence[str], *, region: str | None = None,
                  zone: str | None = None, transport: Transport | None = None,
                  heartbeat_interval: float = 5.0, frame_size: int = 500, retries: int = 5,
-                 use_websocket: bool = True) -> None:
-        super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries)
+                 use_websocket: bool = True, clock: Clock | None = None) -> None:
+        super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries,
+                         clock=clock)
         self.heartbeat_interval = heartbeat_interval
         self.frame_size = max(1, frame_size)
         self.use_websocket = use_websocket
@@ -171,7 +170,7 @@ class RegistryClient(BackgroundClient):
                 await self._drop_ws()
             else:
                 status = answer.response_status
-                if not (status.status == "fail" and status.error_code in _NODE_DOWN):
+                if not (status.status == "fail" and status.error_code in wire.SERVICE_DOWN):
                     return answer
                 # the node cannot serve: leave it, and send this frame elsewhere over HTTP
                 if self._ws_url is not None:
@@ -195,17 +194,18 @@ class RegistryClient(BackgroundClient):
             await ws.close()
 
     async def _run(self) -> None:
-        next_round = time.monotonic() + self.heartbeat_interval
+        clock = self.clock
+        next_round = clock.monotonic() + self.heartbeat_interval
         while True:
-            await asyncio.sleep(max(0.0, next_round - time.monotonic()))
+            await clock.sleep(next_round - clock.monotonic())
             next_round += self.heartbeat_interval
             try:
                 await self.heartbeat_once()
             except ArtemisError as exc:
                 self.stats["errors"] += 1
                 log.warning("heartbeat round failed: %s", exc)
-            if time.monotonic() > next_round:  # fell behind: do not burst to catch up
-                next_round = time.monotonic() + self.heartbeat_interval
+            if clock.monotonic() > next_round:  # fell behind: do not burst to catch up
+                next_round = clock.monotonic() + self.heartbeat_interval
 
     def __repr__(self) -> str:
         return (f"RegistryClient(instances={len(self._instances)}, "

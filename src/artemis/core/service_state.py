@@ -1,0 +1,107 @@
+"""What the registry holds of one service: its leases, each with the instance's JSON encoded once,
+its checksums and its discovery answer, encoded once per revision.
+
+A lease's checksum contribution is blake2b-64 of its canonical JSON; checksums add up modulo 2**64,
+so a lease is counted in or out in O(1). An instance whose metadata carries `java_registry` is a
+legacy instance: its lease has the legacy TTL and its own self-preservation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from hashlib import blake2b
+from typing import Final
+
+import msgspec
+
+from artemis import wire
+from artemis.core.versions import decode_instance
+from artemis.wire import Instance
+
+__all__ = ["LEGACY_KEY", "MASK64", "Lease", "ServiceState", "encode_service", "instance_hash",
+           "is_legacy"]
+
+LEGACY_KEY: Final = "java_registry"
+MASK64: Final = (1 << 64) - 1  # checksums add up modulo 2**64
+
+
+def instance_hash(encoded: bytes) -> int:
+    """The checksum contribution of one instance: blake2b-64 of its canonical JSON."""
+    return int.from_bytes(blake2b(encoded, digest_size=8).digest(), "little")
+
+
+def is_legacy(instance: Instance) -> bool:
+    """Whether the instance is a legacy one (`java_registry` in its metadata)."""
+    metadata = instance.metadata
+    return bool(metadata and (metadata.get(LEGACY_KEY) or "").strip())
+
+
+class Lease(msgspec.Struct, gc=False):
+    """One registered instance: its JSON (encoded once, hashed once) and when it was renewed.
+
+    Only the encoded form is kept (the decoded Instance is rebuilt on demand): it is what every
+    answer needs, and it halves the memory of a registry. Never tracked by the garbage collector.
+    """
+
+    encoded: bytes
+    hash: int
+    service: str
+    key: str
+    created: float
+    created_ms: int
+    renewed: float
+    ttl: float
+    legacy: bool
+    due: int = 0  # sequence number of this lease's live entry in the expiry heap
+    ip: str = ""  # lower-case, for server (machine) pull-outs
+    zone: str = ""  # lower-case, for zone pull-outs
+    group: str = ""  # lower-case groupId, for group pull-outs
+    hidden: bool = False  # pulled out by management: kept, renewed, not discovered
+    owner: str = ""  # the client address that registered it ("" from a peer): per-client caps
+
+    @property
+    def instance(self) -> Instance:
+        return decode_instance(self.encoded)
+
+
+class ServiceState(msgspec.Struct, gc=False):
+    """The live instances of one service, with its checksum and its encoded answer.
+
+    Never tracked by the garbage collector (it holds only strings, numbers, bytes and a dict of
+    untracked leases), so ten thousand services add nothing to a full collection.
+    """
+
+    key: str
+    service_id: str  # as first registered; answers echo the id asked for
+    leases: dict[str, Lease] = msgspec.field(default_factory=dict)
+    checksum: int = 0  # of every lease
+    revision: int = 0
+    cached_body: bytes | None = None
+    visible_checksum: int = 0  # of the leases discovery shows
+    visible: int = 0  # how many leases discovery shows
+    rules: bytes = b"[]"  # its encoded routeRules, from management
+    logic: bytes = b"[]"  # its encoded logicInstances, from management
+
+    def body(self) -> bytes:
+        """The Service JSON of this service as discovery shows it, encoded once per revision."""
+        body = self.cached_body
+        if body is None:
+            body = self.cached_body = encode_service(
+                self.service_id,
+                (lease.encoded for lease in self.leases.values() if not lease.hidden),
+                self.rules, self.logic)
+        return body
+
+    def touched(self, revision: int) -> None:
+        self.revision = revision
+        self.cached_body = None
+
+
+def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b"[]",
+                   logic: bytes = b"[]") -> bytes:
+    """A Service as a registered service answers it: filters applied, lists never null (§4.2);
+    `rules` and `logic` are its encoded `routeRules` and `logicInstances` lists."""
+    return b"".join((
+        b'{"instances":[', b",".join(instances), b'],"logicInstances":', logic,
+        b',"metadata":null,"routeRules":', rules, b',"serviceId":', wire.encode(service_id), b"}",
+    ))

@@ -1,0 +1,101 @@
+"""The checks an instance must pass before the registry takes it, and how a failure names it.
+
+Rules
+  * serviceId, instanceId and url must be present, not blank, printable and at most
+    `max_id_length` (ids) or `max_url_length` (url) long; url must be absolute (scheme://host...).
+  * port is 0-65535 (0: not given).
+  * regionId must be the node's region (compared lower-case), else `no-permission`; with
+    `allow_registry_from_other_zone` off, zoneId must be the node's zone too (a peer's writes
+    and copies skip the zone check).
+  * metadata holds at most `max_metadata_entries` entries, each key and value at most
+    `max_field_length` long; so is every other text field.
+  * Failures are `bad-request` unless said otherwise; the message starts with the instance as the
+    original's `Instance.toString()` prints it (`describe`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from artemis.wire import ErrorCode, Instance
+
+if TYPE_CHECKING:
+    from artemis.core.registry import RegistryConfig
+
+__all__ = ["InstanceChecks", "describe", "null_text"]
+
+
+def describe(instance: Instance) -> str:
+    """The original's `Instance.toString()`: lower-case region/zone/service[/group]/instance."""
+    parts = [instance.region_id, instance.zone_id, instance.service_id]
+    if instance.group_id and not instance.group_id.isspace():
+        parts.append(instance.group_id)
+    parts.append(instance.instance_id)
+    return "/".join(null_text(p) for p in parts).lower()
+
+
+def null_text(text: str | None) -> str:
+    """Text as the original's messages print it: Java's `null` for a missing value."""
+    return "null" if text is None else text
+
+
+class InstanceChecks:
+    """The rules of the module doc, with the limits of one registry's config."""
+
+    __slots__ = ("_config", "_region", "_zone")
+
+    def __init__(self, config: RegistryConfig) -> None:
+        self._config = config
+        self._region = config.region.lower()
+        self._zone = config.zone.lower()
+
+    def problem(self, instance: Instance, check_zone: bool) -> tuple[str, str] | None:
+        """Why this instance cannot be accepted (error code, reason), or None."""
+        cfg = self._config
+        for name, value, limit in (("serviceId", instance.service_id, cfg.max_id_length),
+                                   ("instanceId", instance.instance_id, cfg.max_id_length),
+                                   ("url", instance.url, cfg.max_url_length)):
+            if value is None or not value or value.isspace():
+                return ErrorCode.BAD_REQUEST, f"{name} is null or blank."
+            if len(value) > limit:
+                return ErrorCode.BAD_REQUEST, f"{name} is longer than {limit} characters."
+            if not value.isprintable():
+                return ErrorCode.BAD_REQUEST, f"{name} contains control characters."
+        url = instance.url
+        scheme, sep, rest = url.partition("://")  # type: ignore[union-attr]
+        if not sep or not scheme or not rest or rest[0] in "/?#":
+            return ErrorCode.BAD_REQUEST, f"url is not an absolute URL: {url!r}."
+        if not 0 <= instance.port <= 65535:
+            return ErrorCode.BAD_REQUEST, f"port {instance.port} is out of range 0-65535."
+        region = instance.region_id
+        if region is None or region.lower() != self._region:
+            return ErrorCode.NO_PERMISSION, (
+                f"regionId is not the same as the registry node. regionId: "
+                f"{null_text(region)}, registry node.regionId: {cfg.region}")
+        if check_zone and not cfg.allow_registry_from_other_zone:
+            zone = instance.zone_id
+            if zone is None or zone.lower() != self._zone:
+                return ErrorCode.NO_PERMISSION, (
+                    f"zoneId is not the same as the registry node. zoneId: "
+                    f"{null_text(zone)}, registry node.zoneId: {cfg.zone}")
+        metadata = instance.metadata
+        if metadata:
+            if len(metadata) > cfg.max_metadata_entries:
+                return (ErrorCode.BAD_REQUEST,
+                        f"metadata has more than {cfg.max_metadata_entries} entries.")
+            longest = cfg.max_field_length
+            for key, value in metadata.items():
+                if len(key) > longest or len(value) > longest:
+                    return (ErrorCode.BAD_REQUEST,
+                            f"metadata entry {key[:64]!r} is longer than {longest}.")
+        for name, text in (("ip", instance.ip), ("machineName", instance.machine_name),
+                           ("groupId", instance.group_id), ("zoneId", instance.zone_id),
+                           ("protocol", instance.protocol), ("status", instance.status),
+                           ("healthCheckUrl", instance.health_check_url)):
+            if text is not None and len(text) > cfg.max_field_length:
+                return (ErrorCode.BAD_REQUEST,
+                        f"{name} is longer than {cfg.max_field_length} characters.")
+        return None
+
+    def __repr__(self) -> str:
+        return f"InstanceChecks(region={self._region!r}, zone={self._zone!r})"

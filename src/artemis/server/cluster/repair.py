@@ -1,0 +1,146 @@
+"""Anti-entropy: every `anti_entropy_interval` the registry is compared with each up peer's.
+
+The registry checksum is compared with each up peer's; when they differ, the services whose
+checksums differ are fetched (`leases.json`) and merged (`Registry.merge` decides), and instances
+the peer still holds after this node unregistered them are unregistered there. Bootstrap copies
+a whole registry the same way (`copy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Generator
+from typing import Final
+
+from artemis import wire
+from artemis.core.replication import UNREGISTER
+from artemis.server.cluster.links import REPLICATION, PeerLink, Peers, failure_text
+from artemis.server.cluster.peers import PeerError
+from artemis.server.observability.loop import drive_async
+from artemis.wire import ErrorCode
+
+__all__ = ["AntiEntropy"]
+
+log = logging.getLogger("artemis.cluster")
+
+_COPY_TIMEOUT: Final = 60.0  # seconds for a whole registry copy (bootstrap)
+_MERGE_CHUNK: Final = 2_000  # copies merged between two yields to the event loop
+_REPAIR_SERVICES: Final = 2_000  # services repaired from one peer per round
+
+
+def _checksum_text(value: int) -> str:
+    return f"{value:016x}"
+
+
+class AntiEntropy:
+    """Compares this node's registry with its peers' and merges what differs."""
+
+    def __init__(self, peers: Peers) -> None:
+        self.peers = peers
+
+    async def run(self) -> None:
+        peers = self.peers
+        while True:
+            await asyncio.sleep(peers.settings.anti_entropy_interval)
+            if not peers.node.state.serves_registry:
+                continue
+            for link in list(peers.links.values()):
+                if link.state.serves_registry:
+                    try:
+                        await self.repair(link)
+                    except (PeerError, wire.DecodeError, ValueError) as exc:
+                        link.last_error = "repair: " + failure_text(exc)
+                    except Exception:
+                        log.exception("repair with %s failed; it runs again next round",
+                                      link.url)
+
+    async def repair(self, link: PeerLink) -> int:
+        """Compare checksums with one peer and merge what differs; returns how many instances
+        changed here."""
+        peers = self.peers
+        registry = peers.node.registry
+        s = peers.settings
+        request = wire.encode(wire.ChecksumsRequest(checksum=_checksum_text(registry.checksum),
+                                                    region_id=s.region))
+        response = await peers.post(f"{link.url}{REPLICATION}/checksums.json", request, {},
+                                    s.peer_timeout)
+        answer = wire.decode(response.body, wire.ChecksumsResponse)
+        if answer.response_status.error_code != ErrorCode.SUCCESS:
+            raise ValueError(f"checksums: {answer.response_status.error_code}")
+        link.repair_rounds += 1
+        theirs = answer.services
+        if theirs is None:
+            link.in_sync_rounds += 1
+            return 0
+        cpu = time.thread_time()
+        mine = registry.checksums()
+        differ = [key for key, text in theirs.items()
+                  if mine.get(key) != int(text, 16)][:_REPAIR_SERVICES]
+        peers.cpu_seconds += time.thread_time() - cpu
+        if not differ:
+            return 0
+        asked = peers.node.clock.monotonic()
+        copies = await self._leases(link, differ)
+        changed = await self._merge(link, copies, asked)
+        link.repaired_services += len(differ)
+        return changed
+
+    async def copy(self, link: PeerLink) -> int | None:
+        """Copy every lease of `link`'s node (bootstrap); the number copied, or None if it
+        failed."""
+        asked = self.peers.node.clock.monotonic()
+        try:
+            copies = await self._leases(link, None)
+        except (PeerError, wire.DecodeError, ValueError) as exc:
+            log.warning("bootstrap from %s failed: %s", link.url, exc)
+            return None
+        await self._merge(link, copies, asked)
+        return len(copies)
+
+    async def _leases(self, link: PeerLink,
+                      services: list[str] | None) -> list[wire.LeaseCopy]:
+        peers = self.peers
+        body = wire.encode(wire.LeasesRequest(region_id=peers.settings.region,
+                                              service_ids=services))
+        response = await peers.post(f"{link.url}{REPLICATION}/leases.json", body, {},
+                                    _COPY_TIMEOUT)
+        cpu = time.thread_time()
+        answer = wire.decode(response.body, wire.LeasesResponse)
+        peers.cpu_seconds += time.thread_time() - cpu
+        if answer.response_status.error_code != ErrorCode.SUCCESS:
+            raise ValueError(f"leases: {answer.response_status.error_code}: "
+                             f"{answer.response_status.message}")
+        return answer.leases or []
+
+    async def _merge(self, link: PeerLink, copies: list[wire.LeaseCopy], asked: float) -> int:
+        """Merge copies in chunks (the event loop runs between them); stale instances are
+        unregistered at the peer. Returns how many instances changed here. `asked` is when the
+        copies were asked for: their ages count from then, so the time the answer took makes a
+        copy older, never fresher, when it is weighed against a lease here."""
+        node = self.peers.node
+
+        def chunks() -> Generator[None, None, int]:
+            changed = 0
+            for start in range(0, len(copies), _MERGE_CHUNK):
+                clock = node.clock
+                result = node.registry.merge(copies[start:start + _MERGE_CHUNK],
+                                             clock.monotonic(), clock.wall_ms(), asked=asked)
+                node.publish(result.changes)
+                changed += result.imported
+                if result.stale_at_peer:
+                    link.queue.submit(UNREGISTER, result.stale_at_peer, clock.monotonic())
+                    link.stale_unregistered += len(result.stale_at_peer)
+                    link.wake.set()
+                yield
+            return changed
+
+        cpu = time.thread_time()
+        changed = await drive_async(chunks(), node.steps, "merge")
+        self.peers.cpu_seconds += time.thread_time() - cpu
+        link.repaired_instances += changed
+        return changed
+
+    def __repr__(self) -> str:
+        return f"AntiEntropy({len(self.peers.links)} peers)"

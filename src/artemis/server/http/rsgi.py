@@ -1,0 +1,166 @@
+"""The RSGI face (granian, in production): the hot path for a known synchronous endpoint with a
+small plain body and a small answer, the general path for everything else, streaming of large
+answers and the RSGI WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from time import perf_counter
+from typing import Any
+
+from opentelemetry import trace
+
+from artemis.server.http.messages import JSON_HEADERS, BadRequest, Pieces, Request, Response
+from artemis.server.http.routing import INTERNAL_ERROR, Router, log
+from artemis.server.observability.logs import request_id
+from artemis.wire import ErrorCode
+
+__all__ = ["RsgiFace"]
+
+
+class RsgiFace(Router):
+    """The RSGI callable of an `App`."""
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        # The hot path: a known sync endpoint, a plain body of known small size, a small answer.
+        started = perf_counter()
+        if self.tracing is not None and scope.proto == "http":
+            span = self.tracing.start(scope.method, scope.path, scope.headers)
+            if span is not None:
+                with trace.use_span(span, end_on_exit=False):
+                    status = await self._rsgi_traced(scope, proto, started)
+                self.tracing.end(span, status)
+                return
+        await self._rsgi_traced(scope, proto, started)
+
+    async def _rsgi_traced(self, scope: Any, proto: Any, started: float) -> int:
+        """Answer one RSGI request; the HTTP status it was answered with."""
+        route = self.routes.get(scope.path)
+        if route is not None and route.handler is not None and scope.proto == "http":
+            method = scope.method
+            headers = scope.headers
+            length = headers.get("content-length")
+            if (method in route.methods and length is not None and len(length) < 7
+                    and length.isdigit() and int(length) <= self.max_body_bytes
+                    and "content-encoding" not in headers):
+                body = await proto() if route.reads_body and method != "GET" else b""
+                request = Request(method, scope.path, scope.query_string, headers, body,
+                                  scope.client)
+                try:
+                    result = route.handler(request)
+                except BadRequest as exc:
+                    result = route.fail(ErrorCode.BAD_REQUEST, str(exc))
+                except Exception:
+                    with request_id(headers.get("x-request-id")) as rid:
+                        log.exception("internal error on %s %s", method, scope.path)
+                    result = Response(route.fail(ErrorCode.INTERNAL_SERVICE_ERROR,
+                                                 INTERNAL_ERROR),
+                                      headers=[("x-request-id", rid)])
+                status = 200
+                if type(result) is bytes and len(result) < self.gzip_min_bytes:
+                    proto.response_bytes(200, JSON_HEADERS, result)
+                else:
+                    response = result if isinstance(result, Response) else Response(result)
+                    out_headers, out_body = await self._encode_out(
+                        response, headers.get("accept-encoding"))
+                    await _rsgi_send(proto, response.status, out_headers, out_body)
+                    status = response.status
+                if route.stats is not None:
+                    route.stats.observe(perf_counter() - started)
+                return status
+        status = await self._rsgi_general(scope, proto)
+        if scope.proto == "http":
+            self._observe(scope.path, started)
+        return status
+
+    async def _rsgi_general(self, scope: Any, proto: Any) -> int:
+        if scope.proto != "http":
+            handler = self.websockets.get(scope.path) if scope.proto == "ws" else None
+            if handler is None:
+                # Before the upgrade is accepted, RSGI's close takes the HTTP status of the
+                # refusal (a WebSocket close code such as 1008 makes granian abort the process).
+                proto.close(404)
+                return 404
+            try:
+                transport = await proto.accept()
+            except Exception:  # the client went away during the handshake
+                return 400
+            await handler(_RsgiWebSocket(proto, transport), scope.client)
+            return 101
+
+        async def read(length: str | None) -> tuple[bytes, str | None]:
+            if length is not None:
+                return await proto(), None  # already known to fit
+            return await self._read_rsgi(proto)
+
+        headers = scope.headers
+        response, close = await self._dispatch(scope.method, scope.path, scope.query_string,
+                                               headers, scope.client, read)
+        out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
+        if close:  # tell the client this connection is done, so it does not reuse it
+            out_headers = [*out_headers, ("connection", "close")]
+        await _rsgi_send(proto, response.status, out_headers, out_body)
+        return response.status
+
+    async def _read_rsgi(self, proto: Any) -> tuple[bytes, str | None]:
+        limit = self.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in proto:
+            size += len(chunk)
+            if size > limit:
+                return b"", f"request body is larger than {limit} bytes"
+            chunks.append(chunk)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None
+
+
+class _RsgiWebSocket:
+    __slots__ = ("_closed", "_proto", "_transport")
+
+    def __init__(self, proto: Any, transport: Any) -> None:
+        self._proto = proto
+        self._transport = transport
+        self._closed = False
+
+    async def receive(self) -> str | bytes | None:
+        transport = self._transport
+        if self._closed or transport is None:
+            return None
+        try:
+            message = await transport.receive()
+        except Exception:  # granian's protocol errors: the socket is gone
+            return None
+        if message.kind == 0:  # close
+            return None
+        data: str | bytes = message.data
+        return data
+
+    async def send(self, text: str) -> None:
+        transport = self._transport
+        if self._closed or transport is None:
+            raise ConnectionError("the WebSocket is closed")
+        try:
+            await transport.send_str(text)
+        except Exception as exc:
+            raise ConnectionError(str(exc)) from None
+
+    def close(self, code: int) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self._proto.close(code)
+            # granian finishes the closing handshake once nothing holds the transport any more
+            self._transport = None
+            self._proto = None
+
+
+async def _rsgi_send(proto: Any, status: int, headers: list[tuple[str, str]],
+                     body: bytes | Pieces) -> None:
+    if isinstance(body, bytes):
+        proto.response_bytes(status, headers, body)
+        return
+    transport = proto.response_stream(status, headers)
+    for group in body.groups():
+        await transport.send_bytes(group)
+        await asyncio.sleep(0)  # send_bytes does not wait: give the loop back between groups
