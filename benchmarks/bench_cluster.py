@@ -52,6 +52,9 @@ from bench_node import HIGH_LIMITS, REGION, ZONE, free_port, instance
 from bench_push import percentiles
 
 JSON = {"Content-Type": "application/json"}
+CLUSTER_SECRET = "cluster-secret-of-the-benchmark"  # noqa: S105 - the nodes' shared secret
+# what a peer sends: the checksums probe calls a peer-only endpoint
+PEER = {**JSON, "x-artemis-cluster-secret": CLUSTER_SECRET}
 
 
 class Cluster:
@@ -67,10 +70,12 @@ class Cluster:
     def command(self, i: int) -> list[str]:
         cmd = [sys.executable, "-m", "artemis", "server", "--port", str(self.ports[i]),
                "--region", REGION, "--zone", ZONE, "--log-level", "warning",
-               "--rate-limits", HIGH_LIMITS, "--max-batch", "5000", "--url", self.urls[i],
+               "--rate-limits", HIGH_LIMITS, "--rate-limit-per-client", "0",
+               "--max-batch", "5000", "--url", self.urls[i],
                "--max-connections-per-client", "0", "--max-instances-per-client", "0",
                "--max-services-per-client", "0", *self.extra]
-        return cmd + (["--peers", self.peers] if self.peers else [])
+        return cmd + (["--peers", self.peers, "--cluster-secret", CLUSTER_SECRET]
+                      if self.peers else [])
 
     def start(self, i: int) -> float:
         """Start node i; returns the monotonic time it was started."""
@@ -142,7 +147,7 @@ def register_spread(urls: list[str], instances: list[dict[str, Any]], batch: int
 
 
 def checksum(client: httpx.Client, url: str) -> str:
-    answer = client.post(url + "/api/replication/registry/checksums.json", headers=JSON,
+    answer = client.post(url + "/api/replication/registry/checksums.json", headers=PEER,
                          content=json.dumps({"regionId": REGION, "checksum": "-"}))
     return str(answer.json()["checksum"])
 

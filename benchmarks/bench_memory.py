@@ -41,6 +41,15 @@ import httpx
 REGION = "bench"
 ZONE = "z1"
 HIGH_LIMITS = "registry=1000000000,replication=1000000000,cluster=1000000000,status=1000000"
+CLUSTER_SECRET = "cluster-secret-of-the-benchmark"  # noqa: S105 - the node's own, for this run
+PEER = {"x-artemis-cluster-secret": CLUSTER_SECRET}  # replication endpoints answer only peers
+
+
+def as_a_peer() -> tuple[str, ...]:
+    """Flags giving the node a peer that never answers and the secret, so it answers the
+    replication endpoints (a node without peers refuses them); it is up at its first poll."""
+    return ("--peers", f"{ZONE}:http://127.0.0.1:{free_port()}", "--cluster-secret",
+            CLUSTER_SECRET, "--bootstrap-timeout", "0")
 
 
 def free_port() -> int:
@@ -62,7 +71,8 @@ def node(args: argparse.Namespace, *extra: str) -> Iterator[tuple[str, int, list
     """Start a node on a free loopback port; yield (base url, pid, command); stop it."""
     port = free_port()
     cmd = [sys.executable, "-m", "artemis", "server", "--port", str(port), "--region", REGION,
-           "--zone", ZONE, "--log-level", "warning", "--rate-limits", HIGH_LIMITS, *extra,
+           "--zone", ZONE, "--log-level", "warning", "--rate-limits", HIGH_LIMITS,
+           "--rate-limit-per-client", "0", *extra,
            *args.node_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -141,7 +151,8 @@ def scenario_churn(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scenario_leases(args: argparse.Namespace) -> dict[str, Any]:
-    with node(args) as (base, pid, cmd), httpx.Client(timeout=120) as client:
+    with node(args, *as_a_peer()) as (base, pid, cmd), httpx.Client(timeout=120,
+                                                                     headers=PEER) as client:
         fleet = [instance(f"svc.{i % 1000}", i) for i in range(args.instances)]
         for first in range(0, len(fleet), 5000):
             client.post(base + "/api/replication/registry/register.json",
@@ -165,7 +176,7 @@ def scenario_leases(args: argparse.Namespace) -> dict[str, Any]:
             with httpx.Client(timeout=120) as own, own.stream(
                     "POST", base + "/api/replication/registry/leases.json",
                     content=json.dumps({"regionId": REGION}).encode(),
-                    headers={"Accept-Encoding": "identity"}) as answer:
+                    headers={"Accept-Encoding": "identity", **PEER}) as answer:
                 sizes.append(sum(len(chunk) for chunk in answer.iter_raw()))
 
         looker = threading.Thread(target=look)

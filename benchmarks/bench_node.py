@@ -61,6 +61,7 @@ def node(*extra: str, env: dict[str, str] | None = None
     port = free_port()
     cmd = [sys.executable, "-m", "artemis", "server", "--port", str(port), "--region", REGION,
            "--zone", ZONE, "--log-level", "warning", "--rate-limits", HIGH_LIMITS,
+           "--rate-limit-per-client", "0",
            "--max-batch", "5000",
            # every load generator connects from 127.0.0.1: no per-address cap
            "--max-connections-per-client", "0", "--max-instances-per-client", "0",

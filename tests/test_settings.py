@@ -51,13 +51,17 @@ def test_defaults() -> None:
         "bootstrap_timeout": 10.0, "replication_queue": 100_000, "replication_batch": 1000,
         "replication_task_ttl": 10.0, "replication_retries": 5, "replication_backoff": 0.05,
         "anti_entropy_interval": 5.0, "wall_clock_offset": 0.0,
+        "cluster_secret": "", "cluster_insecure": False,
         "max_connections": 16_384, "max_connections_per_client": 512,
         "connection_check_interval": 1.0, "idle_timeout": 20.0, "listen_backlog": 4096,
         "max_header_bytes": 64 * 1024, "http2": False,
         "database": "", "management_poll_interval": 0.25,
         "management_timeout": 2.0, "management_start_timeout": 10.0, "tokens": "",
+        "registration_mode": "open",
         "management_open_reads": False, "rate_limit_enabled": True, "rate_limits": {},
-        "admin_token": "",
+        "rate_limit_per_client": 20_000, "rate_limits_per_client": {},
+        "rate_limit_clients": 16_384,
+        "admin_token": "", "cors_origins": "",
         "metrics": True,
         "log_format": "console", "tls_cert": "", "tls_key": "", "tls_min_version": "1.2",
         "shutdown_timeout": 5.0,
@@ -279,6 +283,35 @@ def test_node_url(values: dict[str, Any], url: str) -> None:
 
 def test_public_view_masks_the_admin_token() -> None:
     """The config view shows every setting but the admin token, which reads *** when set."""
-    shown = Settings.load(overrides={"admin_token": "s3cret"}).public()
+    shown = Settings.load(overrides={"admin_token": "s3cret-admin-token"}).public()
     assert {**dataclasses.asdict(Settings()), "admin_token": "***"} == shown
     assert "" == Settings().public()["admin_token"]
+
+
+@pytest.mark.parametrize("token", ["s3cret", "x" * 15])
+def test_admin_token_is_held_to_the_minimum_length(token: str) -> None:
+    """--admin-token shorter than 16 characters is refused, as every token's secret is."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(overrides={"admin_token": token})
+    assert "option --admin-token: admin_token must be at least 16 characters" == str(caught.value)
+    assert token not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "origins"), [
+    ("", ()),
+    ("https://console.example.com", ("https://console.example.com",)),
+    (" https://a.example/ , http://b.example:8080,https://a.example",
+     ("https://a.example", "http://b.example:8080")),
+])
+def test_cors_origins(text: str, origins: tuple[str, ...]) -> None:
+    """cors_origins is a comma-separated list of origins (trailing slash dropped, no repeats)."""
+    assert origins == Settings.load(overrides={"cors_origins": text}).cors_allowed()
+
+
+@pytest.mark.parametrize("text", ["*", "console.example.com", "https://a.example/path",
+                                  "ftp://a.example", "https://user@a.example", "https://"])
+def test_cors_origins_refuses_what_is_not_an_origin(text: str) -> None:
+    """A wildcard, a bare host, a path or another scheme is not an origin: the node refuses."""
+    with pytest.raises(SettingsError, match="option --cors-origins: cors_origins .* is not an "
+                                            r"origin \(scheme://host\[:port\]\)"):
+        Settings.load(overrides={"cors_origins": f"https://ok.example,{text}"})

@@ -249,3 +249,39 @@ def test_respelt_keys_and_extra_keys_decode_the_same(instance: Instance,
     if instance.port == 0 and data.draw(st.booleans()):
         respelt["PORT" if "port" not in respelt else "port"] = None
     assert instance == wire.decode(msgspec.json.encode(respelt), Instance)
+
+
+# --- duplicated keys -------------------------------------------------------------------------
+
+JAVA_INSTANCE = (b'{"groupId":null,"healthCheckUrl":"http://10.0.0.5:8080/health",'
+                 b'"instanceId":"10.0.0.5:8080","ip":"10.0.0.5","machineName":"web-5",'
+                 b'"metadata":{"k":"v"},"port":8080,"protocol":"http","regionId":"SHA",'
+                 b'"serviceId":"demo.service.v1","status":"up","url":"http://10.0.0.5:8080/api",'
+                 b'"zoneId":"sha-z1"}')
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b'{"instances":[{"url":"a","url":"b"}]}', "duplicate key 'url'"),
+    (b'{"instances":[{"url":"a", "url":"b"}]}', "duplicate key 'url'"),  # not canonical
+    (b'{"instances":[{"url":"a","URL":"b"}]}', "duplicate key 'URL' (also given as 'url')"),
+    (b'{"instances":[{"Url":"a","uRL":"b"}]}', "duplicate key 'uRL' (also given as 'Url')"),
+    (b'{"instances":[{"metadata":{"k":"1","k":"2"}}]}', "duplicate key 'k'"),
+    (b'{"instances":[{"metadata":{"k":"\\u0031","k":"2"}}]}', "duplicate key 'k'"),  # escapes
+    (b'{"instances":null,"instances":[]}', "duplicate key 'instances'"),
+])
+def test_duplicated_keys_are_refused(body: bytes, problem: str) -> None:
+    """A key given twice, or two spellings of one field, is a DecodeError naming the key."""
+    with pytest.raises(wire.DecodeError) as caught:
+        wire.decode(body, wire.InstancesRequest)
+    assert problem == str(caught.value)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"instances":[' + JAVA_INSTANCE + b']}',  # what the Java SDK sends: canonical
+    b'{ "instances" : [ ' + JAVA_INSTANCE + b' ] }',
+    b'{"INSTANCES":[{"URL":"a","metadata":{"url":"1","URL":"2"}}]}',  # map keys are data
+    b'{"instances":[{"url":"\\u0061"}]}',
+])
+def test_bodies_without_duplicates_decode(body: bytes) -> None:
+    """Canonical, spaced, case-folded and escaped bodies without a duplicate decode as before."""
+    assert wire.decode(body, wire.InstancesRequest).instances

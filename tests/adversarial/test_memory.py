@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.process.cluster import PEER_HEADERS, as_a_peer
 from tests.process.conftest import RunningNode, StartNode, poll
 from tests.process.conftest import start_node as start_node  # the fixture, here too
 
@@ -33,9 +34,10 @@ def _instance(n: int, service: str = "", **fields: Any) -> dict[str, Any]:
             "url": f"http://{ip}:8080/api", "regionId": "SHA", "zoneId": "zone-1", **fields}
 
 
-def _post(client: httpx.Client, path: str, body: Any) -> Any:
+def _post(client: httpx.Client, path: str, body: Any,
+          headers: dict[str, str] | None = None) -> Any:
     return client.post(path, content=json.dumps(body).encode(),
-                       headers={"content-type": "application/json"}).json()
+                       headers={"content-type": "application/json", **(headers or {})}).json()
 
 
 def _rss_mb(node: RunningNode) -> float:
@@ -63,9 +65,10 @@ def test_concurrent_leases_copies_leave_lookups_and_the_loop_running(
     each arrive whole while a lookup keeps answering and the event loop is never a second late
     (built on the loop in one piece, each stalled the node for 0.25 s to 0.5 s, and ten stacked
     up)."""
-    node = start_node("--rate-limits", HIGH_LIMITS)
+    node = start_node("--rate-limits", HIGH_LIMITS, *as_a_peer())  # leases.json: peers only
     count = 100_000
     with node.client() as client:
+        client.headers.update(PEER_HEADERS)
         client.timeout = httpx.Timeout(60.0)
         for first in range(0, count, 5000):
             answer = _post(client, "/api/registry/register.json",
@@ -90,7 +93,7 @@ def test_concurrent_leases_copies_leave_lookups_and_the_loop_running(
         def copy() -> None:
             with httpx.Client(base_url=node.url, timeout=60.0) as own, own.stream(
                     "POST", path, content=b'{"regionId":"SHA"}',
-                    headers={"accept-encoding": "identity"}) as answer:
+                    headers={"accept-encoding": "identity", **PEER_HEADERS}) as answer:
                 copies.append(answer.read().count(marker))
 
         looker = threading.Thread(target=look)
@@ -114,7 +117,7 @@ def test_registrations_beyond_the_caps_are_refused_and_counted(start_node: Start
     with rate-limited (a peer's write meets only the node's caps), each refusal is counted in
     /metrics, and every instance already held keeps renewing and registers again."""
     node = start_node("--max-instances", "7", "--max-services", "3",
-                      "--max-instances-per-client", "4")
+                      "--max-instances-per-client", "4", *as_a_peer())
     mine = [_instance(n, "svc.a") for n in range(4)]
     peers = [_instance(10, "svc.b"), _instance(11, "svc.c"), _instance(12, "svc.d"),
              _instance(13, "svc.b"), _instance(14, "svc.b")]
@@ -122,7 +125,8 @@ def test_registrations_beyond_the_caps_are_refused_and_counted(start_node: Start
         answers = [
             _post(client, "/api/registry/register.json", {"instances": mine}),
             _post(client, "/api/registry/register.json", {"instances": [_instance(9, "svc.a")]}),
-            _post(client, "/api/replication/registry/register.json", {"instances": peers}),
+            _post(client, "/api/replication/registry/register.json", {"instances": peers},
+                  PEER_HEADERS),
         ]
         held = [*mine, *peers[:2], peers[3]]
         beat = _post(client, "/api/registry/heartbeat.json", {"instances": held})

@@ -451,3 +451,18 @@ def test_management_commands_need_a_token(managed_node: RunningNode) -> None:
 
     assert (1, "artemis: no-permission: this call needs a bearer token with the write role\n",
             []) == (result.exit_code, result.output, json.loads(pulled.output))
+
+
+def test_table_cells_print_values_as_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """rich markup in a value prints literally and control characters print escaped, so a
+    registered value cannot style, link, move or clear the terminal."""
+    from artemis.cli.output import show
+
+    show(False, ["instanceId", "metadata"], [
+        {"instanceId": "[red]x", "metadata": "[link=javascript:alert(1)]y[/link]"},
+        {"instanceId": "a\x1b[2Jb", "metadata": "line\nbreak\x00"}])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert ["[red]x", "[link=javascript:alert(1)]y[/link]"] == lines[2].split()
+    assert ["a\\x1b[2Jb", "line\\nbreak\\x00"] == lines[3].split()
+    assert "\x1b" not in "".join(lines)

@@ -134,7 +134,7 @@ def test_server_with_a_database_whose_driver_is_missing_names_the_extra(
     monkeypatch.setattr(server, "_installed", lambda module: module not in DRIVERS)
     unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ARTEMIS_")}
     done = CliRunner(env=unset).invoke(cli, ["server", "--database", "mysql://root@db/artemis",
-                                             "--admin-token", "t"], prog_name="artemis")
+                                             "--admin-token", "t" * 16], prog_name="artemis")
     assert (1, "artemis: artemis server needs artemis-registry[mysql] (missing: asyncmy): "
                "pip install 'artemis-registry[mysql]'\n") == (done.exit_code, done.stderr)
 

@@ -187,11 +187,6 @@ VALIDATION = [
     ({"url": None}, BAD_REQUEST, f"{P}: url is null or blank."),
     ({"url": ""}, BAD_REQUEST, f"{P}: url is null or blank."),
     ({"url": "   "}, BAD_REQUEST, f"{P}: url is null or blank."),
-    ({"url": "10.0.0.1:8080/api"}, BAD_REQUEST,
-     f"{P}: url is not an absolute URL: '10.0.0.1:8080/api'."),
-    ({"url": "http:///api"}, BAD_REQUEST, f"{P}: url is not an absolute URL: 'http:///api'."),
-    ({"url": "://host/api"}, BAD_REQUEST, f"{P}: url is not an absolute URL: '://host/api'."),
-    ({"url": "http://"}, BAD_REQUEST, f"{P}: url is not an absolute URL: 'http://'."),
     ({"port": -1}, BAD_REQUEST, f"{P}: port -1 is out of range 0-65535."),
     ({"port": 65536}, BAD_REQUEST, f"{P}: port 65536 is out of range 0-65535."),
     ({"service_id": "s" * 257}, BAD_REQUEST,
@@ -223,6 +218,21 @@ VALIDATION = [
     ({"region_id": "other"}, NO_PERMISSION,
      "other/default/svc/i1: regionId is not the same as the registry node. regionId: other, "
      "registry node.regionId: default"),
+    ({"ip": "10.0.0.1\x00"}, BAD_REQUEST, f"{P}: ip contains control characters."),
+    ({"machine_name": "web\n1"}, BAD_REQUEST, f"{P}: machineName contains control characters."),
+    ({"group_id": "g\x1b"}, BAD_REQUEST,
+     "default/default/svc/g\x1b/i1: groupId contains control characters."),
+    ({"zone_id": "z\r"}, BAD_REQUEST, "default/z\r/svc/i1: zoneId contains control characters."),
+    ({"region_id": "default\x00"}, BAD_REQUEST,
+     "default\x00/default/svc/i1: regionId contains control characters."),
+    ({"protocol": "http\x7f"}, BAD_REQUEST, f"{P}: protocol contains control characters."),
+    ({"status": "up\x85"}, BAD_REQUEST, f"{P}: status contains control characters."),
+    ({"health_check_url": "http://h/\t"}, BAD_REQUEST,
+     f"{P}: healthCheckUrl contains control characters."),
+    ({"metadata": {"k\x00": "v"}}, BAD_REQUEST,
+     f"{P}: metadata key 'k\\x00' contains control characters."),
+    ({"metadata": {"k": "v\x00"}}, BAD_REQUEST,
+     f"{P}: metadata value of 'k' contains control characters."),
 ]
 
 
@@ -231,15 +241,37 @@ VALIDATION = [
 def test_invalid_instance_fails_alone_and_changes_nothing(
         registry: Registry, operation: str, fields: dict[str, Any], code: str,
         message: str) -> None:
-    """An invalid instance fails with its code and message; the rest of the batch goes through."""
+    """An invalid instance fails with its code and message; the rest of the batch goes through.
+    A heartbeat of one the node does not hold is data-not-found first (so the SDK registers)."""
     registry.register([inst("keep", "k0")], T0, WALL)
     bad, good = inst(**fields), inst("keep", "k0")
     result = getattr(registry, operation)([bad, good], T0 + 1, WALL)
+    if operation == "heartbeat" and code == BAD_REQUEST:
+        code = DATA_NOT_FOUND
+        message = message.partition(": ")[0] + ": " + NOT_EXISTING
     failed = [FailedInstance(error_code=code, error_message=message, instance=bad)]
     assert (failed, [good]) == (result.failed, result.succeeded)
     expected = {"register": ({"keep"}, 2), "heartbeat": ({"keep"}, 1),
                 "unregister": (set(), 2)}[operation]
     assert expected == (set(registry.services), registry.revision)
+
+
+def test_heartbeat_of_a_held_instance_that_fails_the_checks_is_bad_request(
+        registry: Registry) -> None:
+    """Only an instance the node does not hold turns data-not-found; a held one keeps the
+    reason."""
+    registry.register([inst()], T0, WALL)
+    bad = inst(ip="10.0.0.1\x00")
+    result = registry.heartbeat([bad], T0 + 1, WALL)
+    assert [FailedInstance(error_code=BAD_REQUEST, instance=bad,
+                           error_message=f"{P}: ip contains control characters.")] == result.failed
+
+
+def test_peer_heartbeat_of_an_invalid_instance_stays_bad_request(registry: Registry) -> None:
+    """A peer's heartbeat (register_unknown) of an invalid instance is refused, not taken."""
+    bad = inst(ip="10.0.0.1\x00")
+    result = registry.heartbeat([bad], T0, WALL, register_unknown=True)
+    assert ([BAD_REQUEST], 0) == ([f.error_code for f in result.failed], registry.lease_count)
 
 
 @pytest.mark.parametrize("fields", [
@@ -248,6 +280,10 @@ def test_invalid_instance_fails_alone_and_changes_nothing(
     {"service_id": "s" * 256, "instance_id": "i" * 256},
     {"url": "http://h/" + "p" * 2039},
     {"url": "grpc://10.0.0.1:9000"},
+    {"url": "10.0.0.1:8080/api"},  # any non-blank url, as the original
+    {"url": "/api"},
+    {"url": "http://"},
+    {"metadata": {"note": "caf\u00e9 \u00a0[red]x", "URL": "u"}},
     {"metadata": {f"k{n}": "v" * 1024 for n in range(64)}},
     {"ip": "1" * 1024, "group_id": "g" * 1024, "zone_id": "z" * 1024},
     {"region_id": "DEFAULT"},

@@ -47,6 +47,30 @@ def test_a_long_gap_clears_everything() -> None:
     assert [1000, 0, 1] == [window.total(T0 + 9), window.total(T0 + 500), window.add(T0 + 500)]
 
 
+def test_admit_counts_only_below_the_limit() -> None:
+    """`admit` counts an event while the window holds fewer than the limit, and a refused one
+    is not counted: once old seconds leave, as many are admitted again as left."""
+    window = SlidingWindow(10.0)
+    assert [True, True, False, False] == [window.admit(T0 + t, 2) for t in (0.1, 5.0, 5.1, 9.9)]
+    assert ([2, True, False], 0) == (
+        [window.total(T0 + 9.99), window.admit(T0 + 10.0, 2), window.admit(T0 + 10.5, 2)],
+        window.admit(T0 + 40.0, 0) + window.total(T0 + 40.0))
+
+
+def test_admit_agrees_with_total_and_add() -> None:
+    """`admit(now, limit)` is `total(now) < limit` then `add(now)`, at any time, also when the
+    clock steps back inside the window (a FakeClock may)."""
+    fast, slow = SlidingWindow(10.0), SlidingWindow(10.0)
+    times = [T0 + t / 7 for t in range(0, 400, 3)] + [T0 + 30, T0 + 29.5, T0 + 45, T0 + 44.1]
+    expected = []
+    for t in times:
+        ok = slow.total(t) < 25
+        if ok:
+            slow.add(t)
+        expected.append(ok)
+    assert expected == [fast.admit(t, 25) for t in times]
+
+
 def test_other_bucket_sizes() -> None:
     """A 20 s window of 2 s buckets (the client's reconnect limiter) slides in 2 s steps."""
     window = SlidingWindow(20.0, bucket=2.0)

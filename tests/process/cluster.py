@@ -42,14 +42,17 @@ from tests.process.conftest import START_DEADLINE, RunningNode, free_port, poll
 from tests.process.faultproxy import FaultProxy
 
 __all__ = [
+    "CLUSTER_SECRET",
     "FAST",
     "NAMES",
+    "PEER_HEADERS",
     "REGION",
     "SERVICE",
     "ZONE",
     "Cluster",
     "Resetter",
     "StartCluster",
+    "as_a_peer",
     "bootstrap",
     "checksum",
     "discover",
@@ -71,11 +74,23 @@ REGION = "SHA"
 ZONE = "zone-1"
 SERVICE = "cluster.service.v1"
 NAMES = ("A", "B", "C")
+# The cluster secret every node of a test cluster shares (FAST gives it).
+CLUSTER_SECRET = "cluster-secret-of-the-tests-0123"  # noqa: S105 - a test secret
 # Small intervals, so a whole test takes seconds: a peer that stops answering is `unknown` within
 # 0.2 + 0.5 s, repair runs every 0.5 s, a node whose peers are missing starts after 2 s.
 FAST = ("--peer-status-interval", "0.2", "--peer-timeout", "0.5", "--anti-entropy-interval",
-        "0.5", "--bootstrap-timeout", "2", "--log-level", "info")
+        "0.5", "--bootstrap-timeout", "2", "--log-level", "info",
+        "--cluster-secret", CLUSTER_SECRET)
 T = TypeVar("T")
+PEER_HEADERS = {"x-artemis-cluster-secret": CLUSTER_SECRET}  # what a peer of the test nodes sends
+
+
+def as_a_peer() -> tuple[str, ...]:
+    """Flags giving a single node (tests/process/conftest.py `start_node`) one peer that never
+    answers and the tests' cluster secret, so its replication endpoints answer callers that
+    send `PEER_HEADERS`; it comes up at its first status poll."""
+    return ("--peers", f"{ZONE}:http://127.0.0.1:{free_port()}", "--cluster-secret",
+            CLUSTER_SECRET, "--bootstrap-timeout", "0")
 # One TLS context for every request (they are all plain HTTP): httpx would build and load a new
 # one per call, which costs more than the call.
 _TLS = ssl.create_default_context()
@@ -286,7 +301,10 @@ def instance(name: str, service: str = SERVICE) -> dict[str, Any]:
 
 
 def post(node: RunningNode, path: str, body: Any, timeout: float = 5.0) -> dict[str, Any]:
-    response = httpx.post(node.url + path, json=body, timeout=timeout, verify=_TLS)
+    """POST `body` as JSON; a call to a peer-only endpoint carries the tests' cluster secret."""
+    headers = PEER_HEADERS if "/replication/" in path else {}
+    response = httpx.post(node.url + path, json=body, timeout=timeout, verify=_TLS,
+                          headers=headers)
     answer: dict[str, Any] = response.json()
     return answer
 

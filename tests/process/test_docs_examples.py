@@ -68,16 +68,26 @@ def test_shell_examples_run(path: Path, start_node: StartNode, tmp_path: Path) -
     if toml:
         (tmp_path / "artemis.toml").write_text(toml[0])
     ran = []
+    exported: dict[str, str] = {}  # `export NAME=VALUE` lines, for the commands after them
     for block in blocks(path, "sh"):
         for command in commands(block):
-            ran.append(_run(command, node, tmp_path))
+            ran.append(_run(command, node, tmp_path, exported))
     assert [] == [r for r in ran if r is not None]
 
 
-def _run(command: str, node: RunningNode, cwd: Path) -> str | None:
-    """Run one documented command; None when it did what the document says, else why not."""
+def _run(command: str, node: RunningNode, cwd: Path, exported: dict[str, str]) -> str | None:
+    """Run one documented command; None when it did what the document says, else why not.
+    `export NAME=VALUE` is evaluated by bash and kept in `exported` for the commands after it."""
+    if command.startswith("export "):
+        name, _, value = command[len("export "):].partition("=")
+        done = subprocess.run(["bash", "-c", f'printf %s {value}'], capture_output=True,
+                              text=True, timeout=10, check=False)
+        if done.returncode != 0 or not done.stdout:
+            return f"{command}: exit {done.returncode} {done.stderr}"
+        exported[name.strip()] = done.stdout
+        return None
     words = shlex.split(command)
-    env = {}
+    env = dict(exported)
     while words and "=" in words[0] and not words[0].startswith("-"):
         key, _, value = words.pop(0).partition("=")
         env[key] = value
@@ -166,13 +176,13 @@ def test_a_failing_example_is_reported(start_node: StartNode, tmp_path: Path) ->
     node = start_node()
     lookup = ("curl -s http://127.0.0.1:8080/api/discovery/lookup.json "
               "-d '{\"discoveryConfigs\":[{\"serviceId\":\"s\"}],\"regionId\":\"elsewhere\"}'")
-    failed = _run(lookup, node, tmp_path)
+    failed = _run(lookup, node, tmp_path, {})
     nowhere = f"http://127.0.0.1:{free_port()}"
-    refused = _run("artemis instances s --region elsewhere", node, tmp_path) or ""
+    refused = _run("artemis instances s --region elsewhere", node, tmp_path, {}) or ""
     unreachable = _run(f"artemis register --service s --instance-id i --url http://i "
-                       f"--server {nowhere}", node, tmp_path) or ""
+                       f"--server {nowhere}", node, tmp_path, {}) or ""
     assert (True, True, True, True) == (
         failed is not None and "no-permission" in failed,
-        "No such option" in (_run("artemis server --nope", node, tmp_path) or ""),
+        "No such option" in (_run("artemis server --nope", node, tmp_path, {}) or ""),
         "exit 1 artemis: no-permission" in refused,
         f"printed nothing (exit 1) artemis: cannot reach {nowhere}" in unreachable)

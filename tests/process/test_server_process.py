@@ -313,12 +313,12 @@ def test_admin_switch_from_loopback_over_tcp(start_node: StartNode) -> None:
 
 def test_admin_switch_needs_the_token_over_tcp(start_node: StartNode) -> None:
     """With --admin-token, even 127.0.0.1 needs `Authorization: Bearer <token>`."""
-    node = start_node("--admin-token", "s3cret")
+    node = start_node("--admin-token", "s3cret-s3cret-s3cret")
     path = "/api/admin/self-preservation.json"
     with node.client() as client:
         refused = client.post(path, json={"enabled": False}).json()
         allowed = client.post(path, json={"enabled": False},
-                              headers={"Authorization": "Bearer s3cret"}).json()
+                              headers={"Authorization": "Bearer s3cret-s3cret-s3cret"}).json()
 
     assert {"errorCode": "no-permission",
             "message": "this switch needs the admin bearer token (or, with no token "

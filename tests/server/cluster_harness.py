@@ -5,7 +5,10 @@ transport is a `Router`: it hands a request to
 the app of the node named by the URL's host (`a.test`, `b.test`, ...). A host in `Router.down`
 refuses connections, and `Router.faults` can answer in an app's place (a 500, say), so tests see
 dead and failing peers without sockets, processes or sleeps. No background loop runs: tests call
-`poll_once`, `bootstrap_step`, `flush` and `repair` themselves.
+`poll_once`, `bootstrap_step`, `flush` and `repair` themselves. Every node has the cluster secret
+`CLUSTER_SECRET` unless its settings say otherwise, and each node's test client sends it (as a
+peer would: it may call the peer-only endpoints). `with_a_peer` gives a single node of other tests
+a peer (that never answers) and the secret, so its peer-only endpoints answer.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from typing import Any
 import httpx
 
 from artemis.clock import FakeClock
-from artemis.server.cluster import Cluster, PeerLink
+from artemis.server.cluster import SECRET_HEADER, Cluster, PeerLink
 from artemis.server.cluster.peers import HttpxPeers
 from artemis.server.compose import build
 from artemis.server.settings import Settings
 from tests.server.harness import REGION, ZONE, Api
 
 Fault = Callable[[httpx.Request], "httpx.Response | None"]
+CLUSTER_SECRET = "cluster-secret-of-the-tests-0123"  # noqa: S105 - a test secret
+PEER_HEADERS = {SECRET_HEADER: CLUSTER_SECRET}  # what a peer of the test nodes sends
 
 
 def url(host: str) -> str:
@@ -37,6 +42,12 @@ def peers_setting(zones: Mapping[str, str]) -> str:
     for host, zone in zones.items():
         by_zone.setdefault(zone, []).append(url(host))
     return ";".join(f"{zone}:{','.join(urls)}" for zone, urls in by_zone.items())
+
+
+def with_a_peer(**settings: Any) -> dict[str, Any]:
+    """Settings of node `a` with one peer `b` and the cluster secret, then `settings`."""
+    return {"url": url("a"), "peers": peers_setting({"a": ZONE, "b": ZONE}),
+            "cluster_secret": CLUSTER_SECRET, **settings}
 
 
 class Router(httpx.AsyncBaseTransport):
@@ -83,14 +94,15 @@ class Nodes:
             peer_client = HttpxPeers(await self.stack.enter_async_context(httpx.AsyncClient(
                 transport=self.router, headers={"content-type": "application/json"})))
             parts = build(Settings(**{"region": REGION, "zone": zone, "url": url(host),
-                                      "peers": peers, **extra}), self.clock,
+                                      "peers": peers, "cluster_secret": CLUSTER_SECRET,
+                                      **extra}), self.clock,
                           peer_client=peer_client)
             if host not in starting:
                 parts.node.mark_up()
             self.router.apps[f"{host}.test"] = httpx.ASGITransport(app=parts.app)
             client = await self.stack.enter_async_context(httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=parts.app, client=("127.0.0.1", 40000)),
-                base_url=url(host)))
+                base_url=url(host), headers=PEER_HEADERS))
             self.apis[host] = Api(parts, self.clock, client)
         return self.apis
 

@@ -21,7 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.membership import parse_peers
-from tests.server.cluster_harness import Fault, Nodes, url
+from artemis.server.settings import Settings, SettingsError
+from tests.server.cluster_harness import (
+    CLUSTER_SECRET,
+    PEER_HEADERS,
+    Fault,
+    Nodes,
+    url,
+    with_a_peer,
+)
 from tests.server.conftest import MakeApi
 from tests.server.harness import (
     NODE_URL,
@@ -125,58 +133,74 @@ async def nodes(clock: FakeClock) -> AsyncIterator[Nodes]:
         yield Nodes(clock, stack)
 
 
+@pytest.fixture
+async def peer_api(make_api: MakeApi) -> Api:
+    """An up node with a peer (that never answers) and the cluster secret, whose client sends
+    the secret as a peer does: its checksums and leases answer."""
+    api = await make_api(**with_a_peer())
+    api.client.headers.update(PEER_HEADERS)
+    return api
+
+
+@pytest.fixture
+async def peer_seeded(peer_api: Api) -> Api:
+    """`peer_api` with `instance()` registered."""
+    assert OK_BODY == await peer_api.register(instance())
+    return peer_api
+
+
 # --- checksums.json --------------------------------------------------------------------------
 
 
-async def test_checksums_same_checksum_lists_no_services(api: Api) -> None:
+async def test_checksums_same_checksum_lists_no_services(peer_api: Api) -> None:
     """A caller with this node's checksum (any hex case, any region case) gets it back and
     null services; nothing changes."""
-    assert OK_BODY == await api.register(instance(), OTHER)
+    assert OK_BODY == await peer_api.register(instance(), OTHER)
     total = checksum(instance(), OTHER)
 
-    async with api.unchanged(SERVICE, "other.service"):
-        answers = [await api.call(CHECKSUMS, {"checksum": total, "regionId": REGION}),
-                   await api.call(CHECKSUMS, {"checksum": total.upper(), "regionId": "sha"})]
+    async with peer_api.unchanged(SERVICE, "other.service"):
+        answers = [await peer_api.call(CHECKSUMS, {"checksum": total, "regionId": REGION}),
+                   await peer_api.call(CHECKSUMS, {"checksum": total.upper(), "regionId": "sha"})]
 
     assert [{"checksum": total, "responseStatus": SUCCESS, "services": None}] * 2 == answers
 
 
 @pytest.mark.parametrize("theirs", [None, "0123456789abcdef", EMPTY_CHECKSUM])
-async def test_checksums_differing_lists_every_service(api: Api, theirs: str | None) -> None:
+async def test_checksums_differing_lists_every_service(peer_api: Api, theirs: str | None) -> None:
     """A caller whose checksum differs or is absent gets every service's checksum (16 hex
     digits) by lower-case service id; nothing changes."""
-    assert OK_BODY == await api.register(instance(), OTHER)
+    assert OK_BODY == await peer_api.register(instance(), OTHER)
     body = {"regionId": REGION} if theirs is None else {"checksum": theirs, "regionId": REGION}
 
-    async with api.unchanged(SERVICE, "other.service"):
-        answer = await api.call(CHECKSUMS, body)
+    async with peer_api.unchanged(SERVICE, "other.service"):
+        answer = await peer_api.call(CHECKSUMS, body)
 
     assert {"checksum": checksum(instance(), OTHER), "responseStatus": SUCCESS,
             "services": {"demo.service.v1": checksum(instance()),
                          "other.service": checksum(OTHER)}} == answer
 
 
-async def test_checksums_of_an_empty_registry(api: Api) -> None:
+async def test_checksums_of_an_empty_registry(peer_api: Api) -> None:
     """An empty registry's checksum is 16 zeros: equal means null services, absent means {}."""
     assert [{"checksum": EMPTY_CHECKSUM, "responseStatus": SUCCESS, "services": None},
             {"checksum": EMPTY_CHECKSUM, "responseStatus": SUCCESS, "services": {}}] == [
-        await api.call(CHECKSUMS, {"checksum": EMPTY_CHECKSUM, "regionId": REGION}),
-        await api.call(CHECKSUMS, {"regionId": REGION})]
+        await peer_api.call(CHECKSUMS, {"checksum": EMPTY_CHECKSUM, "regionId": REGION}),
+        await peer_api.call(CHECKSUMS, {"regionId": REGION})]
 
 
-async def test_checksums_of_another_region_is_no_permission(seeded: Api) -> None:
+async def test_checksums_of_another_region_is_no_permission(peer_seeded: Api) -> None:
     """A caller of another region gets `no-permission` with null payload; nothing changes."""
-    async with seeded.unchanged():
-        answer = await seeded.call(CHECKSUMS, {"checksum": EMPTY_CHECKSUM, "regionId": "FRA"})
+    async with peer_seeded.unchanged():
+        answer = await peer_seeded.call(CHECKSUMS, {"checksum": EMPTY_CHECKSUM, "regionId": "FRA"})
 
     assert {"checksum": None, "responseStatus": region_refused("FRA"),
             "services": None} == answer
 
 
 @pytest.mark.parametrize("path", [CHECKSUMS, LEASES, f"{REPLICATE}/services.json"])
-async def test_missing_region_is_named_null(seeded: Api, path: str) -> None:
+async def test_missing_region_is_named_null(peer_seeded: Api, path: str) -> None:
     """A caller without regionId is refused with the original's text: `regionId: null`."""
-    answer = await seeded.call(path, {})
+    answer = await peer_seeded.call(path, {})
 
     assert region_refused("null") == answer["responseStatus"]
 
@@ -187,11 +211,11 @@ async def test_missing_region_is_named_null(seeded: Api, path: str) -> None:
      "request body: Expected `str | null`, got `int` - at `$.checksum`"),
     (b"[]", "request body: Expected `object`, got `array`"),
 ])
-async def test_checksums_malformed_body_is_bad_request(seeded: Api, content: bytes,
+async def test_checksums_malformed_body_is_bad_request(peer_seeded: Api, content: bytes,
                                                        message: str) -> None:
     """A body that is not a ChecksumsRequest answers `bad-request` with null payload."""
-    async with seeded.unchanged():
-        answer = await seeded.call(CHECKSUMS, content=content)
+    async with peer_seeded.unchanged():
+        answer = await peer_seeded.call(CHECKSUMS, content=content)
 
     assert {"checksum": None, "responseStatus": fail("bad-request", message),
             "services": None} == answer
@@ -200,58 +224,59 @@ async def test_checksums_malformed_body_is_bad_request(seeded: Api, content: byt
 # --- leases.json -----------------------------------------------------------------------------
 
 
-async def test_leases_of_every_service(api: Api) -> None:
+async def test_leases_of_every_service(peer_api: Api) -> None:
     """Without serviceIds every lease is copied: ageMs is the time since its last renewal on
     the node's clock, createdMs the wall time of its registration; nothing changes."""
-    assert OK_BODY == await api.register(instance())
-    api.clock.advance(2)
-    assert OK_BODY == await api.register(OTHER)
-    api.clock.advance(3)
-    assert OK_BODY == await api.heartbeat(instance())
-    api.clock.advance(1.5)
+    assert OK_BODY == await peer_api.register(instance())
+    peer_api.clock.advance(2)
+    assert OK_BODY == await peer_api.register(OTHER)
+    peer_api.clock.advance(3)
+    assert OK_BODY == await peer_api.heartbeat(instance())
+    peer_api.clock.advance(1.5)
 
-    async with api.unchanged(SERVICE, "other.service"):
-        answers = [await api.call(LEASES, {"regionId": REGION}),
-                   await api.call(LEASES, {"regionId": REGION, "serviceIds": None})]
+    async with peer_api.unchanged(SERVICE, "other.service"):
+        answers = [await peer_api.call(LEASES, {"regionId": REGION}),
+                   await peer_api.call(LEASES, {"regionId": REGION, "serviceIds": None})]
 
     assert [leases_answer(copy(instance(), 1500), copy(OTHER, 4500, START_MS + 2000))] * 2 == (
         answers)
 
 
-async def test_leases_of_chosen_services(api: Api) -> None:
+async def test_leases_of_chosen_services(peer_api: Api) -> None:
     """serviceIds chooses the services (any case); unknown ones and [] copy nothing."""
-    assert OK_BODY == await api.register(instance(), OTHER)
-    api.clock.advance(0.25)
+    assert OK_BODY == await peer_api.register(instance(), OTHER)
+    peer_api.clock.advance(0.25)
 
     assert [leases_answer(copy(OTHER, 250)), leases_answer(copy(instance(), 250)),
             leases_answer()] == [
-        await api.call(LEASES, {"regionId": REGION, "serviceIds": ["OTHER.service", "nobody"]}),
-        await api.call(LEASES, {"regionId": REGION, "serviceIds": [SERVICE.upper()]}),
-        await api.call(LEASES, {"regionId": REGION, "serviceIds": []})]
+        await peer_api.call(LEASES, {"regionId": REGION,
+                                     "serviceIds": ["OTHER.service", "nobody"]}),
+        await peer_api.call(LEASES, {"regionId": REGION, "serviceIds": [SERVICE.upper()]}),
+        await peer_api.call(LEASES, {"regionId": REGION, "serviceIds": []})]
 
 
-async def test_leases_of_another_region_is_no_permission(seeded: Api) -> None:
+async def test_leases_of_another_region_is_no_permission(peer_seeded: Api) -> None:
     """A caller of another region gets `no-permission` and null leases."""
-    assert {"leases": None, "responseStatus": region_refused("FRA")} == await seeded.call(
+    assert {"leases": None, "responseStatus": region_refused("FRA")} == await peer_seeded.call(
         LEASES, {"regionId": "FRA"})
 
 
-async def test_leases_with_too_many_service_ids_is_bad_request(seeded: Api) -> None:
+async def test_leases_with_too_many_service_ids_is_bad_request(peer_seeded: Api) -> None:
     """More than 100000 serviceIds answer `bad-request`; exactly 100000 are served."""
     many = [f"s{i}" for i in range(100_000)]
 
     assert [leases_answer(), {"leases": None, "responseStatus": fail(
         "bad-request", "serviceIds has 100001 entries; at most 100000 are accepted in one "
         "request.")}] == [
-        await seeded.call(LEASES, {"regionId": REGION, "serviceIds": many}),
-        await seeded.call(LEASES, {"regionId": REGION, "serviceIds": [*many, SERVICE]})]
+        await peer_seeded.call(LEASES, {"regionId": REGION, "serviceIds": many}),
+        await peer_seeded.call(LEASES, {"regionId": REGION, "serviceIds": [*many, SERVICE]})]
 
 
-async def test_leases_malformed_body_is_bad_request(seeded: Api) -> None:
+async def test_leases_malformed_body_is_bad_request(peer_seeded: Api) -> None:
     """A body that is not a LeasesRequest answers `bad-request` with null leases."""
     assert {"leases": None, "responseStatus": fail(
         "bad-request", "request body: Expected `array | null`, got `str` - at `$.serviceIds`",
-    )} == await seeded.call(LEASES, {"regionId": REGION, "serviceIds": "demo"})
+    )} == await peer_seeded.call(LEASES, {"regionId": REGION, "serviceIds": "demo"})
 
 
 # --- node.json -------------------------------------------------------------------------------
@@ -376,20 +401,21 @@ async def test_replication_status_without_peers(api: Api) -> None:
     answer = (await api.get(REPLICATION)).json()
 
     assert ({"bootstrap": {"reason": "no peers: a cluster of one", "state": "done"},
-             "cpuSeconds": None, "nodeId": None, "peers": [], "responseStatus": SUCCESS,
-             "self": NODE_URL}, api.node.node_id, 0.0) == (
+             "cpuSeconds": None, "nodeId": None, "peerAuth": "none", "peers": [],
+             "responseStatus": SUCCESS, "self": NODE_URL}, api.node.node_id, 0.0) == (
         steady(answer), answer["nodeId"], answer["cpuSeconds"])
 
 
 async def test_replication_status_with_peers(make_api: MakeApi) -> None:
     """A starting node with peers lists each one, not yet polled (`unknown`), with every counter
     zero and every field present."""
-    api = await make_api(up=False, url="http://a.test", peers=THREE_PEERS)
+    api = await make_api(up=False, url="http://a.test", peers=THREE_PEERS,
+                         cluster_secret=CLUSTER_SECRET)
 
     answer = (await api.get(REPLICATION)).json()
 
     assert ({"bootstrap": {"state": "not started"}, "cpuSeconds": None, "nodeId": None,
-             "peers": [peer("b"), peer("c")], "responseStatus": SUCCESS,
+             "peerAuth": "secret", "peers": [peer("b"), peer("c")], "responseStatus": SUCCESS,
              "self": "http://a.test"}, api.node.node_id) == (
         steady(answer), answer["nodeId"])
 
@@ -414,7 +440,7 @@ async def test_poll_records_peer_states(nodes: Nodes) -> None:
 
     assert {"nodeId": None, "self": url("a"),
             "bootstrap": {"state": "done", "reason": "forced up"},  # built up, not bootstrapped
-            "cpuSeconds": None, "peers": [
+            "cpuSeconds": None, "peerAuth": "secret", "peers": [
                 peer("b", "up", True), peer("c", "starting"),
                 peer("d", zone="zone-2",
                      lastError="ConnectError: d.test refused the connection")]} == (
@@ -886,7 +912,9 @@ async def test_batches_are_at_most_replication_batch(nodes: Nodes) -> None:
 
 async def test_checksums_and_leases_are_rate_limited(make_api: MakeApi) -> None:
     """The replication limiter refuses checksums and leases with their null payloads."""
-    api = await make_api(rate_limits={"replication.checksums": 0, "replication.leases": 0})
+    api = await make_api(**with_a_peer(rate_limits={"replication.checksums": 0,
+                                                     "replication.leases": 0}))
+    api.client.headers.update(PEER_HEADERS)
     limited = fail("rate-limited", "Request is rate limited.")
 
     assert [{"checksum": None, "responseStatus": limited, "services": None},
@@ -1072,4 +1100,91 @@ async def test_replication_metrics_per_peer(nodes: Nodes) -> None:
                for r in ("expired", "failed", "overflow")},
         })
     cpu = samples.pop(("artemis_replication_cpu_seconds_total", ()))
+    expected.update({("artemis_peer_auth_refused_total", (("reason", reason),)): 0.0
+                     for reason in ("alone", "missing", "wrong")})
     assert (expected, True) == (samples, cpu >= 0.0)
+
+
+# --- the cluster credential --------------------------------------------------------------------
+
+
+async def test_every_call_to_a_peer_carries_the_cluster_secret(nodes: Nodes) -> None:
+    """Status polls, replicated writes, bootstrap copies and repair checksums all carry the
+    cluster secret (and the node's id)."""
+    apis = await nodes.build(starting=("a",))
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def record(request: httpx.Request) -> httpx.Response | None:
+        seen.append((request.url.path, request.headers.get("x-artemis-cluster-secret"),
+                     request.headers.get("x-artemis-node-id")))
+        return None  # let it through
+
+    nodes.router.faults["b.test"] = record
+    await nodes.poll("a")
+    assert await nodes.cluster("a").bootstrap_step(0.0)
+    assert OK_BODY == await apis["a"].register(instance())
+    await nodes.cluster("a").flush()
+    await nodes.cluster("a").repair(nodes.link("a", "b"))
+    paths = {path for path, _, _ in seen}
+    assert ({"/api/status/node.json", "/api/replication/registry/leases.json",
+             "/api/replication/registry/register.json",
+             "/api/replication/registry/checksums.json"}, {CLUSTER_SECRET},
+            {apis["a"].node.node_id}) == (
+        paths, {secret for _, secret, _ in seen}, {node for _, _, node in seen})
+
+
+async def test_a_peer_with_another_secret_gets_nothing(nodes: Nodes) -> None:
+    """A node whose secret differs is refused by its peers: its writes are dropped
+    (no-permission is not retried), its repairs fail, and nothing reaches them."""
+    apis = await nodes.build(settings={"a": {"cluster_secret": "another-secret-0123456789"}})
+    await nodes.poll("a")
+    assert OK_BODY == await apis["a"].register(instance())
+    await nodes.cluster("a").flush()
+    with pytest.raises(ValueError, match="checksums: no-permission"):
+        await nodes.cluster("a").repair(nodes.link("a", "b"))
+    assert (0, 1, "no-permission: this call is for the cluster's nodes: it needs the cluster "
+            "secret in x-artemis-cluster-secret") == (
+        apis["b"].node.registry.instance_count,
+        nodes.cluster("a").status()["peers"][0]["droppedFailed"], nodes.link("a", "b").last_error)
+
+
+async def test_a_node_alone_refuses_every_peer_call(api: Api) -> None:
+    """A node without peers accepts no replication write or copy, even with a secret it was
+    given: no-permission, nothing changes, counted as `alone`."""
+    alone = fail("no-permission", "this node has no peers: it accepts no replication, "
+                 "bootstrap or repair calls")
+    async with api.unchanged():
+        answers = [await api.call(f"{REPLICATE}/{op}.json", {"instances": [instance()]},
+                                  headers=PEER_HEADERS)
+                   for op in ("register", "heartbeat", "unregister")]
+        copy_answer = await api.call(LEASES, {"regionId": REGION}, headers=PEER_HEADERS)
+    metrics = (await api.get("/metrics")).text
+    assert ([{"failedInstances": None, "responseStatus": alone}] * 3,
+            {"leases": None, "responseStatus": alone}, 0,
+            'artemis_peer_auth_refused_total{reason="alone"} 4.0') == (
+        answers, copy_answer, api.node.registry.instance_count,
+        next(line for line in metrics.splitlines()
+             if line.startswith('artemis_peer_auth_refused_total{reason="alone"')))
+
+
+@pytest.mark.parametrize(("settings", "problem"), [
+    ({"peers": THREE_PEERS}, "a node with peers needs the cluster secret: set --cluster-secret"),
+    ({"peers_dns": "peers.test:80"}, "a node with peers needs the cluster secret"),
+    ({"peers": THREE_PEERS, "cluster_secret": "x" * 15}, "must be at least 16 characters"),
+    ({"cluster_secret": "sixteen chars ok"}, "must be visible ASCII characters only"),
+])
+def test_the_cluster_secret_is_checked_at_start(settings: dict[str, Any], problem: str) -> None:
+    """Peers need a secret (or cluster_insecure); a secret is 16 visible ASCII characters or
+    more; the message never quotes it."""
+    with pytest.raises(SettingsError, match=problem) as raised:
+        Settings.load(None, {}, settings)
+    message = str(raised.value)
+    assert [False, False] == ["x" * 15 in message, "sixteen" in message]
+
+
+def test_cluster_insecure_or_a_secret_lets_a_node_with_peers_start() -> None:
+    """With cluster_insecure, or a good secret, the settings load; the secret is masked."""
+    insecure = Settings.load(None, {}, {"peers": THREE_PEERS, "cluster_insecure": True})
+    secret = Settings.load(None, {"ARTEMIS_CLUSTER_SECRET": CLUSTER_SECRET}, {"peers": THREE_PEERS})
+    assert (True, CLUSTER_SECRET, "***") == (
+        insecure.cluster_insecure, secret.cluster_secret, secret.public()["cluster_secret"])

@@ -245,3 +245,46 @@ async def test_a_request_that_logs_nothing_gets_no_id(logs: Lines) -> None:
     assert (None, None) == (answer.headers.get("x-request-id"), REQUEST_ID.get())
     assert [{"level": "warning", "logger": "artemis.test", "message": "after"}] == [
         {k: v for k, v in line.items() if k != "time"} for line in read()]
+
+
+DB_PASSWORD = "p@ss/w?rd#hunter2"  # noqa: S105 - a test secret: @, /, ? and # unencoded
+ENCODED = "p%40ss%2Fw%3Frd%23hunter2"  # the same, percent-encoded
+
+
+@pytest.mark.parametrize("database", [
+    f"mysql://app:{DB_PASSWORD}@db:3306/artemis",
+    f"postgresql://app:{ENCODED}@db/artemis",
+    f"postgresql://db/artemis?user=app&password={ENCODED}",
+    f"postgresql://app@db/artemis?sslpassword={ENCODED}",
+])
+def test_the_database_password_is_masked_in_every_spelling(logs: Lines, database: str) -> None:
+    """Whatever form the database URL takes, its password never reaches a log line: not as
+    configured, not decoded, not encoded, not in a traceback; other secrets neither."""
+    tokens = f"ci:read:{'t' * 20}"
+    read = logs(log_format="json", database=database, tokens=tokens, admin_token=TOKEN,
+                cluster_secret="c" * 24)
+    log = logging.getLogger("artemis.test")
+    log.warning("store: %s", database)
+    log.warning("decoded %s, encoded %s, sqlalchemy form %s", DB_PASSWORD, ENCODED,
+                "postgresql+asyncpg://app:" + ENCODED + "@db/artemis")
+    log.warning("tokens %s %s %s", "t" * 20, TOKEN, "c" * 24)
+    try:
+        raise ConnectionError(f"cannot connect to {database}")
+    except ConnectionError:
+        log.exception("store failed")
+
+    text = json.dumps(read())
+    for secret in (DB_PASSWORD, ENCODED, "hunter2", "t" * 20, TOKEN, "c" * 24):
+        assert secret not in text
+    assert text.count("***") >= 7
+
+
+def test_any_url_credentials_are_masked_without_configuration(logs: Lines) -> None:
+    """A URL with a password in any line is masked even when no setting names it (a peer's
+    URL, a URL in a driver's message)."""
+    read = logs()
+    logging.getLogger("artemis.test").warning(
+        "peer http://node:secret-one@10.0.0.2:8080/x failed; dsn mysql://u:a@b@db/x?token=zz9")
+
+    assert ["peer http://node:***@10.0.0.2:8080/x failed; dsn mysql://u:***@db/x?token=***"] == [
+        line.split(": ", 1)[1] for line in read()]

@@ -932,8 +932,10 @@ def test_a_database_with_a_write_token_loads() -> None:
     ("ops", "token 1 is not NAME:ROLES:SECRET"),
     ("ops:write", "token 1 is not NAME:ROLES:SECRET"),
     (":write:", "token 1 is not NAME:ROLES:SECRET"),
-    ("ops:admin:0123456789abcdef", "token 'ops': roles are read, write or read+write"),
-    ("ops::0123456789abcdef", "token 'ops': roles are read, write or read+write"),
+    ("ops:admin:0123456789abcdef", "token 'ops': unknown role 'admin' (roles: read, write, "
+                                   "register=SERVICES, joined by +)"),
+    ("ops::0123456789abcdef", "token 'ops': roles are read, write, read+write or "
+                              "register=SERVICES"),
     ("ops:write:0123456789abcde", "token 'ops': the secret must be at least 16 characters"),
     ("ops:write:0123456789abcdef,ops:read:0123456789abcdef", "token 'ops' is given twice"),
 ])

@@ -3,6 +3,7 @@ OpenAPI 3.1, and the node's real answers fit the schemas it documents."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import httpx
@@ -15,7 +16,8 @@ from artemis.clock import FakeClock
 from artemis.server.api.endpoint import Role, null_fields
 from artemis.server.api.openapi import ENDPOINTS, PATH, UndocumentedRoute, openapi_document
 from artemis.server.http import App, Route
-from tests.server.conftest import MakeApi, make_parts
+from tests.server.cluster_harness import PEER_HEADERS, with_a_peer
+from tests.server.conftest import MANAGEMENT_TOKEN, MakeApi, make_parts
 from tests.server.harness import OK_BODY, REGION, SERVICE, ZONE, Api, instance
 
 CONTEXT: Final = "/artemis-web"
@@ -148,7 +150,8 @@ def test_null_payloads_follow_the_wire_names_and_defaults() -> None:
 
 def test_roles_are_declared_for_every_protected_family() -> None:
     """Management writes need the write role, its reads the read role, the admin switches the
-    admin role on POST only; every other endpoint is open."""
+    admin role on POST only, replication the peer role, config.json the read role; every other
+    endpoint is open."""
     writes = ("operate", "insert-", "update-", "delete-", "create-", "release-")
 
     def expected(path: str) -> tuple[Role, list[str] | None]:
@@ -157,6 +160,10 @@ def test_roles_are_declared_for_every_protected_family() -> None:
             return (Role.WRITE if any(w in name for w in writes) else Role.READ), None
         if path.startswith("/api/admin/"):
             return Role.ADMIN, ["POST"]
+        if path.startswith("/api/replication/"):
+            return Role.PEER, None
+        if path == "/api/status/config.json":  # its database URL and settings: read role
+            return Role.READ, None
         return Role.NONE, None
 
     assert {path: expected(path) for path in ENDPOINTS} == {
@@ -339,11 +346,27 @@ PARAMS: dict[str, dict[str, str]] = {
 }
 
 
-async def test_every_operation_answers_as_documented(managed: Api) -> None:
+@pytest.fixture
+async def managed_peer(make_api: MakeApi, tmp_path: Any) -> AsyncIterator[Api]:
+    """conftest's `managed` with a peer and the cluster secret, its client sending the secret
+    too (so the peer-only endpoints answer)."""
+    api = await make_api(**with_a_peer(database=f"sqlite:///{tmp_path}/management.db",
+                                       admin_token=MANAGEMENT_TOKEN))
+    management = api.parts.management
+    assert management is not None
+    await management.store.open()
+    await management.reload()
+    api.node.release("management")
+    api.client.headers.update({"authorization": f"Bearer {MANAGEMENT_TOKEN}", **PEER_HEADERS})
+    yield api
+    await management.store.close()
+
+
+async def test_every_operation_answers_as_documented(managed_peer: Api) -> None:
     """A request to each documented operation of a node holding an instance (with a management
-    database and a token) gets an answer of the documented media type that fits the documented
-    schema."""
-    seeded = managed
+    database, a token, a peer and the cluster secret) gets an answer of the documented media
+    type that fits the documented schema."""
+    seeded = managed_peer
     assert OK_BODY == await seeded.register(instance())
     first = await seeded.snapshot()
     await seeded.register(instance("10.0.0.8:8080"))

@@ -55,7 +55,8 @@ class FakeWebSocket:
     `receive()` answers None once the socket is closed or when None is pushed (the client went
     away). A `stuck` socket's send never returns, as over a connection nobody reads."""
 
-    def __init__(self, *, stuck: bool = False) -> None:
+    def __init__(self, *, stuck: bool = False, headers: dict[str, str] | None = None) -> None:
+        self.headers = headers or {}  # of the upgrade request, lower-case names
         self.incoming: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self.sent: list[str] = []
         self.attempted: list[str] = []  # every send started, finished or not
@@ -80,6 +81,9 @@ class FakeWebSocket:
         if self.code is None:
             self.code = code
             self.incoming.put_nowait(None)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
 
     def push(self, message: str | bytes | None) -> None:
         self.incoming.put_nowait(message)

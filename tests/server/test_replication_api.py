@@ -1,4 +1,9 @@
-"""The receiving side of replication: peers' register, heartbeat, unregister and services."""
+"""The receiving side of replication: peers' register, heartbeat, unregister and services.
+
+Every node here has a peer (that never answers) and the cluster secret, and its client sends the
+secret as a peer does (`make_api` below); refusals of callers that are not peers are in
+test_peer_auth below and tests/adversarial/test_peers.py.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import asyncio
 from collections.abc import Generator
 from typing import Any
 
+import pytest
+
+from tests.server.cluster_harness import PEER_HEADERS, with_a_peer
 from tests.server.conftest import MakeApi
 from tests.server.harness import OK_BODY, REGION, SERVICE, Api, instance, service
 
@@ -14,6 +22,18 @@ REPLICATE = "/api/replication/registry"
 
 def failure(code: str, message: str) -> dict[str, Any]:
     return {"errorCode": code, "message": message, "status": "fail"}
+
+
+@pytest.fixture
+def make_api(make_api: MakeApi) -> MakeApi:
+    """conftest's `make_api`, for a node with a peer and the cluster secret, called as a peer."""
+
+    async def make(**settings: Any) -> Api:
+        api = await make_api(**with_a_peer(**settings))
+        api.client.headers.update(PEER_HEADERS)
+        return api
+
+    return make
 
 
 async def test_accepted_while_the_node_is_starting(make_api: MakeApi) -> None:
@@ -155,3 +175,74 @@ async def test_concurrent_requests_for_one_large_answer_share_its_build(api: Api
     answers = await asyncio.gather(*requests)
     assert ("done", [False] * 4, {"leases": 3}, [answers[0]] * 4, 2500) == (
         await other, waiting, node.shared_builds, answers, len(answers[0]["leases"]))
+
+
+# --- who may call: the cluster credential ------------------------------------------------------
+
+PEER_REFUSED = ("this call is for the cluster's nodes: it needs the cluster secret in "
+                "x-artemis-cluster-secret")
+
+
+@pytest.mark.parametrize(("headers", "reason"), [
+    ({"x-artemis-cluster-secret": ""}, "missing"),
+    ({"x-artemis-cluster-secret": "another-secret-0123456789"}, "wrong"),
+    ({"x-artemis-cluster-secret": PEER_HEADERS["x-artemis-cluster-secret"][:-1]}, "wrong"),
+    ({"authorization": f"Bearer {PEER_HEADERS['x-artemis-cluster-secret']}"}, "missing"),
+])
+async def test_a_caller_without_the_secret_is_refused_and_counted(
+        api: Api, headers: dict[str, str], reason: str) -> None:
+    """A replicated write or a copy without the cluster secret (or with another) is refused
+    no-permission in the endpoint's shape, changes nothing and is counted by reason."""
+    await api.call(f"{REPLICATE}/register.json", {"instances": [instance()]})
+    api.client.headers.pop("x-artemis-cluster-secret")
+    forged = {"instances": [instance(url="http://attacker:1/")]}
+    async with api.unchanged(SERVICE):
+        answers = [await api.call(f"{REPLICATE}/{op}.json", forged, headers=headers)
+                   for op in ("register", "heartbeat", "unregister")]
+        copies = [await api.call(f"{REPLICATE}/{path}.json", {"regionId": REGION},
+                                 headers=headers) for path in ("leases", "checksums", "services")]
+    refused = failure("no-permission", PEER_REFUSED)
+    counted = f'artemis_peer_auth_refused_total{{reason="{reason}"}}'
+    metrics = (await api.get("/metrics")).text
+    assert ([{"failedInstances": None, "responseStatus": refused}] * 3,
+            [{"leases": None, "responseStatus": refused},
+             {"checksum": None, "responseStatus": refused, "services": None},
+             {"responseStatus": refused, "services": None}],
+            f"{counted} 6.0") == (
+        answers, copies, next(line for line in metrics.splitlines()
+                              if line.startswith(counted)))
+
+
+async def test_cluster_insecure_takes_peer_calls_without_a_secret(make_api: MakeApi) -> None:
+    """With cluster_insecure (next to original nodes) a call without the secret is a peer's."""
+    api = await make_api(cluster_insecure=True, cluster_secret="")
+    api.client.headers.pop("x-artemis-cluster-secret")
+    answer = await api.call(f"{REPLICATE}/register.json", {"instances": [instance()]})
+    status = (await api.get("/api/status/replication.json")).json()
+    assert (OK_BODY, 1, "insecure") == (answer, api.node.registry.instance_count,
+                                        status["peerAuth"])
+
+
+async def test_a_peers_batch_is_held_to_the_larger_of_max_batch_and_replication_batch(
+        make_api: MakeApi) -> None:
+    """A replicated batch holds at most max(max_batch, replication_batch) instances: the rest is
+    refused bad-request whole, as a client's batch over max_batch is."""
+    api = await make_api(max_batch=2, replication_batch=3)
+    three = [instance(f"10.0.0.{n}:8080") for n in range(3)]
+    four = [instance(f"10.0.1.{n}:8080") for n in range(4)]
+    accepted = await api.call(f"{REPLICATE}/register.json", {"instances": three})
+    refused = await api.call(f"{REPLICATE}/heartbeat.json", {"instances": four})
+    assert (OK_BODY, failure("bad-request", "request.instances has 4 instances; at most 3 are "
+                             "accepted in one request."), 3) == (
+        accepted, refused["responseStatus"], api.node.registry.instance_count)
+
+
+async def test_a_peers_instances_are_validated_like_a_clients(api: Api) -> None:
+    """Each replicated instance passes the client's checks (ids, region): what a client's
+    register refuses, a peer's refuses alike."""
+    bad = [instance("10.0.0.8:8080", regionId="FRA"), instance("a\x00b"),
+           instance("10.0.0.9:8080", serviceId=" ")]
+    peer = await api.call(f"{REPLICATE}/register.json", {"instances": bad})
+    client = await api.call("/api/registry/register.json", {"instances": bad})
+    assert (client["failedInstances"], 3, 0) == (
+        peer["failedInstances"], len(peer["failedInstances"]), api.node.registry.instance_count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import pytest
@@ -27,7 +28,8 @@ from tests.server.harness import (
 )
 
 START_MS = 1_700_000_000_000
-ADMIN_TOKEN = "s3cret"  # noqa: S105 - a test's own token, not a credential
+ADMIN_TOKEN = "s3cret-admin-token"  # noqa: S105 - a test's own token, not a credential
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ZONE_JSON = {"metadata": None, "regionId": REGION, "zoneId": ZONE}
 SELF_PRESERVATION = "/api/admin/self-preservation.json"
 ADMIN_REFUSED = fail("no-permission", "this switch needs the admin bearer token "
@@ -155,14 +157,15 @@ async def test_up_nodes_rate_limited(make_api: MakeApi, kind: str) -> None:
 async def test_status_rate_limits(make_api: MakeApi) -> None:
     """With the status limiter at 0, cluster/config/leases are refused with zero payloads and
     node.json (never limited, used for peer polling) still answers."""
-    api = await make_api(rate_limits={"status": 0, "status.get-leases": 0})
+    api = await make_api(rate_limits={"status": 0, "status.get-leases": 0},
+                         admin_token=ADMIN_TOKEN)
 
     assert {"nodeStatus": node_status(), "responseStatus": SUCCESS} == await api.call(
         "/api/status/node.json")
     assert {"nodeCount": 0, "nodesStatus": None, "responseStatus": RATE_LIMITED} == (
         await api.call("/api/status/cluster.json"))
     assert {"properties": None, "responseStatus": RATE_LIMITED, "sources": None} == (
-        await api.call("/api/status/config.json"))
+        await api.call("/api/status/config.json", headers=AUTH))
     assert {**LEASE_NULLS, "responseStatus": RATE_LIMITED} == await api.call(
         "/api/status/leases.json")
     assert {**LEASE_NULLS, "responseStatus": RATE_LIMITED} == await api.call(
@@ -248,7 +251,7 @@ async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
     """config.json shows every setting as text, with the admin token masked."""
     api = await make_api(admin_token=ADMIN_TOKEN, rate_limits={"registry.register": 5})
 
-    response = await api.post("/api/status/config.json")
+    response = await api.post("/api/status/config.json", headers=AUTH)
 
     assert ADMIN_TOKEN.encode() not in response.content
     assert {"properties": {
@@ -280,9 +283,12 @@ async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
         "replication_batch": "1000", "replication_task_ttl": "10.0",
         "replication_retries": "5", "replication_backoff": "0.05",
         "anti_entropy_interval": "5.0", "wall_clock_offset": "0.0",
+        "cluster_secret": "", "cluster_insecure": "false",
         "database": "", "management_poll_interval": "0.25",
         "management_timeout": "2.0", "management_start_timeout": "10.0", "tokens": "",
-        "management_open_reads": "false"},
+        "management_open_reads": "false", "cors_origins": "",
+        "registration_mode": "open", "rate_limit_per_client": "20000",
+        "rate_limits_per_client": "", "rate_limit_clients": "16384"},
         "responseStatus": SUCCESS,
         "sources": {"config-file": 1, "defaults": 0, "environment": 2, "flags": 3},
     } == response.json()
@@ -394,3 +400,37 @@ async def test_context_path_serves_endpoints_only_under_it(make_api: MakeApi) ->
         response = await api.client.post(path, json={})
         assert (404, {"responseStatus": fail("bad-request", f"no endpoint at {path}")}) == (
             response.status_code, response.json())
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-0123456789"},
+                                     {"Authorization": f"Basic {ADMIN_TOKEN}"}])
+async def test_config_needs_the_read_role(make_api: MakeApi, headers: dict[str, str]) -> None:
+    """config.json answers no-permission, in its shape, to a caller without the read role."""
+    api = await make_api(admin_token=ADMIN_TOKEN)
+
+    answer = await api.call("/api/status/config.json", headers=headers)
+
+    assert {"properties": None, "sources": None, "responseStatus": {
+        "errorCode": "no-permission", "status": "fail",
+        "message": "this call needs a bearer token with the read role"}} == answer
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("mysql://app:hunter2-secret@db/artemis", "mysql://app:***@db/artemis"),
+    ("mysql://app:p@ss/w?rd#x@db:3306/artemis", "mysql://app:***@db:3306/artemis"),
+    ("postgresql://app:p%40ss%3Aw%2Fd@db/artemis", "postgresql://app:***@db/artemis"),
+    ("postgresql://db/artemis?user=app&password=hunter2-secret&sslmode=require",
+     "postgresql://db/artemis?user=app&password=***&sslmode=require"),
+    ("postgresql://app@db/artemis?sslpassword=hunter2-secret",
+     "postgresql://app@db/artemis?sslpassword=***"),
+    ("sqlite:///var/lib/artemis.db", "sqlite:///var/lib/artemis.db"),
+])
+async def test_config_masks_the_database_password(make_api: MakeApi, url: str,
+                                                  shown: str) -> None:
+    """The database URL shows without its password, whatever form the URL takes."""
+    api = await make_api(admin_token=ADMIN_TOKEN)
+    api.node.settings = dataclasses.replace(api.node.settings, database=url)
+
+    properties = (await api.call("/api/status/config.json", headers=AUTH))["properties"]
+
+    assert shown == properties["database"]

@@ -1,5 +1,7 @@
 """The registry command: `artemis register` registers an instance, keeps it alive with heartbeats
-(a RegistryClient) until SIGINT or SIGTERM, then unregisters it."""
+(a RegistryClient) until SIGINT or SIGTERM, then unregisters it. `--token` (ARTEMIS_TOKEN, the
+variable the management commands read too) is sent as a bearer token: a node in
+registration_mode token needs one with the register role for the service."""
 
 from __future__ import annotations
 
@@ -37,12 +39,15 @@ def _metadata(ctx: click.Context, param: click.Parameter,
 @click.option("--status", default="up", show_default=True, help="The instance's status.")
 @click.option("--metadata", multiple=True, callback=_metadata, metavar="KEY=VALUE",
               help="Metadata of the instance; repeat it for several.")
+@click.option("--token", envvar="ARTEMIS_TOKEN", show_envvar=True, default=None,
+              help="Bearer token (register role for the service) for a node whose "
+                   "registration_mode is token; in open mode it names the instance's owner.")
 @click.option("--heartbeat-interval", type=click.FloatRange(min=0, min_open=True), default=5.0,
               show_default=True, help="Seconds between heartbeats.")
 @client_command
 def register(target: Target, service_id: str, instance_id: str, url: str, ip: str | None,
              port: int, group: str | None, status: str, metadata: dict[str, str] | None,
-             heartbeat_interval: float) -> None:
+             heartbeat_interval: float, token: str | None) -> None:
     """Register an instance and keep it alive with heartbeats until Ctrl-C, then unregister
     it."""
     wanted = wire.Instance(service_id=service_id, instance_id=instance_id, url=url, ip=ip,
@@ -60,7 +65,7 @@ def register(target: Target, service_id: str, instance_id: str, url: str, ip: st
         stop = stop_event()
         async with RegistryClient(list(target.servers), region=target.region, zone=target.zone,
                                   heartbeat_interval=heartbeat_interval,
-                                  retries=target.retries) as registry:
+                                  retries=target.retries, token=token or None) as registry:
             await registry.register(wanted)
             (kept,) = registry.instances
             name = f"{service_id}/{instance_id}"

@@ -70,9 +70,12 @@ class DiscoveryClient(BackgroundClient):
     def __init__(self, servers: str | Sequence[str], *, region: str | None = None,
                  zone: str | None = None, transport: Transport | None = None,
                  poll_interval: float = 10.0, reconnect_interval: float = 2.0,
-                 retries: int = 3, use_push: bool = True, clock: Clock | None = None) -> None:
+                 retries: int = 3, use_push: bool = True, clock: Clock | None = None,
+                 token: str | None = None) -> None:
+        """`token`: a bearer token sent with every call (discovery needs none today; for a
+        proxy or node that asks for one)."""
         super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries,
-                         clock=clock)
+                         clock=clock, token=token)
         self.poll_interval = poll_interval
         self.reconnect_interval = reconnect_interval
         self.use_push = use_push

@@ -29,13 +29,18 @@ class BackgroundClient:
 
     def __init__(self, servers: str | Sequence[str], *, region: str | None,
                  zone: str | None, transport: Transport | None, retries: int,
-                 clock: Clock | None) -> None:
+                 clock: Clock | None, token: str | None = None) -> None:
+        """`token` is sent as a bearer token by the transport the client makes (a transport
+        given is used as it is: give it the token)."""
+        if token and transport is not None:
+            raise ValueError("give the token to the transport you pass (NetworkTransport(token="
+                             "...)), or pass no transport")
         seeds = [servers] if isinstance(servers, str) else list(servers)
         self.clock: Clock = clock or SystemClock()
         self.region = region
         self.zone = zone
         self._own_transport = transport is None
-        self.transport: Transport = transport or NetworkTransport()
+        self.transport: Transport = transport or NetworkTransport(token=token)
         self.caller = Caller(self.transport, ServerList(seeds, clock=self.clock), retries=retries,
                              clock=self.clock)
         self._task: asyncio.Task[None] | None = None

@@ -11,6 +11,9 @@ Rules
   * A node that fails is left for another (see servers.py); the heartbeats go on, and the instances
     are registered on the new node by the rule above. Errors never stop the loop; they are logged
     and counted in `stats`.
+  * `token` is sent as a bearer token (HTTP and the WebSocket upgrade). A write the node refuses
+    (`no-permission`: outside the token's scope, another writer's live instance) raises from
+    `register()` and `unregister()`, and is logged from the heartbeat rounds.
 """
 
 from __future__ import annotations
@@ -49,9 +52,14 @@ class RegistryClient(BackgroundClient):
     def __init__(self, servers: str | Sequence[str], *, region: str | None = None,
                  zone: str | None = None, transport: Transport | None = None,
                  heartbeat_interval: float = 5.0, frame_size: int = 500, retries: int = 5,
-                 use_websocket: bool = True, clock: Clock | None = None) -> None:
+                 use_websocket: bool = True, clock: Clock | None = None,
+                 token: str | None = None) -> None:
+        """`token`: a bearer token (with the register role for the instances' services) sent
+        with every call and the heartbeat WebSocket's upgrade; needed by a node whose
+        registration_mode is token, and naming the client as the owner of its instances in
+        open mode (else its address does)."""
         super().__init__(servers, region=region, zone=zone, transport=transport, retries=retries,
-                         clock=clock)
+                         clock=clock, token=token)
         self.heartbeat_interval = heartbeat_interval
         self.frame_size = max(1, frame_size)
         self.use_websocket = use_websocket
@@ -121,7 +129,7 @@ class RegistryClient(BackgroundClient):
         status = answer.response_status
         if status.status == "fail":
             raise server_error(status.error_code, status.message)
-        if answer.failed_instances and path.endswith("/register.json"):
+        if answer.failed_instances and not path.endswith("/heartbeat.json"):
             first = answer.failed_instances[0]
             raise server_error(first.error_code, first.error_message)
         return answer
@@ -146,6 +154,8 @@ class RegistryClient(BackgroundClient):
             answer = await self._heartbeat(frame)
             self.stats["frames"] += 1
             for failed in answer.failed_instances or ():
+                if failed.error_code == ErrorCode.NO_PERMISSION:
+                    log.warning("heartbeat refused: %s", failed.error_message)
                 if failed.error_code in _REREGISTER and failed.instance is not None:
                     kept = self._instances.get(_key(failed.instance))
                     if kept is not None:
@@ -161,7 +171,8 @@ class RegistryClient(BackgroundClient):
             try:
                 ws = await self._websocket()
                 await ws.send(frame.decode())
-                answer = wire.decode((await ws.recv()).encode(), wire.InstancesResponse)
+                answer = wire.decode((await ws.recv()).encode(), wire.InstancesResponse,
+                                     unique_keys=False)
             except (TransportError, wire.DecodeError) as exc:
                 self.stats["websocket_failures"] += 1
                 log.debug("heartbeat WebSocket failed (%s); using heartbeat.json", exc)

@@ -111,7 +111,7 @@ class Caller:
             url = self.servers.current()
             try:
                 raw = await self.transport.post(url, path, body)
-                answer = wire.decode(raw, kind)
+                answer = wire.decode(raw, kind, unique_keys=False)  # a node's answer
             except (TransportError, wire.DecodeError) as exc:
                 problems.append(str(exc))
                 self.servers.failed(url)

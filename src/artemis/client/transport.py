@@ -57,11 +57,13 @@ class NetworkTransport:
         """`verify` says which https:// and wss:// nodes to trust: True, the usual certificate
         authorities; a path, the CA certificate(s) in that PEM file (or directory); an
         SSLContext, as it says; False, any certificate (tests only). `token` is sent as a
-        bearer token with every HTTP request (the management API needs one)."""
+        bearer token with every HTTP request and WebSocket upgrade (the management API needs
+        one, and the registry's writes in registration_mode token)."""
         context = _ssl_context(verify)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._ws_headers: dict[str, str] = {}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = self._ws_headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout), headers=headers,
             verify=True if context is None else context)
@@ -84,7 +86,7 @@ class NetworkTransport:
             tls["ssl"] = self._ssl
         try:
             ws = await websockets.connect(url, max_size=None, open_timeout=self._connect_timeout,
-                                          **tls)
+                                          additional_headers=self._ws_headers or None, **tls)
         except (OSError, websockets.WebSocketException, TimeoutError) as exc:
             raise TransportError(f"{base_url}: WebSocket: {exc}") from None
         return _NetworkWebSocket(ws)
@@ -136,10 +138,12 @@ class _NetworkWebSocket:
 class InProcessTransport:
     """A node's app in this process, through its ASGI face: HTTP and WebSockets, no sockets."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, token: str | None = None) -> None:
+        """`token`: sent as a bearer token, as NetworkTransport's."""
         self._app = app
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                       base_url="http://in-process")
+                                       base_url="http://in-process", headers=self._headers)
         self._sockets: set[_InProcessWebSocket] = set()
 
     async def post(self, base_url: str, path: str, body: bytes) -> bytes:
@@ -150,7 +154,7 @@ class InProcessTransport:
         return answer.content
 
     async def connect(self, base_url: str, path: str) -> ClientWebSocket:
-        ws = _InProcessWebSocket(self._app, path, self._sockets.discard)
+        ws = _InProcessWebSocket(self._app, path, self._sockets.discard, self._headers)
         await ws.open()
         self._sockets.add(ws)
         return ws
@@ -164,10 +168,13 @@ class InProcessTransport:
 class _InProcessWebSocket:
     """One ASGI WebSocket session of the app, driven through two queues."""
 
-    def __init__(self, app: Any, path: str, forget: Any) -> None:
+    def __init__(self, app: Any, path: str, forget: Any,
+                 headers: dict[str, str] | None = None) -> None:
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {"type": "websocket", "path": path, "headers": [], "query_string": b"",
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+               for k, v in (headers or {}).items()]
+        scope = {"type": "websocket", "path": path, "headers": raw, "query_string": b"",
                  "client": ("127.0.0.1", 0), "subprotocols": []}
         self._task = asyncio.ensure_future(app(scope, self._to_app.get, self._from_app.put))
         self._closed = False

@@ -26,6 +26,8 @@ Rules
     copies of leases, deciding by lease ages, never wall clocks (rules in core/merge.py).
   * An instance that fails the checks of core/validation.py fails alone (the rest of its batch
     goes on); so does one refused by a cap on what registrations may add (core/caps.py).
+  * Who may write which instance (registration modes, token scopes, ownership of a live
+    instance) is core/ownership.py's: a client's write passes a `Writer`, a peer's none.
   * Every change gets the next revision of one node-local counter and goes to the change log.
   * Discovery sees only what management does not hide (pulled-out instances, machines, zones):
     a hidden instance keeps its lease but records no `new`; hiding a visible one records a
@@ -47,6 +49,7 @@ from artemis.core import merge as _merge
 from artemis.core.caps import Caps
 from artemis.core.lease import Pause, PauseWatch, SafeChecker, SafeCheckerConfig
 from artemis.core.merge import MergeResult, Tombstones, lease_copy
+from artemis.core.ownership import Mode, Ownership, Writer
 from artemis.core.service_state import (
     MASK64,
     Lease,
@@ -55,7 +58,7 @@ from artemis.core.service_state import (
     instance_hash,
     is_legacy,
 )
-from artemis.core.validation import InstanceChecks, describe
+from artemis.core.validation import InstanceChecks, describe, unknown_first
 from artemis.core.versions import Change, ChangeLog
 from artemis.core.visibility import EMPTY, ManagementView
 from artemis.wire import ErrorCode, FailedInstance, Instance, LeaseCopy
@@ -112,6 +115,7 @@ class RegistryConfig:
     max_field_length: int = 1024
     max_tombstones: int = _MAX_TOMBSTONES
     pause_threshold: float = 2.0  # a longer gap between ticks is the node's own pause (0: off)
+    registration_mode: Mode = Mode.OPEN  # who may write what (core/ownership.py)
 
 
 _DATA_FIELDS: Final = ("group_id", "health_check_url", "ip", "machine_name", "protocol",
@@ -171,34 +175,42 @@ class Registry:
             config.max_tombstones, max(config.lease_ttl, config.legacy_lease_ttl))
         self.caps = Caps(config)
         self.refused = self.caps.refused  # registrations refused, by the cap they met
+        self.ownership = Ownership(config.registration_mode)
 
     # --- operations ----------------------------------------------------------------------
 
     def register(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                  check_zone: bool = True, same_renews: bool = False,
-                 client: str | None = None) -> BatchResult:
+                 client: str | None = None, writer: Writer | None = None) -> BatchResult:
         """Register a batch; with `same_renews` (the replication path) an instance registered
         with exactly the same data is renewed instead, so a repeated copy pushes nothing.
-        `client` is the caller's address (None from a peer): the caps of core/caps.py apply."""
+        `client` is the caller's address (None from a peer): the caps of core/caps.py apply;
+        `writer` who writes (None from a peer): the rules of core/ownership.py apply."""
         result = BatchResult()
-        for instance in self._valid(instances, check_zone, result):
+        ownership = self.ownership
+        for instance in self._valid(instances, check_zone, result, writer):
             if same_renews and self._renew_same(instance, now):
                 result.succeeded.append(instance)
                 continue
-            if self._refused(instance, client, result):
+            lease = self._held(instance)
+            if self._denied(ownership.register_refusal(lease, instance, writer, now), instance,
+                            result) or self._refused(instance, client, result):
                 continue
-            self._register(instance, now, wall_ms, result.changes, owner=client)
+            self._register(instance, now, wall_ms, result.changes, owner=client,
+                           writer=ownership.owner(lease, writer, now))
             result.succeeded.append(instance)
         return result
 
     def heartbeat(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
-                  check_zone: bool = True, register_unknown: bool = False) -> BatchResult:
+                  check_zone: bool = True, register_unknown: bool = False,
+                  writer: Writer | None = None) -> BatchResult:
+        """Renew a batch (rules in the module doc); `writer` is held to its token's scope."""
         result = BatchResult()
         renewed = legacy_renewed = 0
         services = self.services
         if now > self.pauses.deadline:
             self._resume(now)
-        for instance in self._valid(instances, check_zone, result):
+        for instance in self._valid(instances, check_zone, result, writer):
             state = services.get(instance.service_id.lower())  # type: ignore[union-attr]
             lease = None if state is None else state.leases.get(
                 instance.instance_id.lower())  # type: ignore[union-attr]
@@ -240,19 +252,26 @@ class Registry:
             self.safe.renewed(now, renewed)
         if legacy_renewed:
             self.legacy_safe.renewed(now, legacy_renewed)
+        if result.failed and not register_unknown:  # unknown first (validation.py's rules)
+            result.failed = unknown_first(result.failed, self._held, NOT_EXISTING)
         return result
 
     def unregister(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
-                   check_zone: bool = True, from_peer: bool = False) -> BatchResult:
+                   check_zone: bool = True, from_peer: bool = False,
+                   writer: Writer | None = None) -> BatchResult:
         """Unregister a batch. The tombstone of a client's unregister is `now`; a peer's
         (`from_peer`) is the removed lease's last renewal, the latest time this node knows the
         instance was there (a peer's unregister may come late, or from a repair: copies renewed
-        after it are newer than what it removed), and none when nothing was held."""
+        after it are newer than what it removed), and none when nothing was held. `writer`:
+        who unregisters (None from a peer), held to core/ownership.py."""
         result = BatchResult()
-        for instance in self._valid(instances, check_zone, result):
+        for instance in self._valid(instances, check_zone, result, writer):
             state = self.services.get(instance.service_id.lower())  # type: ignore[union-attr]
             lease = None if state is None else state.leases.get(
                 instance.instance_id.lower())  # type: ignore[union-attr]
+            if self._denied(self.ownership.unregister_refusal(lease, writer, now), instance,
+                            result):
+                continue
             if lease is not None:
                 self._remove(state, lease, now, wall_ms, result.changes)  # type: ignore[arg-type]
             if not from_peer or lease is not None:
@@ -391,29 +410,46 @@ class Registry:
             instance=instance))
         return True
 
+    @staticmethod
+    def _denied(reason: str | None, instance: Instance, result: BatchResult) -> bool:
+        """A refusal of core/ownership.py, if any, as the instance's `no-permission`."""
+        if reason is None:
+            return False
+        result.failed.append(FailedInstance(
+            error_code=NO_PERMISSION, error_message=f"{describe(instance)}: {reason}",
+            instance=instance))
+        return True
+
     # --- internals -----------------------------------------------------------------------
 
     def _valid(self, instances: Sequence[Instance | None], check_zone: bool,
-               result: BatchResult) -> Iterator[Instance]:
-        """The instances of a batch that pass the checks of core/validation.py; the others go
-        to `result.failed` (nulls are skipped, as the original skips them)."""
+               result: BatchResult, writer: Writer | None = None) -> Iterator[Instance]:
+        """The instances of a batch that pass the checks of core/validation.py and are in the
+        `writer`'s scope; the others go to `result.failed` (nulls are skipped, as the original
+        skips them)."""
         problem = self.checks.problem
+        scoped = writer is not None and writer.scope is not None
         for instance in instances:
             if instance is None:
                 continue
             found = problem(instance, check_zone)
             if found is None:
-                yield instance
+                if not scoped or not self._denied(
+                        self.ownership.scope_refusal(instance, writer), instance, result):
+                    yield instance
             else:
                 code, reason = found
                 result.failed.append(FailedInstance(
                     error_code=code, error_message=f"{describe(instance)}: {reason}",
                     instance=instance))
 
-    def _renew_same(self, instance: Instance, now: float) -> bool:
+    def _held(self, instance: Instance) -> Lease | None:
         state = self.services.get(instance.service_id.lower())  # type: ignore[union-attr]
-        lease = None if state is None else state.leases.get(
+        return None if state is None else state.leases.get(
             instance.instance_id.lower())  # type: ignore[union-attr]
+
+    def _renew_same(self, instance: Instance, now: float) -> bool:
+        lease = self._held(instance)
         if lease is None or now > lease.renewed + lease.ttl or lease.encoded != wire.encode(
                 instance):
             return False
@@ -422,9 +458,11 @@ class Registry:
 
     def _register(self, instance: Instance, now: float, wall_ms: int,
                   changes: list[Change], renewed: float | None = None,
-                  created_ms: int | None = None, owner: str | None = None) -> None:
-        """Register `instance` (a new lease); `owner` is the registering client's address,
-        None to keep the owner of the lease it replaces (a peer's write)."""
+                  created_ms: int | None = None, owner: str | None = None,
+                  writer: str | None = None) -> None:
+        """Register `instance` (a new lease); `owner` is the registering client's address and
+        `writer` who owns it (core/ownership.py), each None to keep that of the lease it
+        replaces (a peer's write)."""
         key = instance.service_id.lower()  # type: ignore[union-attr]
         state = self.services.get(key)
         if state is None:
@@ -451,6 +489,10 @@ class Registry:
             lease.owner = sys.intern(owner)
         elif old is not None:
             lease.owner = old.owner
+        if writer is not None:
+            lease.writer = sys.intern(writer)
+        elif old is not None:
+            lease.writer = old.writer
         self.caps.own(lease)
         shown_before = old is not None and not old.hidden
         if old is not None:

@@ -58,6 +58,7 @@ class Lease(msgspec.Struct, gc=False):
     group: str = ""  # lower-case groupId, for group pull-outs
     hidden: bool = False  # pulled out by management: kept, renewed, not discovered
     owner: str = ""  # the client address that registered it ("" from a peer): per-client caps
+    writer: str = ""  # who owns it: token name or client address ("" from a peer), ownership.py
 
     @property
     def instance(self) -> Instance:

@@ -2,27 +2,44 @@
 
 Rules
   * serviceId, instanceId and url must be present, not blank, printable and at most
-    `max_id_length` (ids) or `max_url_length` (url) long; url must be absolute (scheme://host...).
+    `max_id_length` (ids) or `max_url_length` (url) long. Any such url is taken, as the original
+    takes it (`/api`, `10.0.0.5:8080`): the node stores it, clients judge it.
   * port is 0-65535 (0: not given).
+  * No stored text holds a control character (NUL, line breaks, escape, DEL, U+0080-U+009F):
+    ip, machineName, groupId, zoneId, regionId, protocol, status, healthCheckUrl and every
+    metadata key and value; the message names the field (`bad-request`).
   * regionId must be the node's region (compared lower-case), else `no-permission`; with
     `allow_registry_from_other_zone` off, zoneId must be the node's zone too (a peer's writes
     and copies skip the zone check).
   * metadata holds at most `max_metadata_entries` entries, each key and value at most
     `max_field_length` long; so is every other text field.
+  * A heartbeat's instance the node does not hold is `data-not-found` even when it fails these
+    checks (`unknown_first`), as the original looks the lease up before anything else: the
+    Java SDK registers only what a heartbeat answered `data-not-found`, and its register then
+    gets the reason.
   * Failures are `bad-request` unless said otherwise; the message starts with the instance as the
     original's `Instance.toString()` prints it (`describe`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
-from artemis.wire import ErrorCode, Instance
+from artemis.wire import ErrorCode, FailedInstance, Instance
 
 if TYPE_CHECKING:
     from artemis.core.registry import RegistryConfig
 
-__all__ = ["InstanceChecks", "describe", "null_text"]
+__all__ = ["InstanceChecks", "describe", "has_control", "null_text", "unknown_first"]
+
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control(text: str) -> bool:
+    """Whether `text` holds a control character (Unicode category Cc)."""
+    return not text.isprintable() and _CONTROL.search(text) is not None  # printable: fast no
 
 
 def describe(instance: Instance) -> str:
@@ -37,6 +54,27 @@ def describe(instance: Instance) -> str:
 def null_text(text: str | None) -> str:
     """Text as the original's messages print it: Java's `null` for a missing value."""
     return "null" if text is None else text
+
+
+def unknown_first(failed: list[FailedInstance], held: Callable[[Instance], Any],
+                  not_existing: str) -> list[FailedInstance]:
+    """A heartbeat's failures, those `bad-request` for an instance not `held` turned into
+    `data-not-found` with the `not_existing` reason (see the rules)."""
+    out = []
+    for failure in failed:
+        instance = failure.instance
+        if (failure.error_code == ErrorCode.BAD_REQUEST and instance is not None
+                and not _held(instance, held)):
+            failure = FailedInstance(error_code=ErrorCode.DATA_NOT_FOUND,
+                                     error_message=f"{describe(instance)}: {not_existing}",
+                                     instance=instance)
+        out.append(failure)
+    return out
+
+
+def _held(instance: Instance, held: Callable[[Instance], Any]) -> bool:
+    ids = (instance.service_id, instance.instance_id)
+    return all(isinstance(i, str) and i for i in ids) and held(instance) is not None
 
 
 class InstanceChecks:
@@ -61,12 +99,20 @@ class InstanceChecks:
                 return ErrorCode.BAD_REQUEST, f"{name} is longer than {limit} characters."
             if not value.isprintable():
                 return ErrorCode.BAD_REQUEST, f"{name} contains control characters."
-        url = instance.url
-        scheme, sep, rest = url.partition("://")  # type: ignore[union-attr]
-        if not sep or not scheme or not rest or rest[0] in "/?#":
-            return ErrorCode.BAD_REQUEST, f"url is not an absolute URL: {url!r}."
         if not 0 <= instance.port <= 65535:
             return ErrorCode.BAD_REQUEST, f"port {instance.port} is out of range 0-65535."
+        longest = cfg.max_field_length
+        for name, text in (("ip", instance.ip), ("machineName", instance.machine_name),
+                           ("groupId", instance.group_id), ("zoneId", instance.zone_id),
+                           ("regionId", instance.region_id), ("protocol", instance.protocol),
+                           ("status", instance.status),
+                           ("healthCheckUrl", instance.health_check_url)):
+            if text is not None:
+                if len(text) > longest:
+                    return (ErrorCode.BAD_REQUEST,
+                            f"{name} is longer than {longest} characters.")
+                if has_control(text):
+                    return ErrorCode.BAD_REQUEST, f"{name} contains control characters."
         region = instance.region_id
         if region is None or region.lower() != self._region:
             return ErrorCode.NO_PERMISSION, (
@@ -83,18 +129,16 @@ class InstanceChecks:
             if len(metadata) > cfg.max_metadata_entries:
                 return (ErrorCode.BAD_REQUEST,
                         f"metadata has more than {cfg.max_metadata_entries} entries.")
-            longest = cfg.max_field_length
             for key, value in metadata.items():
                 if len(key) > longest or len(value) > longest:
                     return (ErrorCode.BAD_REQUEST,
                             f"metadata entry {key[:64]!r} is longer than {longest}.")
-        for name, text in (("ip", instance.ip), ("machineName", instance.machine_name),
-                           ("groupId", instance.group_id), ("zoneId", instance.zone_id),
-                           ("protocol", instance.protocol), ("status", instance.status),
-                           ("healthCheckUrl", instance.health_check_url)):
-            if text is not None and len(text) > cfg.max_field_length:
-                return (ErrorCode.BAD_REQUEST,
-                        f"{name} is longer than {cfg.max_field_length} characters.")
+                if has_control(key):
+                    return (ErrorCode.BAD_REQUEST,
+                            f"metadata key {key[:64]!r} contains control characters.")
+                if has_control(value):
+                    return (ErrorCode.BAD_REQUEST,
+                            f"metadata value of {key[:64]!r} contains control characters.")
         return None
 
     def __repr__(self) -> str:

@@ -9,15 +9,17 @@ Which part depends on which, in the order they are built:
 
   node        settings, clock: the registry, versions, rate limiters, status, its own loops
               (lease sweeper, self-preservation, snapshotter, loop lag)
-  cluster     node, the peer transport, tracing; only with peers (`peers` or `peers_dns`):
-              status polls, bootstrap, replication senders, anti-entropy, DNS
+  credential  settings: the cluster secret this node sends to peers and asks of them (the
+              `peer` role of the replication endpoints), its refusals counted
+  cluster     node, the peer transport, credential, tracing; only with peers (`peers` or
+              `peers_dns`): status polls, bootstrap, replication senders, anti-entropy, DNS
   management  node, its store, tracing; only with a database: the pull-outs applied to the
               registry; it holds the node `starting` until its first load (or the timeout)
   registry    node, cluster.replicate (client writes that succeeded go to every peer)
   push        node, the registry API's heartbeat (the heartbeat WebSocket answers like
               heartbeat.json); it gets every change the node publishes
-  app         node and every part above (status and metrics read cluster and management),
-              tracing; its ASGI lifespan is `node.running()`
+  app         node and every part above (status and metrics read cluster, management and
+              the credential), tracing; its ASGI lifespan is `node.running()`
 
 What runs while the node runs (`Node.running`): the node's loops, the push sweeper (every
 second), the cluster's task, the management task.
@@ -42,6 +44,7 @@ from artemis.clock import Clock
 from artemis.server.api import registry as api_registry
 from artemis.server.app import build_app
 from artemis.server.cluster import Cluster
+from artemis.server.cluster.credential import ClusterCredential
 from artemis.server.cluster.peers import AiohttpPeers, PeerClient
 from artemis.server.http import App
 from artemis.server.management import Management
@@ -78,15 +81,16 @@ def build(settings: Settings, clock: Clock | None = None, tracing: Tracing | Non
     clock (offset by `wall_clock_offset`); `peer_client` is how the cluster reaches its peers
     (aiohttp by default; tests route it to in-process nodes)."""
     node = Node(settings, clock)
+    credential = ClusterCredential(settings)
     cluster = None
     if settings.peers or settings.peers_dns:  # a cluster (the node then bootstraps)
         client = peer_client or AiohttpPeers({"content-type": "application/json"})
-        cluster = Cluster(node, client, tracing)
+        cluster = Cluster(node, client, tracing, credential=credential)
     management = Management.of(node, tracing)
     registry = api_registry.routes(node, cluster.replicate if cluster is not None else None)
     push = PushServer(node, registry.heartbeat)
     app = build_app(node, registry=registry, push=push, cluster=cluster,
-                    management=management, tracing=tracing)
+                    management=management, tracing=tracing, peers=credential)
 
     # What runs while the node runs (started by Node.running, in this order).
     node.subscribe(push.on_changes)

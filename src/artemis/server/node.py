@@ -35,12 +35,13 @@ from typing import Any, TypeVar
 from artemis.clock import Clock, OffsetClock, SystemClock
 from artemis.core.lease import SafeCheckerConfig
 from artemis.core.node_status import DOWN, STARTING, UP, NodeState
-from artemis.core.ratelimit import RateLimiter
+from artemis.core.ownership import Mode
+from artemis.core.ratelimit import ClientLimiter, RateLimiter
 from artemis.core.registry import Registry, RegistryConfig
 from artemis.core.versions import Change, Versions
 from artemis.server.connections import ConnectionStats
 from artemis.server.observability.loop import LoopLag, StepTimes, drive_async, percentiles_ms
-from artemis.server.settings import Settings
+from artemis.server.settings import CLIENT_RATE_LIMIT_FAMILIES, Settings
 
 # LoopLag, StepTimes, drive_async and percentiles_ms live in observability.loop; still
 # importable from here.
@@ -101,6 +102,7 @@ class Node:
             max_services=settings.max_services,
             max_instances_per_client=settings.max_instances_per_client,
             max_services_per_client=settings.max_services_per_client,
+            registration_mode=Mode(settings.registration_mode),
         ))
         self.versions = Versions(self.registry, settings.snapshot_count, self.clock.wall_ms())
         self.state = NodeState()
@@ -108,6 +110,14 @@ class Node:
             name: RateLimiter(f"artemis.service.{name}", settings.rate_limit(name),
                               settings.rate_limit_map(name), enabled=settings.rate_limit_enabled)
             for name in ("registry", "replication", "cluster", "status")
+        }
+        # Per client, per family of endpoints (discovery has no per-operation limit): peers'
+        # calls (replication) are never limited per client.
+        self.client_limiters = {
+            name: ClientLimiter(f"artemis.client.{name}", settings.client_rate_limit(name),
+                                capacity=settings.rate_limit_clients,
+                                enabled=settings.rate_limit_enabled)
+            for name in CLIENT_RATE_LIMIT_FAMILIES
         }
         self.lag = LoopLag()
         self.connections = ConnectionStats()  # counted by the runner's connection guard
@@ -237,8 +247,24 @@ class Node:
         async with self._build_lock:
             return await drive_async(build(), self.steps, name)
 
-    def allowed(self, limiter: str, identity: str) -> bool:
-        return self.limiters[limiter].allow(identity, self.clock.monotonic())
+    def allowed(self, limiter: str, identity: str, client: str | None = None) -> bool:
+        """Whether a call to operation `identity` of `limiter`'s family may go on, counted if so.
+
+        `client` (core.ratelimit.client_key: the caller's address, or its token) is held to its
+        own limit in the family first; None (peers, calls not limited per client) skips that.
+        A call refused by either limit is counted by neither."""
+        now = self.clock.monotonic()
+        per_client = None
+        if client is not None:
+            per_client = self.client_limiters.get(limiter)
+            if per_client is not None and not per_client.allow(client, identity, now):
+                return False
+        per_operation = self.limiters.get(limiter)
+        if per_operation is not None and not per_operation.allow(identity, now):
+            if per_client is not None and client is not None:
+                per_client.refund(client, now)
+            return False
+        return True
 
     # --- loops ---------------------------------------------------------------------------
 

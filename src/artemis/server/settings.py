@@ -15,6 +15,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from artemis.core.membership import PeersError, parse_peers
+from artemis.core.ownership import MODES, Scope
+from artemis.server.masking import mask_url, url_password
+from artemis.server.tokens import (
+    MIN_SECRET,
+    cluster_secret_problem,
+    parse_token_list,
+    parse_tokens,
+)
 
 __all__ = ["SETTINGS", "Settings", "SettingsError", "env_name", "flag_name"]
 
@@ -28,6 +36,11 @@ RATE_LIMIT_DEFAULTS: Final[dict[str, int]] = {
     "status": 30,
     "status.get-leases": 10,
 }
+
+# The families of endpoints limited per client (each with its own window per client), and the
+# default cap of a family whose per-operation limits are below rate_limit_per_client.
+CLIENT_RATE_LIMIT_FAMILIES: Final = ("registry", "discovery", "cluster", "status")
+CLIENT_RATE_LIMIT_CAPS: Final[dict[str, int]] = {"cluster": 2_000}
 
 
 class SettingsError(ValueError):
@@ -162,6 +175,15 @@ class Settings:
     peer_timeout: float = field(default=2.0, metadata=_doc(
         "Seconds a peer has to answer a status poll or a replication request.",
         lo=0.05, hi=60.0))
+    cluster_secret: str = field(default="", metadata=_doc(
+        "Shared secret of the cluster, the same on every node (at least 16 characters): sent "
+        "to peers on every call (x-artemis-cluster-secret) and required from them on the "
+        "replication, bootstrap and repair endpoints. Required with peers unless "
+        "cluster_insecure.", secret=True))
+    cluster_insecure: bool = field(default=False, metadata=_doc(
+        "Accept peer calls without the cluster secret (anyone who reaches the node can then "
+        "write to its registry as a peer): only to run next to original Java nodes, which "
+        "cannot send one. Logged as a warning and shown as peerAuth insecure."))
     force_status: str = field(default="auto", metadata=_doc(
         "auto (bootstrap decides), up (serve at once, even before a copy) or down (serve "
         "nothing); also switchable at run time by /api/admin/node-status.json.",
@@ -201,18 +223,43 @@ class Settings:
         "Seconds a starting node waits for its management data before it comes up with "
         "nothing pulled out.", lo=0.0, hi=3_600.0))
     tokens: str = field(default="", metadata=_doc(
-        "API tokens of the management API: NAME:ROLES:SECRET, comma-separated, ROLES read, "
-        "write or read+write (the admin_token is a token with every role).", secret=True))
+        "API tokens: NAME:ROLES:SECRET, comma-separated; ROLES joined by +: read and write "
+        "(the management API) and register=SERVICES (register, heartbeat and unregister the "
+        "services named: ids separated by a vertical bar, orders.* a prefix, * all), for "
+        "example ci:read+register=orders.*:SECRET; SECRET at least 16 characters (the "
+        "admin_token is a token with every role).", secret=True))
+    registration_mode: str = field(default="open", metadata=_doc(
+        "Who may register, heartbeat and unregister: open (anyone, but a live instance is "
+        "owned by who registered it), token (a token with the register role for the "
+        "service) or permissive (anyone replaces anything, as the original); see "
+        "docs/security.md.", choices=MODES))
     management_open_reads: bool = field(default=False, metadata=_doc(
         "Let management reads (operations, audit log) through without a token."))
     rate_limit_enabled: bool = field(default=True, metadata=_doc(
-        "Enforce the per-operation rate limits."))
+        "Enforce the rate limits (per operation and per client)."))
     rate_limits: dict[str, int] = field(default_factory=dict, metadata=_doc(
         "Limits per 10 s: LIMITER=N or LIMITER.OPERATION=N, comma-separated "
         "(limiters: registry, replication, cluster, status).", kind="map"))
+    rate_limit_per_client: int = field(default=20_000, metadata=_doc(
+        "Most calls one client (its address, or its token when it sends one) may make per 10 s "
+        "to each family of limited endpoints (registry writes with heartbeat frames, "
+        "discovery, cluster node lists, status reads), besides the per-operation limits; "
+        "peers are exempt (0: no per-client limit).", lo=0))
+    rate_limits_per_client: dict[str, int] = field(default_factory=dict, metadata=_doc(
+        "Per-client limits per 10 s of one family: FAMILY=N, comma-separated (families: "
+        "registry, discovery, cluster, status; 0: none); unnamed families take "
+        "rate_limit_per_client, except cluster at most 2000.", kind="map"))
+    rate_limit_clients: int = field(default=16_384, metadata=_doc(
+        "Most clients whose per-client windows a node keeps per family (about 600 bytes "
+        "each); the least recently seen is forgotten beyond, and starts again with an empty "
+        "window.", lo=16, hi=10_000_000))
     admin_token: str = field(default="", metadata=_doc(
-        "Bearer token for the node's admin switches; without one they answer only 127.0.0.1.",
-        secret=True))
+        "Bearer token for the node's admin switches (at least 16 characters; it also has every "
+        "role of tokens); without one they answer only 127.0.0.1.", secret=True))
+    cors_origins: str = field(default="", metadata=_doc(
+        "Browser origins allowed to call the API, comma-separated (https://console.example.com); "
+        "an answer names the caller's Origin only when it is listed. Empty: no CORS headers, "
+        "browsers on other origins cannot read the answers."))
     metrics: bool = field(default=True, metadata=_doc(
         "Serve Prometheus metrics at /metrics and time every request for them."))
     log_format: str = field(default="console", metadata=_doc(
@@ -245,6 +292,13 @@ class Settings:
             return merged[f"{limiter}.{identity}"]
         return merged[limiter]
 
+    def client_rate_limit(self, family: str) -> int:
+        """The per-client limit per 10 s of a family of endpoints (0: none)."""
+        if family in self.rate_limits_per_client:
+            return self.rate_limits_per_client[family]
+        return min(self.rate_limit_per_client,
+                   CLIENT_RATE_LIMIT_CAPS.get(family, self.rate_limit_per_client))
+
     def rate_limit_map(self, limiter: str) -> dict[str, int]:
         merged = {**RATE_LIMIT_DEFAULTS, **self.rate_limits}
         prefix = limiter + "."
@@ -254,8 +308,32 @@ class Settings:
         """Token name -> (roles, secret); the admin token is `admin` with every role."""
         tokens = parse_tokens(self.tokens) if self.tokens else {}
         if self.admin_token:
-            tokens["admin"] = (frozenset({"read", "write"}), self.admin_token)
+            tokens["admin"] = (frozenset({"read", "write", "register"}), self.admin_token)
         return tokens
+
+    def register_scopes(self) -> dict[str, Scope]:
+        """Token name -> the services its register role may write (the admin token: all)."""
+        scopes = {name: token.scope for name, token in parse_token_list(self.tokens).items()
+                  if token.scope is not None}
+        if self.admin_token:
+            scopes["admin"] = Scope.parse("*")
+        return scopes
+
+    def cors_allowed(self) -> tuple[str, ...]:
+        """The origins of `cors_origins` (scheme://host[:port], no path), in order; ValueError
+        naming the first that is not one."""
+        origins: list[str] = []
+        for part in self.cors_origins.split(","):
+            origin = part.strip().rstrip("/")
+            if not origin:
+                continue
+            scheme, sep, host = origin.partition("://")
+            if (origin == "*" or not sep or scheme.lower() not in ("http", "https") or not host
+                    or any(c in host for c in "/?#@ ") or not origin.isprintable()):
+                raise ValueError(f"{part.strip()!r} is not an origin (scheme://host[:port])")
+            if origin not in origins:
+                origins.append(origin)
+        return tuple(origins)
 
     def public(self) -> dict[str, Any]:
         """Every setting with its value, secrets masked (for /api/status/config.json)."""
@@ -265,7 +343,7 @@ class Settings:
             if f.metadata.get("secret"):
                 value = "***" if value else ""
             elif f.metadata.get("secret_url") and value:
-                value = _mask_url(value)
+                value = mask_url(value)
             out[f.name] = value
         return out
 
@@ -314,6 +392,10 @@ class Settings:
             if limiter not in ("registry", "replication", "cluster", "status"):
                 raise fail("rate_limits", f"names an unknown limiter {limiter!r} in {key!r} "
                                           "(limiters: registry, replication, cluster, status)")
+        for key, value in self.rate_limits_per_client.items():
+            if key not in CLIENT_RATE_LIMIT_FAMILIES or value < 0:
+                raise fail("rate_limits_per_client", f"has {key}={value}: families are "
+                           f"{', '.join(CLIENT_RATE_LIMIT_FAMILIES)}, limits 0 or more")
         if 0 < self.pause_threshold < 2 * self.sweep_interval:
             raise fail("pause_threshold", f"must be 0 or at least twice sweep_interval "
                                           f"({2 * self.sweep_interval}), "
@@ -328,6 +410,16 @@ class Settings:
                 parse_peers(self.peers, self.zone)
             except PeersError as exc:
                 raise fail("peers", str(exc)) from None
+        if self.cluster_secret:
+            problem = cluster_secret_problem(self.cluster_secret)
+            if problem:
+                raise fail("cluster_secret", problem)
+        if (self.peers or self.peers_dns) and not (self.cluster_secret or self.cluster_insecure):
+            raise SettingsError(
+                "a node with peers needs the cluster secret: set --cluster-secret (or "
+                "ARTEMIS_CLUSTER_SECRET), the same on every node, at least 16 characters; or "
+                "--cluster-insecure to accept peer calls without one (only next to original "
+                "Java nodes, which cannot send one)")
         if self.peers_dns:
             name, sep, port = self.peers_dns.rpartition(":")
             if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
@@ -337,6 +429,19 @@ class Settings:
                 parse_tokens(self.tokens)
             except ValueError as exc:
                 raise fail("tokens", str(exc)) from None
+        if self.registration_mode == "token" and not self.register_scopes():
+            raise fail("registration_mode", "token needs a token with the register role "
+                       "(tokens NAME:register=SERVICES:SECRET, or admin_token): no one could "
+                       "register")
+        if self.admin_token and len(self.admin_token) < MIN_SECRET:
+            raise fail("admin_token", f"must be at least {MIN_SECRET} characters")
+        try:
+            self.cors_allowed()
+        except ValueError as exc:
+            raise fail("cors_origins", str(exc)) from None
+        if self.database and any(c in url_password(self.database) for c in "@/?#"):
+            raise fail("database", "has a password holding @, /, ? or # unencoded, which "
+                       "drivers read differently: percent-encode them (%40, %2F, %3F, %23)")
         if self.database and not any("write" in roles for roles, _ in self.api_tokens().values()):
             raise fail("database", "needs a token with the write role (admin_token, or tokens "
                                    "with NAME:write:SECRET): management writes are never open")
@@ -363,7 +468,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}".replace("-", "_")
-        if isinstance(value, dict) and name != "rate_limits":
+        if isinstance(value, dict) and name not in ("rate_limits", "rate_limits_per_client"):
             out.update(_flatten(value, name + "_"))
         else:
             out[name] = value
@@ -473,37 +578,3 @@ def settings_table() -> str:
         rows.append(f"| `{name}` | `{flag_name(name)}` | `{env_name(name)}` | {shown} | "
                     f"{f.metadata['doc']} |")
     return "\n".join(rows) + "\n"
-
-
-ROLES: Final = frozenset({"read", "write"})
-
-
-def parse_tokens(text: str) -> dict[str, tuple[frozenset[str], str]]:
-    """`NAME:ROLES:SECRET,...` -> {name: (roles, secret)}; write implies read."""
-    out: dict[str, tuple[frozenset[str], str]] = {}
-    for position, part in enumerate(text.split(","), 1):
-        if not part.strip():
-            continue
-        name, sep, rest = part.strip().partition(":")
-        roles_text, sep2, secret = rest.partition(":")
-        if not (sep and sep2 and name and secret):  # never quote it: it may hold a secret
-            raise ValueError(f"token {position} is not NAME:ROLES:SECRET")
-        roles = frozenset(r.strip().lower() for r in roles_text.split("+") if r.strip())
-        if not roles or not roles <= ROLES:
-            raise ValueError(f"token {name!r}: roles are read, write or read+write")
-        if len(secret) < 16:
-            raise ValueError(f"token {name!r}: the secret must be at least 16 characters")
-        if name in out:
-            raise ValueError(f"token {name!r} is given twice")
-        out[name] = (roles | ({"read"} if "write" in roles else set()), secret)
-    return out
-
-
-def _mask_url(url: str) -> str:
-    """A database URL with its password masked."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    credentials, _, host = rest.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

@@ -8,12 +8,22 @@ Reading follows Jackson's lenient habits: keys are matched case-insensitively, u
 ignored and a null for a primitive means its default. The fast path decodes canonical JSON
 straight into the Structs (they forbid unknown fields, so any key that is not spelled canonically
 makes the fast path fail); only then is the body decoded generically, its keys folded onto the
-canonical names, and the result converted. Canonical input, which is what every real client
-sends, pays nothing extra.
+canonical names, and the result converted.
+
+Duplicated keys are refused (DecodeError naming the key), never resolved: an object may not name
+a key twice, nor two spellings of one field (`url` and `URL`, which the lenient reading would
+fold together); a map such as `metadata` may hold `url` and `URL` (its keys are data), but not
+`url` twice. JSON parsers disagree on which of two values wins, so a front proxy or an audit
+log could read another instance than the node stores. How it stays cheap: a body that is
+exactly what encoding the decoded value gives (canonical JSON: every real client, Jackson and
+msgspec alike, sends it) cannot hold a duplicate, and costs one encode and one comparison; any
+other body is compared with its own compacted form, and only when their text differs (escapes,
+number spellings) parsed again pair by pair.
 """
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from typing import Any, Final, TypeVar, Union, get_args, get_origin
@@ -50,21 +60,29 @@ def encode(value: Any) -> bytes:
     return _ENCODER.encode(value)
 
 
-def decode(data: bytes, kind: type[T]) -> T:
-    """Decode `data` into `kind`, Jackson-style lenient; raise DecodeError naming the problem."""
+def decode(data: bytes, kind: type[T], *, unique_keys: bool = True) -> T:
+    """Decode `data` into `kind`, Jackson-style lenient; raise DecodeError naming the problem.
+    `unique_keys=False` skips the exact-duplicate check (answers of a trusted node, where it
+    would cost a third of the decoding); two spellings of one field are refused either way."""
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     try:
-        return typing.cast(T, decoder.decode(data))
+        result = decoder.decode(data)
     except msgspec.ValidationError:
         pass  # maybe only spelled differently: try the lenient path below
     except msgspec.DecodeError as exc:
         raise DecodeError(f"malformed JSON: {exc}") from None
     except RecursionError:
         raise DecodeError(_TOO_DEEP) from None
+    else:
+        if unique_keys and _ENCODER.encode(result) != data:  # not canonical: may name a key twice
+            _refuse_duplicates(data, msgspec.json.decode(data))
+        return typing.cast(T, result)
     try:
         raw = msgspec.json.decode(data)
+        if unique_keys:
+            _refuse_duplicates(data, raw)
         return msgspec.convert(_fold(raw, kind), kind)
     except msgspec.ValidationError as exc:  # (a subclass of msgspec.DecodeError)
         raise DecodeError(str(exc)) from None
@@ -75,6 +93,27 @@ def decode(data: bytes, kind: type[T]) -> T:
 
 
 _TOO_DEEP: Final = "JSON is nested too deeply"
+
+
+def _refuse_duplicates(data: bytes, parsed: Any) -> None:
+    """DecodeError if an object of `data` (which decodes to `parsed`) names a key twice."""
+    if _ENCODER.encode(parsed) == msgspec.json.format(data, indent=-1):
+        return  # the same text once compacted: no key was lost to a duplicate
+    try:
+        json.loads(data, object_pairs_hook=_unique_pairs)
+    except RecursionError:
+        raise DecodeError(_TOO_DEEP) from None
+    except json.JSONDecodeError:  # pragma: no cover - what msgspec read, json reads too
+        pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DecodeError(f"duplicate key {key[:64]!r}")
+        out[key] = value
+    return out
 
 
 class _Shape:
@@ -124,9 +163,16 @@ def _fold(raw: Any, tp: Any) -> Any:
         if shape is None:
             shape = _shapes[tp] = _Shape(tp)
         out: dict[str, Any] = {}
+        seen: dict[str, str] = {}
         for key, value in raw.items():
             name = shape.by_lower.get(key.lower()) if isinstance(key, str) else None
-            if name is None or (value is None and name in shape.non_null):
+            if name is None:
+                continue
+            if name in seen:
+                raise DecodeError(f"duplicate key {key[:64]!r} (also given as "
+                                  f"{seen[name][:64]!r})")
+            seen[name] = key
+            if value is None and name in shape.non_null:
                 continue
             out[name] = _fold(value, shape.types[name])
         return out

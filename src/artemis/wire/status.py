@@ -169,6 +169,7 @@ class ReplicationStatusResponse(_Wire, kw_only=True, frozen=True):
     bootstrap: dict[str, Any]
     cpu_seconds: float
     node_id: str | None
+    peer_auth: str | None = None  # secret, insecure or none (no peers): what peers must send
     peers: list[PeerReplicationStatus]
     response_status: ResponseStatus
     self: str | None

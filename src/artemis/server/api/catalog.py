@@ -24,6 +24,7 @@ from artemis.server.api.group_members import MemberApi
 from artemis.server.api.management import ManagementApi
 from artemis.server.api.registry import RegistryApi
 from artemis.server.cluster import Cluster
+from artemis.server.cluster.credential import ClusterCredential
 from artemis.server.http import Route
 from artemis.server.management import Management
 from artemis.server.node import Node
@@ -48,14 +49,15 @@ ENDPOINTS: Final[Mapping[str, Endpoint]] = _by_path(
 
 
 def routes(node: Node, *, registry_api: RegistryApi, push: PushServer, cluster: Cluster | None,
-           management: Management | None) -> dict[str, Route]:
+           management: Management | None,
+           peers: ClusterCredential | None = None) -> dict[str, Route]:
     """The routes of every endpoint of a node but /metrics and /openapi.json; protected ones
-    share one `Access` made from the node's settings."""
-    access = Access(node.settings)
+    share one `Access` made from the node's settings (and its cluster credential, `peers`)."""
+    access = Access(node.settings, peers)
     managed = ManagementApi(node, management, access)
     members = MemberApi(managed)
     managed.add(groups.ENDPOINTS, members)
     managed.add(group_members.ENDPOINTS, members)
     return {**registry_api.routes, **discovery.routes(node),
             **status.routes(node, push, access, cluster, management),
-            **replication.routes(node), **managed.routes}
+            **replication.routes(node, access), **managed.routes}

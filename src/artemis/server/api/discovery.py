@@ -2,6 +2,10 @@
 
 Answers are assembled from bytes encoded once per service revision (lookup, service) or once per
 snapshot (services) or per delta; nothing is serialized again per request on the hot path.
+
+Every call is first held to its client's limit of the `discovery` family (rate_limit_per_client,
+per client address: `rate-limited` past it); discovery has no per-operation limit, so one client
+can never use up what the others get.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from artemis.server.api.endpoint import (
     Query,
     bind,
 )
+from artemis.server.api.registry import client_address
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node, drive_async
 from artemis.wire import ErrorCode, GetServiceRequest, GetServicesDeltaRequest, LookupRequest
@@ -52,6 +57,8 @@ class Discovery:
         self.service_route = bind(SERVICE, self)
         self.services_route = bind(SERVICES, self)
         self.delta_route = bind(DELTA, self)
+        self._per_client = node.client_limiters["discovery"]
+        self._clock = node.clock
 
     def _refusal(self, route: Route, region: str | None, zone: str | None) -> bytes | None:
         """Why this node will not answer a lookup for (region, zone), as an answer; or None.
@@ -85,7 +92,18 @@ class Discovery:
                                             if not lease.hidden), state.rules, state.logic),
                 state.visible_checksum)
 
+    def _limited(self, route: Route, operation: str, request: Request) -> bytes | None:
+        """The `rate-limited` answer when the caller is over its own limit; else None."""
+        if self.node.allowed("discovery", operation, client_address(request.client)):
+            return None
+        return route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
+
     def lookup(self, request: Request) -> bytes:
+        # node.allowed("discovery", ...) inlined: the hottest path, and discovery has no
+        # per-operation limit.
+        if not self._per_client.allow(client_address(request.client), "lookup",
+                                      self._clock.monotonic()):
+            return self.lookup_route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         cached = self._lookups.get(request.body)
         if cached is not None and self.node.state.serves_discovery:
             services = self.node.registry.services
@@ -120,6 +138,9 @@ class Discovery:
         return answer
 
     def service(self, request: Request) -> bytes:
+        limited = self._limited(self.service_route, "get-service", request)
+        if limited is not None:
+            return limited
         if request.method == "GET":
             service_id = request.query("serviceId")
             region, zone = request.query("regionId"), request.query("zoneId")
@@ -138,6 +159,9 @@ class Discovery:
                          b'","responseStatus":', _SUCCESS, b',"service":', encoded, b"}"))
 
     def services(self, request: Request) -> bytes | Pieces:
+        limited = self._limited(self.services_route, "get-services", request)
+        if limited is not None:
+            return limited
         if request.method == "POST":
             request.json(wire.GetServicesRequest)  # read for its shape only, as the original
         node = self.node
@@ -152,6 +176,9 @@ class Discovery:
         return cached[1]
 
     async def delta(self, request: Request) -> bytes | Pieces:
+        limited = self._limited(self.delta_route, "get-services-delta", request)
+        if limited is not None:
+            return limited
         body: GetServicesDeltaRequest = request.json(GetServicesDeltaRequest)
         node = self.node
         if not node.state.serves_discovery:

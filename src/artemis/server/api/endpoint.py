@@ -18,6 +18,9 @@ Roles
   write   a bearer token with the write role.
   admin   the `admin_token` as a bearer token; with none configured, a caller on the loopback
           address. The admin switches guard their POST only (GET shows the state).
+  peer    a node of the cluster: the cluster secret in `x-artemis-cluster-secret`
+          (`server/cluster/credential.py`), or anyone with `cluster_insecure`; on a node without
+          peers, no one. The replication, bootstrap and repair endpoints.
   A caller without the role gets `no-permission` in the endpoint's shape. A protected family may
   put a check before the role's (`Gate.closed`: management without a database answers
   `service-unavailable` whoever calls) and around the handler (`Gate.run`).
@@ -35,6 +38,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 
+from artemis.server.cluster.credential import ClusterCredential
 from artemis.server.http import JSON, Request, Route
 from artemis.server.settings import Settings
 from artemis.wire import ErrorCode
@@ -56,6 +60,7 @@ class Role(enum.StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    PEER = "peer"
 
 
 class Query(NamedTuple):
@@ -127,9 +132,10 @@ def null_fields(answer: Any) -> dict[str, Any]:
 class Access:
     """The one authorization check of protected endpoints, driven by their role."""
 
-    __slots__ = ("_admin_token", "_open_reads", "_tokens")
+    __slots__ = ("_admin_token", "_open_reads", "_tokens", "peers")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, peers: ClusterCredential | None = None) -> None:
+        self.peers = peers or ClusterCredential(settings)  # the `peer` role's check
         self._tokens = {name: (roles, secret.encode())
                         for name, (roles, secret) in settings.api_tokens().items()}
         self._admin_token = settings.admin_token
@@ -142,6 +148,8 @@ class Access:
             return ANONYMOUS
         if role is Role.ADMIN:
             return "admin" if self._admin(request) else None
+        if role is Role.PEER:
+            return "peer" if self.peers.admits(request) else None
         if role is Role.READ and self._open_reads:
             return ANONYMOUS
         secret = _bearer(request)
@@ -162,9 +170,10 @@ class Access:
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
                                                                   self._admin_token.encode())
 
-    @staticmethod
-    def refusal(role: Role) -> str:
+    def refusal(self, role: Role) -> str:
         """The message of a `no-permission` answer to a caller without `role`."""
+        if role is Role.PEER:
+            return self.peers.refusal_message()
         if role is Role.ADMIN:
             return ("this switch needs the admin bearer token (or, with no token configured, "
                     "a call from 127.0.0.1)")

@@ -148,6 +148,8 @@ def openapi_document(routes: Mapping[str, Route], context_path: str) -> dict[str
             if entry.role is Role.ADMIN and entry.guards(method):
                 # {}: no token needed on 127.0.0.1 when none is configured
                 operation["security"] = [{}, {"adminToken": []}]
+            if entry.role is Role.PEER:
+                operation["security"] = [{"clusterSecret": []}]
             operation["responses"] = responses
             operations[method.lower()] = operation
         paths[context_path + path] = operations
@@ -174,6 +176,10 @@ def openapi_document(routes: Mapping[str, Route], context_path: str) -> dict[str
             "securitySchemes": {
                 "adminToken": {"type": "http", "scheme": "bearer",
                                "description": "The node's `admin_token`, for admin switches"},
+                "clusterSecret": {"type": "apiKey", "in": "header",
+                                  "name": "x-artemis-cluster-secret",
+                                  "description": "The cluster's `cluster_secret`, which peers "
+                                  "send (not needed with `cluster_insecure`)"},
             },
         },
     }

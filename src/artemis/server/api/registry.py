@@ -3,21 +3,34 @@
 Processing order, as the original: rate limit, then the request's shape, then the node's status,
 then each instance on its own (failures are per instance, `partial_fail` overall). A register is
 counted against its caller's address (the TCP peer, without port) for the per-client caps.
+
+Who writes (`Writers`, rules in core/ownership.py): the name of the bearer token a client sends,
+else its address. In `token` mode a request without a token with the register role, and in
+`open` and `token` modes one with a token this node does not know, is refused `no-permission`
+as a whole (after the rate limit); each instance is then held to the token's scope and to the
+ownership of live instances. `permissive` checks nothing.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 from collections.abc import Callable, Sequence
 from typing import Final
 
 from artemis import wire
+from artemis.core.ownership import Mode, Ownership, Writer
+from artemis.core.ratelimit import client_key
 from artemis.core.registry import BatchResult
 from artemis.server.api.endpoint import POST, Endpoint, bind
 from artemis.server.http import BadRequest, Request, status_bytes
 from artemis.server.node import Node
 from artemis.wire import ErrorCode, InstancesRequest
 
-__all__ = ["ENDPOINTS", "InstancesOperation", "RegistryApi", "client_address", "routes"]
+__all__ = ["ENDPOINTS", "InstancesOperation", "RegistryApi", "Writers", "client_address",
+           "routes"]
+
+log = logging.getLogger("artemis.registry")
 
 SUCCESS_BODY: Final = b'{"failedInstances":null,"responseStatus":' + status_bytes(
     ErrorCode.SUCCESS, "", "success") + b"}"
@@ -38,6 +51,52 @@ def client_address(peer: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+class Writers:
+    """Who a client write comes from (see the module doc): a `Writer`, or the message of a
+    refusal of the whole request (a str)."""
+
+    __slots__ = ("_anyone", "_mode", "_scopes", "_tokens", "ownership")
+
+    def __init__(self, node: Node) -> None:
+        settings = node.settings
+        self.ownership: Ownership = node.registry.ownership
+        self._mode = self.ownership.mode
+        self._tokens = [(name, secret.encode())
+                        for name, (_, secret) in settings.api_tokens().items()]
+        self._scopes = settings.register_scopes()
+        self._anyone = self._mode is not Mode.TOKEN
+
+    def resolve(self, authorization: str | None, client: str) -> Writer | str:
+        """The writer of a request with this Authorization header from this address."""
+        secret = b""
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                secret = value.strip().encode()
+        if not secret:
+            if self._anyone:
+                return Writer(client)
+            return self._refuse("registration_mode is token: register, heartbeat and "
+                                "unregister need a bearer token with the register role")
+        found = None
+        for name, expected in self._tokens:  # every token compared, in constant time each
+            if hmac.compare_digest(secret, expected):
+                found = name
+        if found is None:
+            if self._mode is Mode.PERMISSIVE:
+                return Writer(client)
+            return self._refuse("the bearer token is not one of this node's tokens")
+        scope = self._scopes.get(found)
+        if scope is None and not self._anyone:
+            return self._refuse(f"token {found!r} has no register role (registration_mode is "
+                                "token; tokens NAME:register=SERVICES:SECRET)")
+        return Writer(found, scope, token=True)
+
+    def _refuse(self, message: str) -> str:
+        self.ownership.count("token")
+        return message
+
+
 def answer(result: BatchResult) -> bytes:
     """The InstancesResponse of a batch: the pre-encoded success, or partial_fail with details."""
     if not result.failed:
@@ -55,8 +114,9 @@ class InstancesOperation:
     def __init__(self, node: Node, endpoint: Endpoint, identity: str, operation: Operation, *,
                  limiter: str = "registry", needs_up: bool = True,
                  replicate: Replicate | None = None, limit_batch: bool = True,
-                 per_client: bool = False) -> None:
+                 per_client: bool = False, writers: Writers | None = None) -> None:
         self.node = node
+        self.writers = writers  # a client write's (None: a peer's, never checked here)
         self.identity = identity
         self.operation = operation
         self.limiter = limiter
@@ -69,12 +129,25 @@ class InstancesOperation:
         self.route = bind(endpoint, self)
 
     def handle(self, request: Request) -> bytes:
-        return self.run(request.json(InstancesRequest), client_address(request.client))
+        client = client_address(request.client)
+        writer = (None if self.writers is None
+                  else self.writers.resolve(request.header("authorization"), client))
+        token = writer.identity if isinstance(writer, Writer) and writer.token else None
+        return self.run(request.json(InstancesRequest), client, token, writer)
 
-    def run(self, body: InstancesRequest, client: str = "") -> bytes:
+    def run(self, body: InstancesRequest, client: str = "", token: str | None = None,
+            writer: Writer | str | None = None) -> bytes:
+        """Run one batch from `client` (its address) as `writer` (None: a peer; a str: the
+        message of a refusal of the whole request, see `Writers`)."""
         node = self.node
-        if not node.allowed(self.limiter, self.identity):
+        # Limited per client too (its token's name when it sends one: the hook for scoped
+        # tokens, else its address); a peer's replicated write never is (no "replication"
+        # family in node.client_limiters).
+        if not node.allowed(self.limiter, self.identity,
+                            client_key(client, token) if client or token else None):
             return self.route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
+        if isinstance(writer, str):
+            return self.route.fail(ErrorCode.NO_PERMISSION, writer)
         instances = body.instances
         if not instances:
             raise BadRequest("request.instances is null or empty.")
@@ -88,7 +161,10 @@ class InstancesOperation:
                                    f"{node.state.status}")
         clock = node.clock
         if self.per_client:
-            result = self.operation(instances, clock.monotonic(), clock.wall_ms(), client=client)
+            result = self.operation(instances, clock.monotonic(), clock.wall_ms(), client=client,
+                                    writer=writer)
+        elif self.writers is not None:
+            result = self.operation(instances, clock.monotonic(), clock.wall_ms(), writer=writer)
         else:
             result = self.operation(instances, clock.monotonic(), clock.wall_ms())
         node.publish(result.changes)
@@ -104,12 +180,19 @@ class RegistryApi:
 
     def __init__(self, node: Node, replicate: Replicate | None = None) -> None:
         registry = node.registry
+        self.writers = writers = Writers(node)
         self.register = InstancesOperation(node, REGISTER, "register", registry.register,
-                                           replicate=replicate, per_client=True)
+                                           replicate=replicate, per_client=True,
+                                           writers=writers)
         self.heartbeat = InstancesOperation(node, HEARTBEAT, "heartbeat", registry.heartbeat,
-                                            replicate=replicate)
+                                            replicate=replicate, writers=writers)
         self.unregister = InstancesOperation(node, UNREGISTER, "unregister",
-                                             registry.unregister, replicate=replicate)
+                                             registry.unregister, replicate=replicate,
+                                             writers=writers)
+        mode = registry.ownership.mode
+        (log.warning if mode is Mode.PERMISSIVE else log.info)(
+            "registration mode %s%s", mode.value,
+            ": anyone may replace or unregister any instance" if mode is Mode.PERMISSIVE else "")
         self.routes = {
             REGISTER.path: self.register.route,
             HEARTBEAT.path: self.heartbeat.route,

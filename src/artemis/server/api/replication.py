@@ -13,9 +13,13 @@
                                               was registered and how long ago it was renewed
                                               (bootstrap and repair between our nodes).
 
-Rate-limited by the `replication` limiter. Changes they make are pushed like any other.
+Only peers are answered (role `peer`: the cluster secret, see server/cluster/credential.py); a
+node without peers answers every one of them `no-permission`. Rate-limited by the `replication`
+limiter. Changes they make are pushed like any other.
 
-Limits: a replicated register (or a heartbeat that registers an unknown instance) meets the
+Limits: a replicated batch holds at most max(max_batch, replication_batch) instances (else
+`bad-request`), and each instance passes the same checks as a client's (region, ids, url,
+lengths); a replicated register (or a heartbeat that registers an unknown instance) meets the
 node's caps (max_instances, max_services) like a client's, never the per-client ones: peers are
 not clients. The three large answers (services, checksums, leases) are built in steps of a few
 thousand leases that give the event loop back, one at a time on the node (`Node.build_shared`),
@@ -25,13 +29,23 @@ joined. Each lease copy's age is as of the step that wrote it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator, Iterable
 from functools import partial
 from typing import Final
 
 from artemis import wire
 from artemis.core.registry import encode_service, lease_copy
-from artemis.server.api.endpoint import GET_POST, POST, ZONE_QUERY, Endpoint, Query, bind
+from artemis.server.api.endpoint import (
+    GET_POST,
+    POST,
+    ZONE_QUERY,
+    Access,
+    Endpoint,
+    Query,
+    Role,
+    bind,
+)
 from artemis.server.api.registry import InstancesOperation
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node
@@ -52,8 +66,20 @@ def _service_tail(service_id: str) -> bytes:
     return encode_service(service_id, ())[len(_INSTANCES_OPEN):]
 
 
+class PeerWrite:
+    """A replicated register, heartbeat or unregister: the registry's operation, answered once
+    the caller has the `peer` role (its route is the operation's own, so its failures are
+    counted on the endpoint)."""
+
+    def __init__(self, operation: InstancesOperation) -> None:
+        self.operation = operation
+
+    def handle(self, request: Request, actor: str) -> bytes:
+        return self.operation.handle(request)
+
+
 class Replication:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, access: Access) -> None:
         self.node = node
         registry = node.registry
         operations = (
@@ -64,14 +90,16 @@ class Replication:
             (UNREGISTER, "unregister", partial(registry.unregister, check_zone=False,
                                                from_peer=True)),
         )
-        self.routes = {
-            endpoint.path: InstancesOperation(
-                node, endpoint, name, operation, limiter="replication", needs_up=False,
-                limit_batch=False).route
-            for endpoint, name, operation in operations
-        }
+        self.routes: dict[str, Route] = {}
+        batch = max(node.settings.max_batch, node.settings.replication_batch)
+        for endpoint, name, operation in operations:
+            write = InstancesOperation(node, dataclasses.replace(endpoint, role=Role.NONE), name,
+                                       operation, limiter="replication", needs_up=False)
+            write.max_batch = batch  # a peer's batches follow its replication_batch
+            write.route = bind(endpoint, PeerWrite(write), access)
+            self.routes[endpoint.path] = write.route
         for endpoint in (SERVICES, CHECKSUMS, LEASES):
-            self.routes[endpoint.path] = bind(endpoint, self)
+            self.routes[endpoint.path] = bind(endpoint, self, access)
 
     def _region_problem(self, region: str | None) -> str | None:
         mine = self.node.settings.region
@@ -81,7 +109,7 @@ class Replication:
                     f"registry node.regionId: {mine}")
         return None
 
-    async def checksums(self, request: Request) -> bytes | Pieces:
+    async def checksums(self, request: Request, actor: str) -> bytes | Pieces:
         route = self.routes[CHECKSUMS.path]
         if not self.node.allowed("replication", "checksums"):
             return route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
@@ -116,7 +144,7 @@ class Replication:
         parts.append(b"}}")
         return Pieces(parts)
 
-    async def leases(self, request: Request) -> bytes | Pieces:
+    async def leases(self, request: Request, actor: str) -> bytes | Pieces:
         route = self.routes[LEASES.path]
         node = self.node
         if not node.allowed("replication", "leases"):
@@ -147,7 +175,7 @@ class Replication:
         parts += [b'],"responseStatus":', _SUCCESS, b"}"]
         return Pieces(parts)
 
-    async def services(self, request: Request) -> bytes | Pieces:
+    async def services(self, request: Request, actor: str) -> bytes | Pieces:
         route = self.routes[SERVICES.path]
         node = self.node
         if not node.allowed("replication", "get-services"):
@@ -188,45 +216,49 @@ class Replication:
         return Pieces(parts)
 
 
-def routes(node: Node) -> dict[str, Route]:
-    return Replication(node).routes
+def routes(node: Node, access: Access) -> dict[str, Route]:
+    return Replication(node, access).routes
 
 
-_FROM_PEER: Final = ("Called by peer nodes. As the registry endpoint, but accepted while the node "
-                     "is starting, checked for region only (not zone), and rate-limited by the "
-                     "`replication` limiter.")
+_PEER_ONLY: Final = ("Only peers are answered: the cluster secret in `x-artemis-cluster-secret` "
+                     "(anyone with `cluster_insecure`; no one on a node without peers), else "
+                     "`no-permission`.")
+_FROM_PEER: Final = ("Called by peer nodes. As the registry endpoint (each instance checked alike, "
+                     "at most max(max_batch, replication_batch) in one request), but accepted "
+                     "while the node is starting, checked for region only (not zone), and "
+                     "rate-limited by the `replication` limiter. " + _PEER_ONLY)
 
 REGISTER: Final = Endpoint(
     "/api/replication/registry/register.json", POST, "Register instances (from a peer)",
-    wire.InstancesRequest, wire.InstancesResponse, InstancesOperation.handle,
+    wire.InstancesRequest, wire.InstancesResponse, PeerWrite.handle, role=Role.PEER,
     description=_FROM_PEER)
 HEARTBEAT: Final = Endpoint(
     "/api/replication/registry/heartbeat.json", POST, "Renew leases (from a peer)",
-    wire.InstancesRequest, wire.InstancesResponse, InstancesOperation.handle,
+    wire.InstancesRequest, wire.InstancesResponse, PeerWrite.handle, role=Role.PEER,
     description=_FROM_PEER + " An instance the node does not know is registered, so a register "
     "a peer lost heals.")
 UNREGISTER: Final = Endpoint(
     "/api/replication/registry/unregister.json", POST, "Unregister instances (from a peer)",
-    wire.InstancesRequest, wire.InstancesResponse, InstancesOperation.handle,
+    wire.InstancesRequest, wire.InstancesResponse, PeerWrite.handle, role=Role.PEER,
     description=_FROM_PEER)
 SERVICES: Final = Endpoint(
     "/api/replication/registry/services.json", GET_POST,
     "Copy the whole registry (for a starting peer)", wire.GetServicesRequest,
-    wire.LookupResponse, Replication.services,
+    wire.LookupResponse, Replication.services, role=Role.PEER,
     query=(Query("regionId", {"type": "string"}, "This node's region (required).",
                  required=True), ZONE_QUERY),
     description="Every service with instances, unfiltered. Another region is refused "
-    "`no-permission`.")
+    "`no-permission`. " + _PEER_ONLY)
 CHECKSUMS: Final = Endpoint(
     "/api/replication/registry/checksums.json", POST, "Compare registry checksums "
     "(anti-entropy)", wire.ChecksumsRequest, wire.ChecksumsResponse, Replication.checksums,
-    description="Called by peer nodes. Answers this node's registry checksum (hex) and, when "
-    "the caller's `checksum` differs, the checksum of every service by lower-case service id; "
-    "`services` is null when the registries are equal.")
+    role=Role.PEER, description="Called by peer nodes. Answers this node's registry checksum "
+    "(hex) and, when the caller's `checksum` differs, the checksum of every service by "
+    "lower-case service id; `services` is null when the registries are equal. " + _PEER_ONLY)
 LEASES: Final = Endpoint(
     "/api/replication/registry/leases.json", POST, "Copy leases (bootstrap and repair)",
-    wire.LeasesRequest, wire.LeasesResponse, Replication.leases,
+    wire.LeasesRequest, wire.LeasesResponse, Replication.leases, role=Role.PEER,
     description="Called by peer nodes. The leases of `serviceIds` (every service when null): "
     "each instance with when it was registered (`createdMs`, epoch ms) and how long ago it was "
-    "renewed (`ageMs`), so a copy expires when the original does.")
+    "renewed (`ageMs`), so a copy expires when the original does. " + _PEER_ONLY)
 ENDPOINTS: Final = (REGISTER, HEARTBEAT, UNREGISTER, SERVICES, CHECKSUMS, LEASES)

@@ -28,6 +28,7 @@ from artemis.server.api.endpoint import (
     Role,
     bind,
 )
+from artemis.server.api.registry import client_address
 from artemis.server.cluster import NODE_ID_HEADER, Cluster, alone_status
 from artemis.server.http import BadRequest, Pieces, Request, Response, Route
 from artemis.server.management import Management, unconfigured_status
@@ -114,7 +115,7 @@ class Status:
         return [self.node_status(), *self.peer_statuses()]
 
     def cluster_json(self, request: Request) -> bytes:
-        if not self.node.allowed("status", "get-cluster"):
+        if not self.node.allowed("status", "get-cluster", client_address(request.client)):
             return self.routes[CLUSTER.path].fail(ErrorCode.RATE_LIMITED,
                                                   "Request is rate limited.")
         statuses = self.all_statuses()
@@ -139,7 +140,7 @@ class Status:
 
     def _up_nodes(self, request: Request, identity: str, registry: bool) -> bytes:
         route = self.routes[f"/api/cluster/{identity}.json"]
-        if not self.node.allowed("cluster", identity):
+        if not self.node.allowed("cluster", identity, client_address(request.client)):
             return route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         if request.method == "GET":
             region, zone = request.query("regionId"), request.query("zoneId")
@@ -190,7 +191,7 @@ class Status:
     async def _leases(self, request: Request, legacy: bool) -> bytes | Pieces:
         identity = "get-legacy-leases" if legacy else "get-leases"
         path = "/api/status/legacy-leases.json" if legacy else "/api/status/leases.json"
-        if not self.node.allowed("status", identity):
+        if not self.node.allowed("status", identity, client_address(request.client)):
             return self.routes[path].fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         if request.method == "GET":
             wanted = [s for v in request.query_all("appIds") for s in v.split(",") if s]
@@ -264,8 +265,8 @@ class Status:
 
     # --- configuration and deployment ----------------------------------------------------
 
-    def config_json(self, request: Request) -> bytes:
-        if not self.node.allowed("status", "get-config"):
+    def config_json(self, request: Request, actor: str) -> bytes:
+        if not self.node.allowed("status", "get-config", client_address(request.client)):
             return self.routes[CONFIG.path].fail(ErrorCode.RATE_LIMITED,
                                                  "Request is rate limited.")
         properties = {k: _text(v) for k, v in self.node.settings.public().items()}
@@ -274,7 +275,8 @@ class Status:
                                            "flags": 3}})
 
     def deployment_json(self, request: Request) -> bytes:
-        if not self.node.allowed("status", "get-deployment"):
+        if not self.node.allowed("status", "get-deployment",
+                                 client_address(request.client)):
             return self.routes[DEPLOYMENT.path].fail(ErrorCode.RATE_LIMITED,
                                                      "Request is rate limited.")
         s = self.node.settings
@@ -296,7 +298,9 @@ class Status:
             "longestStepMs": node.steps.summary(),
             "pauses": _pauses(node),
             "push": self.push.stats() if self.push is not None else {},
-            "rateLimited": {name: limiter.rejected for name, limiter in node.limiters.items()},
+            "rateLimited": {**{name: limiter.rejected for name, limiter in node.limiters.items()},
+                            **{f"client.{name}": limiter.rejected
+                               for name, limiter in node.client_limiters.items()}},
             "responseStatus": _SUCCESS,
             "revision": node.registry.revision,
             "services": len(node.registry.services),
@@ -439,8 +443,9 @@ LEGACY_LEASES: Final = Endpoint(
     query=(_APP_IDS,),
     description="The same as leases.json, for the `java_registry` (90 s) leases.")
 CONFIG: Final = Endpoint("/api/status/config.json", GET_POST, "The node's settings", None,
-                         wire.ConfigResponse, Status.config_json,
-                         description="Every setting as text, secrets masked.")
+                         wire.ConfigResponse, Status.config_json, role=Role.READ,
+                         description="Every setting as text, secrets masked; needs a bearer "
+                         "token with the read role (the original serves it to anyone).")
 DEPLOYMENT: Final = Endpoint(
     "/api/status/deployment.json", GET_POST, "Where the node runs", None,
     wire.DeploymentResponse, Status.deployment_json,

@@ -4,6 +4,7 @@ The decisions live in the core (`core.membership` for peers and bootstrap, `core
 for the per-peer queues, `Registry.merge` for repairs); this package does the I/O around them,
 one module per concept:
 
+  credential.py   the cluster secret: sent on every call to a peer, asked of peers' calls
   peers.py        the transport seam: one POST to a peer, every failure a `PeerError`
   links.py        `PeerLink` (one peer as this node sees it) and `Peers`, which the parts share
   polling.py      every `peer_status_interval` each peer's status (node.json)
@@ -27,6 +28,7 @@ from artemis.core.membership import PeerSpec, PeerState, parse_peers
 from artemis.core.node_status import STARTING
 from artemis.core.replication import QueueConfig
 from artemis.server.cluster.bootstrap import Bootstrap
+from artemis.server.cluster.credential import SECRET_HEADER, ClusterCredential
 from artemis.server.cluster.dns import DnsPeers, Resolve, resolve
 from artemis.server.cluster.links import NODE_ID_HEADER, REPLICATION, PeerLink, Peers
 from artemis.server.cluster.peers import PeerClient, PeerError
@@ -37,7 +39,8 @@ from artemis.server.node import Node
 from artemis.server.observability.tracing import Tracing
 from artemis.wire import Instance
 
-__all__ = ["NODE_ID_HEADER", "REPLICATION", "Cluster", "PeerLink", "alone_status"]
+__all__ = ["NODE_ID_HEADER", "REPLICATION", "SECRET_HEADER", "Cluster", "ClusterCredential",
+           "PeerLink", "alone_status"]
 
 log = logging.getLogger("artemis.cluster")
 
@@ -48,13 +51,16 @@ class Cluster:
     """The node's view of its cluster and the work it does with it (see the package doc)."""
 
     def __init__(self, node: Node, client: PeerClient, tracing: Tracing | None = None,
-                 resolver: Resolve = resolve) -> None:
+                 resolver: Resolve = resolve, *,
+                 credential: ClusterCredential | None = None) -> None:
         self.node = node
         s = node.settings
         self.settings = s
+        self.credential = credential or ClusterCredential(s)
         self.peers = Peers(node, client, QueueConfig(
             limit=s.replication_queue, ttl=s.replication_task_ttl,
-            max_attempts=s.replication_retries, backoff=s.replication_backoff))
+            max_attempts=s.replication_retries, backoff=s.replication_backoff),
+            self.credential.headers())
         self.sender = ReplicationSender(self.peers, tracing)
         self.poller = StatusPoller(self.peers)
         self.anti_entropy = AntiEntropy(self.peers)
@@ -119,6 +125,10 @@ class Cluster:
     async def run(self) -> None:
         """The cluster's loops: senders, status polls, bootstrap, DNS and anti-entropy."""
         self._running = True
+        if self.credential.insecure:
+            log.warning("cluster_insecure: peer calls (replication, bootstrap, repair) are "
+                        "accepted without the cluster secret; anyone who reaches this node can "
+                        "write to its registry as a peer")
         self.sender.start()
         loops = [self.poller.run(), self.bootstrapper.run()]
         if self.dns is not None:
@@ -173,7 +183,7 @@ class Cluster:
         if bootstrap.get("state") != "done" and self.node.state.status != STARTING:
             bootstrap = {"state": "done", "reason": f"forced {self.node.state.status}"}
         me = self.peers.me
-        return {"nodeId": self.node_id,
+        return {"nodeId": self.node_id, "peerAuth": self.credential.mode,
                 "self": me.url if me else self.settings.node_url,
                 "bootstrap": bootstrap, "cpuSeconds": round(self.peers.cpu_seconds, 6),
                 "peers": peers}
@@ -185,6 +195,6 @@ class Cluster:
 
 def alone_status(node: Node) -> dict[str, Any]:
     """replication.json's fields on a node without peers: a cluster of one."""
-    return {"nodeId": node.node_id, "self": node.settings.node_url,
+    return {"nodeId": node.node_id, "peerAuth": "none", "self": node.settings.node_url,
             "bootstrap": {"state": "done", "reason": "no peers: a cluster of one"},
             "cpuSeconds": 0.0, "peers": []}

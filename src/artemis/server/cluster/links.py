@@ -87,7 +87,8 @@ class PeerLink:
 class Peers:
     """This node's peers by URL, the transport to them, and the CPU time spent on them."""
 
-    def __init__(self, node: Node, client: PeerClient, queue_config: QueueConfig) -> None:
+    def __init__(self, node: Node, client: PeerClient, queue_config: QueueConfig,
+                 credential: Mapping[str, str] | None = None) -> None:
         self.node = node
         self.settings = node.settings
         self.client = client
@@ -99,7 +100,8 @@ class Peers:
         # The list is known: at once for listed peers, after the first resolution (even one
         # that failed) for DNS peers.
         self.listed = not node.settings.peers_dns
-        self._id_header = {NODE_ID_HEADER: node.node_id}
+        # sent on every call: this node's id and the cluster credential (credential.py)
+        self._id_header = {NODE_ID_HEADER: node.node_id, **(credential or {})}
 
     def set(self, peers: Sequence[PeerSpec]) -> None:
         """Take a new list of the cluster's nodes (this node among them or not); a peer that
@@ -131,7 +133,8 @@ class Peers:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str],
                    seconds: float) -> PeerAnswer:
-        """POST to a peer, with this node's id in `x-artemis-node-id`."""
+        """POST to a peer, with this node's id in `x-artemis-node-id` and the cluster secret
+        in `x-artemis-cluster-secret`."""
         return await self.client.post(url, body, {**self._id_header, **headers}, seconds)
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ return a `Response` (or bytes, or `Pieces`); they never touch the interface.
 
   messages.py   Request, Response, Pieces, BadRequest, the error answer, the WebSocket protocol
   body.py       request bodies within their limit, gzip in and out
+  cors.py       CORS header lists per allowed origin (none unless configured)
   routing.py    Route and Router: the common path and the error answers (described there)
   rsgi.py       the RSGI face, its hot path and its WebSocket
   asgi.py       the ASGI face, its lifespan and its WebSocket

@@ -1,5 +1,11 @@
 """The ASGI face (in-process tests, any ASGI server): HTTP through the common path, the
-lifespan that runs the node's loops, and the ASGI WebSocket."""
+lifespan that runs the node's loops, and the ASGI WebSocket.
+
+Paths: a request is routed by its path as sent (`raw_path`, when the server gives it), never by
+the decoded `path`: no endpoint's path holds a `%`, so `/api%2Fdiscovery%2Flookup.json` (an
+encoded slash that a front proxy's path rules did not see as one) answers 404, as any other
+percent-encoded path does.
+"""
 
 from __future__ import annotations
 
@@ -27,28 +33,29 @@ class AsgiFace(Router):
         if kind == "lifespan":
             await self._asgi_lifespan(receive, send)
             return
+        path = _path_as_sent(scope)
         if kind == "websocket":
-            handler = self.websockets.get(scope["path"])
+            handler = self.websockets.get(path)
             message = await receive()
             if handler is None or message["type"] != "websocket.connect":
                 await send({"type": "websocket.close", "code": 1008})
                 return
             await send({"type": "websocket.accept"})
             client = scope.get("client")
-            await handler(_AsgiWebSocket(receive, send),
+            await handler(_AsgiWebSocket(receive, send, _AsgiHeaders(scope.get("headers", []))),
                           f"{client[0]}:{client[1]}" if client else "")
             return
         started = perf_counter()
         headers = _AsgiHeaders(scope["headers"])
         span = None
         if self.tracing is not None:
-            span = self.tracing.start(scope["method"], scope["path"], headers)
+            span = self.tracing.start(scope["method"], path, headers)
         with trace.use_span(span, end_on_exit=False) if span is not None else _NO_SPAN:
-            status = await self._asgi_http(scope, receive, send, headers, started)
+            status = await self._asgi_http(scope, path, receive, send, headers, started)
         if span is not None and self.tracing is not None:
             self.tracing.end(span, status)
 
-    async def _asgi_http(self, scope: dict[str, Any], receive: Any, send: Any,
+    async def _asgi_http(self, scope: dict[str, Any], path: str, receive: Any, send: Any,
                          headers: _AsgiHeaders, started: float) -> int:
         client = scope.get("client")
 
@@ -56,13 +63,14 @@ class AsgiFace(Router):
             return await self._read_asgi(receive)
 
         response, close = await self._dispatch(
-            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"),
+            scope["method"], path, scope.get("query_string", b"").decode("latin-1"),
             headers, f"{client[0]}:{client[1]}" if client else "", read)
-        out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
+        out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"),
+                                                       headers.get("origin"))
         if close:
             out_headers = [*out_headers, ("connection", "close")]
         await _asgi_send(send, response.status, out_headers, out_body)
-        self._observe(scope["path"], started)
+        self._observe(path, started)
         return response.status
 
     async def _read_asgi(self, receive: Any) -> tuple[bytes, str | None]:
@@ -96,6 +104,14 @@ class AsgiFace(Router):
                 return
 
 
+def _path_as_sent(scope: dict[str, Any]) -> str:
+    """The path to route by: `raw_path` when it holds a percent-encoding, else `path`."""
+    raw = scope.get("raw_path")
+    if raw and b"%" in raw:
+        return str(raw.decode("latin-1"))
+    return str(scope["path"])
+
+
 class _AsgiHeaders:
     """ASGI headers with `.get(name)`; a header sent twice (as the Java SDK sends Content-Type
     and Accept) gives its first value."""
@@ -112,12 +128,16 @@ class _AsgiHeaders:
 
 
 class _AsgiWebSocket:
-    __slots__ = ("_closed", "_receive", "_send")
+    __slots__ = ("_closed", "_headers", "_receive", "_send")
 
-    def __init__(self, receive: Any, send: Any) -> None:
+    def __init__(self, receive: Any, send: Any, headers: _AsgiHeaders) -> None:
         self._receive = receive
         self._send = send
+        self._headers = headers  # the upgrade request's
         self._closed = False
+
+    def header(self, name: str) -> str | None:
+        return self._headers.get(name)
 
     async def receive(self) -> str | bytes | None:
         if self._closed:

@@ -15,7 +15,6 @@ from artemis import wire
 
 __all__ = [
     "JSON",
-    "PREFLIGHT",
     "BadRequest",
     "Pieces",
     "Request",
@@ -28,19 +27,7 @@ __all__ = [
 
 JSON: Final = "application/json"
 STREAM_GROUP: Final = 256 * 1024  # answers larger than this are streamed in groups this big
-CORS: Final = [("access-control-allow-origin", "*")]
-JSON_HEADERS: Final = [("content-type", JSON), *CORS]
-JSON_GZIP_HEADERS: Final = [
-    *JSON_HEADERS, ("content-encoding", "gzip"), ("vary", "Accept-Encoding"),
-]
-PREFLIGHT_HEADERS: Final = [
-    *CORS,
-    ("access-control-allow-methods", "*"),
-    ("access-control-allow-headers", "*"),
-    ("access-control-expose-headers", "*"),
-    ("access-control-allow-credentials", "true"),
-    ("access-control-max-age", "3600"),
-]
+JSON_HEADERS: Final = [("content-type", JSON)]  # without CORS (cors.py gives the others)
 
 
 def status_bytes(code: str, message: str = "", status: str = "fail") -> bytes:
@@ -128,13 +115,14 @@ class Pieces:
 
 @dataclass(slots=True)
 class Response:
+    """An answer; `content_type` empty means a body-less answer whose headers are complete."""
+
     body: bytes | Pieces
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSON
 
 
-PREFLIGHT: Final = Response(b"")  # the answer to a CORS preflight (OPTIONS)
 
 
 class WebSocket(Protocol):
@@ -148,6 +136,9 @@ class WebSocket(Protocol):
 
     def close(self, code: int) -> None:
         """Close with `code` (the reason travels in a last frame: RSGI carries none)."""
+
+    def header(self, name: str) -> str | None:
+        """A header of the upgrade request (`name` lower-case), None when it has none."""
 
 
 WsHandler = Callable[[WebSocket, str], Awaitable[None]]

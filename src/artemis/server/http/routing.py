@@ -15,19 +15,15 @@ Error answers
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Final
 
 from artemis.server.http.body import GzipCache, content_length_problem, decompress
+from artemis.server.http.cors import Cors
 from artemis.server.http.messages import (
-    CORS,
     JSON,
-    JSON_GZIP_HEADERS,
-    JSON_HEADERS,
-    PREFLIGHT,
-    PREFLIGHT_HEADERS,
     STREAM_GROUP,
     BadRequest,
     Pieces,
@@ -78,7 +74,7 @@ class Router:
                  lifespan: Callable[[], Any] | None = None,
                  websockets: Mapping[str, WsHandler] | None = None,
                  unmatched: EndpointStats | None = None,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None, cors_origins: Sequence[str] = ()) -> None:
         self.routes = {context_path + path: route for path, route in routes.items()}
         self.context_path = context_path
         self.max_body_bytes = max_body_bytes
@@ -90,6 +86,7 @@ class Router:
         self.unmatched = unmatched
         self.tracing = tracing  # when OTEL_* variables ask for traces
         self._gzipped = GzipCache()
+        self.cors = Cors(cors_origins)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self.routes)} routes under "
@@ -109,6 +106,12 @@ class Router:
                                   f"{path}; use {allowed}"),
                         status=405, headers=[("allow", allowed)])
 
+    def _options(self, route: Route, origin: str | None) -> Response:
+        """The answer to OPTIONS: `Allow`, and a CORS preflight's headers for a listed origin."""
+        allowed = ", ".join(sorted(route.methods | {"OPTIONS"}))
+        return Response(b"", headers=[*self.cors.of(origin).preflight, ("allow", allowed)],
+                        content_type="")
+
     async def _respond(self, route: Route, request: Request) -> Response:
         try:
             if route.async_handler is not None:
@@ -124,22 +127,24 @@ class Router:
                             headers=[("x-request-id", rid)])
         return result if isinstance(result, Response) else Response(result)
 
-    async def _encode_out(self, response: Response, accept_encoding: str | None
+    async def _encode_out(self, response: Response, accept_encoding: str | None,
+                          origin: str | None = None
                           ) -> tuple[list[tuple[str, str]], bytes | Pieces]:
-        if response is PREFLIGHT:
-            return PREFLIGHT_HEADERS, b""
+        if not response.content_type:  # an answer to OPTIONS: its headers are complete
+            return response.headers, b""
+        cors = self.cors.of(origin)
         body = response.body
         if isinstance(body, Pieces) and body.size < STREAM_GROUP:
             body = b"".join(body.parts)
         size = body.size if isinstance(body, Pieces) else len(body)
         if (size >= self.gzip_min_bytes and accept_encoding and "gzip" in accept_encoding
                 and response.content_type == JSON):
-            headers = JSON_GZIP_HEADERS
+            headers = cors.json_gzip
             body = await self._gzipped.get(body)
         elif response.content_type == JSON:
-            headers = JSON_HEADERS
+            headers = cors.json
         else:
-            headers = [("content-type", response.content_type), *CORS]
+            headers = [("content-type", response.content_type), *cors.extra]
         if response.headers:
             headers = [*headers, *response.headers]
         return headers, body
@@ -159,7 +164,7 @@ class Router:
             return self._not_found(path), False
         if method not in route.methods:
             if method == "OPTIONS":
-                return PREFLIGHT, False
+                return self._options(route, headers.get("origin")), False
             return self._wrong_method(route, method, path), False
         body = b""
         problem = None

@@ -1,6 +1,12 @@
 """The RSGI face (granian, in production): the hot path for a known synchronous endpoint with a
 small plain body and a small answer, the general path for everything else, streaming of large
-answers and the RSGI WebSocket."""
+answers and the RSGI WebSocket.
+
+Paths: granian hands RSGI applications the path percent-decoded, with no raw form (granian
+2.8: `scope.path` of `/api%2Fdiscovery%2Flookup.json` is `/api/discovery/lookup.json`), so this
+face cannot tell an encoded slash from a real one; the ASGI face can and refuses it
+(docs/security.md, "Secrets, paths and values", says what a front proxy must do).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from artemis.server.http.messages import JSON_HEADERS, BadRequest, Pieces, Request, Response
+from artemis.server.http.messages import BadRequest, Pieces, Request, Response
 from artemis.server.http.routing import INTERNAL_ERROR, Router, log
 from artemis.server.observability.logs import request_id
 from artemis.wire import ErrorCode
@@ -59,11 +65,13 @@ class RsgiFace(Router):
                                       headers=[("x-request-id", rid)])
                 status = 200
                 if type(result) is bytes and len(result) < self.gzip_min_bytes:
-                    proto.response_bytes(200, JSON_HEADERS, result)
+                    cors = self.cors
+                    proto.response_bytes(200, cors.of(headers.get("origin")).json
+                                         if cors.enabled else cors.plain.json, result)
                 else:
                     response = result if isinstance(result, Response) else Response(result)
                     out_headers, out_body = await self._encode_out(
-                        response, headers.get("accept-encoding"))
+                        response, headers.get("accept-encoding"), headers.get("origin"))
                     await _rsgi_send(proto, response.status, out_headers, out_body)
                     status = response.status
                 if route.stats is not None:
@@ -86,7 +94,7 @@ class RsgiFace(Router):
                 transport = await proto.accept()
             except Exception:  # the client went away during the handshake
                 return 400
-            await handler(_RsgiWebSocket(proto, transport), scope.client)
+            await handler(_RsgiWebSocket(proto, transport, scope.headers), scope.client)
             return 101
 
         async def read(length: str | None) -> tuple[bytes, str | None]:
@@ -97,7 +105,8 @@ class RsgiFace(Router):
         headers = scope.headers
         response, close = await self._dispatch(scope.method, scope.path, scope.query_string,
                                                headers, scope.client, read)
-        out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"))
+        out_headers, out_body = await self._encode_out(response, headers.get("accept-encoding"),
+                                                       headers.get("origin"))
         if close:  # tell the client this connection is done, so it does not reuse it
             out_headers = [*out_headers, ("connection", "close")]
         await _rsgi_send(proto, response.status, out_headers, out_body)
@@ -116,12 +125,17 @@ class RsgiFace(Router):
 
 
 class _RsgiWebSocket:
-    __slots__ = ("_closed", "_proto", "_transport")
+    __slots__ = ("_closed", "_headers", "_proto", "_transport")
 
-    def __init__(self, proto: Any, transport: Any) -> None:
+    def __init__(self, proto: Any, transport: Any, headers: Any) -> None:
         self._proto = proto
         self._transport = transport
+        self._headers = headers  # the upgrade request's (granian's scope.headers)
         self._closed = False
+
+    def header(self, name: str) -> str | None:
+        value = self._headers.get(name)
+        return None if value is None else str(value)
 
     async def receive(self) -> str | bytes | None:
         transport = self._transport

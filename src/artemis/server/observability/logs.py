@@ -12,8 +12,10 @@ Request id: a line written while a request is being handled carries the request'
 code paths that log set it (see `request_id`): a request that logs nothing costs nothing.
 
 Secrets: a filter on the handler rewrites each line before it is formatted, message, arguments
-and traceback alike: the value of an `Authorization` header, anything after `Bearer`, and the
-configured admin token become `***`.
+and traceback alike: the value of an `Authorization` header, anything after `Bearer`, every
+configured secret (admin token, tokens' secrets, cluster secret, the database password in each of
+its spellings) and the password of any URL or secret query parameter (`server/masking.py`) become
+`***`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from datetime import UTC, datetime
 from secrets import token_hex
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from artemis.server.masking import MASK, mask_text, secret_values
+
 if TYPE_CHECKING:
     from artemis.server.settings import Settings
 
@@ -43,7 +47,6 @@ __all__ = [
 ]
 
 REQUEST_ID: Final[ContextVar[str | None]] = ContextVar("artemis_request_id", default=None)
-MASK: Final = "***"
 # An incoming X-Request-Id is kept when it looks like an id; anything else (too long, spaces,
 # line breaks that would forge log lines) is replaced by a new one.
 _PLAUSIBLE_ID: Final = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
@@ -97,7 +100,7 @@ class RedactSecrets(logging.Filter):
             if secret in text:
                 text = text.replace(secret, MASK)
         text = _AUTHORIZATION.sub(lambda m: m.group(1) + (m.group(2) or "") + MASK, text)
-        return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+        return mask_text(_BEARER.sub(lambda m: m.group(1) + MASK, text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -164,7 +167,7 @@ FORMATTERS: Final[dict[str, type[logging.Formatter]]] = {
 
 def logging_config(settings: Settings, stream: IO[str] | None = None) -> dict[str, Any]:
     """The `logging.config.dictConfig` of a node: one handler on the root logger (standard
-    error, or `stream`) in `settings.log_format`, masking the admin token and credentials;
+    error, or `stream`) in `settings.log_format`, masking the node's secrets and credentials;
     granian's loggers hand their lines to it.
 
     A new dict each call: dictConfig consumes parts of the dict it is given.
@@ -172,7 +175,7 @@ def logging_config(settings: Settings, stream: IO[str] | None = None) -> dict[st
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"secrets": {"()": RedactSecrets, "secrets": [settings.admin_token]}},
+        "filters": {"secrets": {"()": RedactSecrets, "secrets": secret_values(settings)}},
         "formatters": {"line": {"()": FORMATTERS[settings.log_format]}},
         "handlers": {"stderr": {
             "class": "logging.StreamHandler",

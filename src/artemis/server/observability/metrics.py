@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from artemis.server.cluster import Cluster
+    from artemis.server.cluster.credential import ClusterCredential
     from artemis.server.management import Management
     from artemis.server.node import Node
     from artemis.server.push import PushServer
@@ -64,12 +65,14 @@ class NodeCollector(Collector):
 
     def __init__(self, node: Node, endpoints: dict[str, EndpointStats],
                  push: PushServer | None, cluster: Cluster | None = None,
-                 management: Management | None = None) -> None:
+                 management: Management | None = None,
+                 peers: ClusterCredential | None = None) -> None:
         self.node = node
         self.endpoints = endpoints
         self.push = push
         self.cluster = cluster
         self.management = management
+        self.peers = peers  # the cluster credential: peer calls refused
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
@@ -141,12 +144,27 @@ class NodeCollector(Collector):
         yield safe
         yield enabled
         yield renewals
-        limited = CounterMetricFamily("artemis_rate_limited", "Calls refused by a rate limit",
-                                      labels=["limiter", "operation"])
+        limited = CounterMetricFamily("artemis_rate_limited", "Calls refused by a rate limit: "
+                                      "scope operation (the operation's limit, every caller's) "
+                                      "or client (the caller's own limit in the family)",
+                                      labels=["limiter", "operation", "scope"])
         for name, limiter in sorted(self.node.limiters.items()):
             for operation, count in sorted(limiter.rejected.items()):
-                limited.add_metric([name, operation], count)
+                limited.add_metric([name, operation, "operation"], count)
+        for name, per_client in sorted(self.node.client_limiters.items()):
+            for operation, count in sorted(per_client.rejected.items()):
+                limited.add_metric([name, operation, "client"], count)
         yield limited
+        clients = GaugeMetricFamily("artemis_rate_limit_clients", "Clients whose per-client "
+                                    "rate-limit window the node keeps", labels=["limiter"])
+        forgotten = CounterMetricFamily("artemis_rate_limit_clients_forgotten", "Per-client "
+                                        "windows forgotten to stay within rate_limit_clients",
+                                        labels=["limiter"])
+        for name, per_client in sorted(self.node.client_limiters.items()):
+            clients.add_metric([name], len(per_client))
+            forgotten.add_metric([name], per_client.evicted)
+        yield clients
+        yield forgotten
         yield CounterMetricFamily("artemis_snapshots", "Discovery snapshots taken",
                                   value=self.node.snapshots_taken)
         yield from self._limits()
@@ -165,6 +183,15 @@ class NodeCollector(Collector):
                     "max_services_per_client"):
             refused.add_metric([cap], registry.refused.get(cap, 0))
         yield refused
+        writes = CounterMetricFamily("artemis_writes_refused", "Client registry writes refused "
+                                     "by registration_mode (core/ownership.py), by rule: owner "
+                                     "(another writer's live instance, per instance), scope "
+                                     "(a service outside the token's scope, per instance), "
+                                     "token (no or unknown token, per request or WebSocket)",
+                                     labels=["rule"])
+        for rule, count in sorted(registry.ownership.refused.items()):
+            writes.add_metric([rule], count)
+        yield writes
         log = registry.log
         yield GaugeMetricFamily("artemis_change_log_entries", "Changes the change log keeps",
                                 value=len(log))
@@ -203,6 +230,14 @@ class NodeCollector(Collector):
                                   "answered", value=stats["heartbeatFrames"])
 
     def _cluster(self) -> Iterator[Metric]:
+        if self.peers is not None:
+            refused = CounterMetricFamily("artemis_peer_auth_refused", "Calls to the peer-only "
+                                          "endpoints refused no-permission, by reason: alone "
+                                          "(no peers), missing or wrong cluster secret",
+                                          labels=["reason"])
+            for reason, count in self.peers.refused.items():
+                refused.add_metric([reason], count)
+            yield refused
         cluster = self.cluster
         if cluster is None or not cluster.links:
             return
@@ -306,10 +341,11 @@ class NodeCollector(Collector):
 
 def scrape_registry(node: Node, endpoints: dict[str, EndpointStats],
                     push: PushServer | None, cluster: Cluster | None = None,
-                    management: Management | None = None) -> CollectorRegistry:
+                    management: Management | None = None,
+                    peers: ClusterCredential | None = None) -> CollectorRegistry:
     """The registry /metrics renders: the node's collector and the process's."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(node, endpoints, push, cluster, management))
+    registry.register(NodeCollector(node, endpoints, push, cluster, management, peers))
     ProcessCollector(registry=registry)  # memory, CPU, open files of the node's process
     return registry
 

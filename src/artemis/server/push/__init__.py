@@ -6,13 +6,19 @@
   /ws/discovery/all-instance-change  every change of every service (a frame with `revision`
                                      resumes from it)
   /ws/registry/heartbeat             each HeartbeatRequest frame is answered by one
-                                     HeartbeatResponse frame, exactly as heartbeat.json answers
+                                     HeartbeatResponse frame, exactly as heartbeat.json answers;
+                                     the writer (the bearer token of the upgrade request, else
+                                     the client's address) is decided once, at the handshake: a
+                                     refused one (registration_mode token without a register
+                                     token, an unknown token) is sent a no-permission error
+                                     frame and closed (4003); each frame's instances are held
+                                     to the token's scope
 
 Closing: a session is closed when it reaches its maximum age (the client reconnects, to any node),
 when the node shuts down, for a binary frame, a frame too large, too many sessions, or a subscriber
 too slow to keep up. Before a close for a reason other than age or shutdown, the session is sent an
 error frame `{"responseStatus": {...}}` whose message names the reason and the close code meant
-(1003, 1009, 1013, 4008). Granian's RSGI interface sends no code or reason in the close frame
+(1003, 1009, 1013, 4003, 4008). Granian's RSGI interface sends no code or reason in the close frame
 itself (clients see 1005, "no status"), so the error frame is where a client reads why; age and
 shutdown closes send no frame, since the Java SDK reads every frame as an InstanceChange.
 A malformed or refused subscription gets an error frame and the session goes on.
@@ -35,7 +41,7 @@ from typing import Final
 from artemis import wire
 from artemis.core.subscriptions import DISCOVERY, EVERYTHING, PushHub, PushSession, Refused
 from artemis.core.versions import Change
-from artemis.server.api.registry import InstancesOperation
+from artemis.server.api.registry import InstancesOperation, client_address
 from artemis.server.http import BadRequest, WebSocket, WsHandler, status_bytes
 from artemis.server.node import Node
 from artemis.wire import ErrorCode
@@ -50,6 +56,7 @@ CLOSE_BINARY: Final = 1003
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_FULL: Final = 1013
 CLOSE_TOO_SLOW: Final = 4008
+CLOSE_FORBIDDEN: Final = 4003
 
 
 def error_frame(code: str, message: str, close: int | None = None) -> str:
@@ -319,11 +326,20 @@ class PushServer:
         if session is None:
             return
         op = self.heartbeat_op
+        address = client_address(client)  # each frame counts against its client's rate limit
+        writer = (None if op.writers is None
+                  else op.writers.resolve(ws.header("authorization"), address))
+        if isinstance(writer, str):  # refused at the handshake
+            session.close(CLOSE_FORBIDDEN, error_frame(ErrorCode.NO_PERMISSION, writer,
+                                                       CLOSE_FORBIDDEN))
+            await self._end(session)
+            return
+        token = writer.identity if writer is not None and writer.token else None
         try:
             while frames := await self._frames(session):
                 try:
                     body = wire.decode(frames[0].encode(), wire.InstancesRequest)
-                    answer = op.run(body)
+                    answer = op.run(body, address, token, writer)
                 except (wire.DecodeError, BadRequest) as exc:
                     text = str(exc)
                     prefix = "" if isinstance(exc, BadRequest) else "heartbeat frame: "

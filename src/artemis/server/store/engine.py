@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final, NoReturn, TypeVar
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -46,6 +47,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from artemis.server.masking import MASK, MIN_VALUE, mask_text
 from artemis.server.store import rescue as files
 from artemis.server.store.errors import (
     StoreError,
@@ -339,7 +341,17 @@ class Database:
                 f"{what}: the database did not answer within {limit:g} s") from exc
         except Exception as exc:
             kind = StoreUnavailable if unavailable(exc) else StoreError
-            raise kind(f"{what}: {describe(exc)}") from exc
+            raise kind(f"{what}: {self._masked(describe(exc))}") from exc
+
+    def _masked(self, message: str) -> str:
+        """A database error's words with the URL's password masked (a driver may quote its
+        connection string), whatever its spelling."""
+        password = self.url.password
+        if password and len(str(password)) >= MIN_VALUE:
+            for spelling in sorted({str(password), quote(str(password), safe="")},
+                                   key=len, reverse=True):
+                message = message.replace(spelling, MASK)
+        return mask_text(message)
 
     def expect(self, found: Any, floor: int) -> int:
         """The version read, unless the row is missing or the version is below `floor` (the
@@ -381,7 +393,8 @@ class Database:
                 pool_timeout=self.timeout, pool_pre_ping=True, pool_recycle=3600,
                 connect_args=_connect_args(self.url, self.timeout))
         except Exception as exc:  # a driver that is not installed, or not an async one
-            raise StoreError(f"cannot use {self.url.drivername}: {describe(exc)}") from exc
+            raise StoreError(f"cannot use {self.url.drivername}: "
+                             f"{self._masked(describe(exc))}") from exc
         if self.backend == "sqlite":
             _sqlite_transactions(engine)
         return engine
