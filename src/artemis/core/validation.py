@@ -80,39 +80,38 @@ def _held(instance: Instance, held: Callable[[Instance], Any]) -> bool:
 class InstanceChecks:
     """The rules of the module doc, with the limits of one registry's config."""
 
-    __slots__ = ("_config", "_region", "_zone")
+    __slots__ = ("_config", "_ids_limit", "_region", "_zone")
 
     def __init__(self, config: RegistryConfig) -> None:
         self._config = config
         self._region = config.region.lower()
         self._zone = config.zone.lower()
+        self._ids_limit = config.max_id_length
 
     def problem(self, instance: Instance, check_zone: bool) -> tuple[str, str] | None:
         """Why this instance cannot be accepted (error code, reason), or None."""
         cfg = self._config
-        for name, value, limit in (("serviceId", instance.service_id, cfg.max_id_length),
-                                   ("instanceId", instance.instance_id, cfg.max_id_length),
-                                   ("url", instance.url, cfg.max_url_length)):
-            if value is None or not value or value.isspace():
-                return ErrorCode.BAD_REQUEST, f"{name} is null or blank."
-            if len(value) > limit:
-                return ErrorCode.BAD_REQUEST, f"{name} is longer than {limit} characters."
-            if not value.isprintable():
-                return ErrorCode.BAD_REQUEST, f"{name} contains control characters."
+        sid, iid, url = instance.service_id, instance.instance_id, instance.url
+        ids = self._ids_limit
+        if not (sid and iid and url and len(sid) <= ids and len(iid) <= ids
+                and len(url) <= cfg.max_url_length and (sid + iid + url).isprintable()
+                and not sid.isspace() and not iid.isspace() and not url.isspace()):
+            found = _id_problem(instance, cfg)  # the common case passed above, in C
+            if found is not None:
+                return found
         if not 0 <= instance.port <= 65535:
             return ErrorCode.BAD_REQUEST, f"port {instance.port} is out of range 0-65535."
         longest = cfg.max_field_length
-        for name, text in (("ip", instance.ip), ("machineName", instance.machine_name),
-                           ("groupId", instance.group_id), ("zoneId", instance.zone_id),
-                           ("regionId", instance.region_id), ("protocol", instance.protocol),
-                           ("status", instance.status),
-                           ("healthCheckUrl", instance.health_check_url)):
-            if text is not None:
-                if len(text) > longest:
-                    return (ErrorCode.BAD_REQUEST,
-                            f"{name} is longer than {longest} characters.")
-                if has_control(text):
-                    return ErrorCode.BAD_REQUEST, f"{name} contains control characters."
+        # The common case in C: every optional text short enough and printable; only a body
+        # that fails it is looked at field by field, for the message naming the field.
+        present = tuple(filter(None, (instance.ip, instance.machine_name, instance.group_id,
+                                      instance.zone_id, instance.region_id, instance.protocol,
+                                      instance.status, instance.health_check_url)))
+        joined = "".join(present)  # all short (their sum is) and printable: nothing to find
+        if present and (len(joined) > longest or not joined.isprintable()):
+            found = _text_problem(instance, longest)
+            if found is not None:
+                return found
         region = instance.region_id
         if region is None or region.lower() != self._region:
             return ErrorCode.NO_PERMISSION, (
@@ -129,17 +128,56 @@ class InstanceChecks:
             if len(metadata) > cfg.max_metadata_entries:
                 return (ErrorCode.BAD_REQUEST,
                         f"metadata has more than {cfg.max_metadata_entries} entries.")
-            for key, value in metadata.items():
-                if len(key) > longest or len(value) > longest:
-                    return (ErrorCode.BAD_REQUEST,
-                            f"metadata entry {key[:64]!r} is longer than {longest}.")
-                if has_control(key):
-                    return (ErrorCode.BAD_REQUEST,
-                            f"metadata key {key[:64]!r} contains control characters.")
-                if has_control(value):
-                    return (ErrorCode.BAD_REQUEST,
-                            f"metadata value of {key[:64]!r} contains control characters.")
+            entries = "".join(metadata) + "".join(metadata.values())
+            if len(entries) > longest or not entries.isprintable():  # else: none can be wrong
+                found = _metadata_problem(metadata, longest)
+                if found is not None:
+                    return found
         return None
 
     def __repr__(self) -> str:
         return f"InstanceChecks(region={self._region!r}, zone={self._zone!r})"
+
+
+def _text_problem(instance: Instance, longest: int) -> tuple[str, str] | None:
+    """The first optional text field too long or holding a control character, in field order."""
+    for name, text in (("ip", instance.ip), ("machineName", instance.machine_name),
+                       ("groupId", instance.group_id), ("zoneId", instance.zone_id),
+                       ("regionId", instance.region_id), ("protocol", instance.protocol),
+                       ("status", instance.status),
+                       ("healthCheckUrl", instance.health_check_url)):
+        if text is not None:
+            if len(text) > longest:
+                return ErrorCode.BAD_REQUEST, f"{name} is longer than {longest} characters."
+            if has_control(text):
+                return ErrorCode.BAD_REQUEST, f"{name} contains control characters."
+    return None
+
+
+def _metadata_problem(metadata: dict[str, str], longest: int) -> tuple[str, str] | None:
+    """The first metadata entry too long or holding a control character."""
+    for key, value in metadata.items():
+        if len(key) > longest or len(value) > longest:
+            return ErrorCode.BAD_REQUEST, f"metadata entry {key[:64]!r} is longer than {longest}."
+        if has_control(key):
+            return (ErrorCode.BAD_REQUEST,
+                    f"metadata key {key[:64]!r} contains control characters.")
+        if has_control(value):
+            return (ErrorCode.BAD_REQUEST,
+                    f"metadata value of {key[:64]!r} contains control characters.")
+    return None
+
+
+def _id_problem(instance: Instance, cfg: RegistryConfig) -> tuple[str, str] | None:
+    """The first of serviceId, instanceId and url that is blank, too long or holds a control
+    character, in that order."""
+    for name, value, limit in (("serviceId", instance.service_id, cfg.max_id_length),
+                               ("instanceId", instance.instance_id, cfg.max_id_length),
+                               ("url", instance.url, cfg.max_url_length)):
+        if value is None or not value or value.isspace():
+            return ErrorCode.BAD_REQUEST, f"{name} is null or blank."
+        if len(value) > limit:
+            return ErrorCode.BAD_REQUEST, f"{name} is longer than {limit} characters."
+        if not value.isprintable():
+            return ErrorCode.BAD_REQUEST, f"{name} contains control characters."
+    return None
