@@ -19,7 +19,13 @@ from artemis import wire
 from artemis.server.api.endpoint import GET_POST, POST, Endpoint, Role
 from artemis.server.api.groups import MAX_ITEMS, SUCCESS, GroupApi, _endpoint
 from artemis.server.http import BadRequest, Request
-from artemis.server.store import GroupSpec, RouteRuleSpec, ServiceInstanceSpec, limits
+from artemis.server.store import (
+    GroupSpec,
+    RouteRuleSpec,
+    ServiceInstanceSpec,
+    StoreError,
+    limits,
+)
 
 __all__ = ["CANARY", "ENDPOINTS", "MemberApi"]
 
@@ -139,7 +145,7 @@ class MemberApi(GroupApi):
         groups = await self.management.traced("upsert-groups", store.upsert_groups(
             [spec], update=False, actor=actor, now_ms=self._now(), **context))
         return await self._done("operate-group-operations", store.operate_group_operations(
-            [(groups[0].group_id, operation)], body.operation_complete, actor=actor,
+            [(written_id(groups[0].group_id), operation)], body.operation_complete, actor=actor,
             now_ms=self._now(), **context))
 
     def _operations_of(self, group_id: int) -> wire.GroupOperations | None:
@@ -240,16 +246,15 @@ class MemberApi(GroupApi):
             [GroupSpec(service_id=service, region_id=region, zone_id=CANARY_ZONE, name=app,
                        app_id=app, status="active")], update=False, actor=actor, now_ms=now,
             **context))
-        links = await store.route_rule_groups({"route_rule_id": rules[0].route_rule_id,
-                                               "group_id": groups[0].group_id})
+        rule_id, group_id = written_id(rules[0].route_rule_id), written_id(groups[0].group_id)
+        links = await store.route_rule_groups({"route_rule_id": rule_id, "group_id": group_id})
         if not links:
             await self.management.traced("upsert-route-rule-groups",
                                          store.upsert_route_rule_groups(
-                                             [(rules[0].route_rule_id, groups[0].group_id,
-                                               CANARY_WEIGHT)],
+                                             [(rule_id, group_id, CANARY_WEIGHT)],
                                              actor=actor, now_ms=now, **context))
         return await self._done("set-group-instances", store.set_group_instances(
-            groups[0].group_id, members, actor=actor, now_ms=now, **context))
+            group_id, members, actor=actor, now_ms=now, **context))
 
 
 R, W, M = Role.READ, Role.WRITE, MemberApi
@@ -310,3 +315,11 @@ ENDPOINTS: Final = (
               "Filters `serviceId`, `instanceId`."),
     CANARY,
 )
+
+
+def written_id(value: int | None) -> int:
+    """The id of a row the store has just written: it always has one (the wire type's field is
+    optional only because answers may leave it out)."""
+    if value is None:
+        raise StoreError("the management database returned a written row without its id")
+    return value

@@ -30,7 +30,7 @@ from artemis.server.api.endpoint import GET_POST, POST, REGION_QUERY, Endpoint, 
 from artemis.server.api.management import ManagementApi
 from artemis.server.http import BadRequest, Request, status_bytes
 from artemis.server.management import Management
-from artemis.server.store import GroupSpec, RouteRuleSpec, limits
+from artemis.server.store import GroupSpec, ManagementStore, RouteRuleSpec, limits
 from artemis.wire import ErrorCode
 
 __all__ = ["ENDPOINTS", "GroupApi"]
@@ -54,14 +54,11 @@ class GroupApi:
         """The node's management (the gate let the call in: a database is configured)."""
         return self.api.management
 
-
     # --- validation ----------------------------------------------------------------------
 
     @property
-    def store(self) -> Any:
-        store = self.management.store
-        assert store is not None
-        return store
+    def store(self) -> ManagementStore:
+        return self.management.store
 
     def _write(self, body: Any) -> dict[str, Any]:
         """The write's audit context (operatorId, reason, extensions)."""

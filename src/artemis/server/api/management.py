@@ -167,7 +167,6 @@ class ManagementApi:
         context = self.context(body)
         self.require_up()
         store = self.management.store
-        assert store is not None
         await self.management.traced("operate-instance", store.operate_instance(
             region, service, instance, operation, body.operation_complete, actor=actor,
             now_ms=self.node.clock.wall_ms(), **context))
@@ -186,7 +185,6 @@ class ManagementApi:
         context = self.context(body)
         self.require_up()
         store = self.management.store
-        assert store is not None
         await self.management.traced("operate-server", store.operate_server(
             region, server, operation, body.operation_complete, actor=actor,
             now_ms=self.node.clock.wall_ms(), **context))
@@ -346,7 +344,6 @@ class ManagementApi:
                                                                  _MAX_NAME)))
         self.require_up()
         store = self.management.store
-        assert store is not None
         for region, service, zone, operation in writes:
             await self.management.traced("operate-zone", store.operate_zone(
                 region, service, zone, operation, body.operation_complete, actor=actor,
@@ -426,7 +423,6 @@ class ManagementApi:
             raise BadRequest(f"offset must be from 0 to {_MAX_OFFSET} and limit from 1 to "
                              f"{limits.MAX_AUDIT_PAGE}.")
         store = self.management.store
-        assert store is not None
         entries, total = await self.management.traced("audit", store.audit(
             {k: v for k, v in filters.items() if v is not None}, offset=offset,
             limit=limit, newest_first=asked.newest_first is not False))
