@@ -76,6 +76,10 @@ class Router:
                  unmatched: EndpointStats | None = None,
                  tracing: Tracing | None = None, cors_origins: Sequence[str] = ()) -> None:
         self.routes = {context_path + path: route for path, route in routes.items()}
+        # Prefix routes ("/console/*"): tried, longest first, when no exact route matches; the
+        # handler reads the rest of the path from the request.
+        self.prefixes = sorted(((path[:-1], route) for path, route in self.routes.items()
+                                if path.endswith("/*")), key=lambda pair: -len(pair[0]))
         self.context_path = context_path
         self.max_body_bytes = max_body_bytes
         self.gzip_min_bytes = gzip_min_bytes
@@ -91,6 +95,15 @@ class Router:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self.routes)} routes under "
                 f"{self.context_path or '/'!r})")
+
+    def match(self, path: str) -> Route | None:
+        """The route of `path`: its exact route, else the longest prefix route it is under."""
+        route = self.routes.get(path)
+        if route is None and self.prefixes:
+            for prefix, candidate in self.prefixes:
+                if path.startswith(prefix):
+                    return candidate
+        return route
 
     def _not_found(self, path: str) -> Response:
         if self.unmatched is not None:
@@ -150,7 +163,7 @@ class Router:
         return headers, body
 
     def _observe(self, path: str, started: float) -> None:
-        route = self.routes.get(path)
+        route = self.match(path)
         stats = route.stats if route is not None else self.unmatched
         if stats is not None:
             stats.observe(perf_counter() - started)
@@ -159,7 +172,7 @@ class Router:
                         read: Reader) -> tuple[Response, bool]:
         """The answer to a request, and whether its connection must close (its body was not
         read to the end); `read(content_length)` reads the body within the size limit."""
-        route = self.routes.get(path)
+        route = self.match(path)
         if route is None:
             return self._not_found(path), False
         if method not in route.methods:

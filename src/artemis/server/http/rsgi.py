@@ -43,6 +43,8 @@ class RsgiFace(Router):
     async def _rsgi_traced(self, scope: Any, proto: Any, started: float) -> int:
         """Answer one RSGI request; the HTTP status it was answered with."""
         route = self.routes.get(scope.path)
+        if route is None and self.prefixes:
+            route = self.match(scope.path)
         if route is not None and route.handler is not None and scope.proto == "http":
             method = scope.method
             headers = scope.headers
