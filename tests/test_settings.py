@@ -63,7 +63,8 @@ def test_defaults() -> None:
         "rate_limit_clients": 16_384,
         "admin_token": "", "cors_origins": "",
         "metrics": True,
-        "log_format": "console", "tls_cert": "", "tls_key": "", "tls_min_version": "1.2",
+        "log_format": "console", "tls_cert": "", "tls_key": "", "tls_ca": "",
+        "tls_min_version": "1.2",
         "shutdown_timeout": 5.0,
         "log_level": "info",
     } == dataclasses.asdict(Settings.load())

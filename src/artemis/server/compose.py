@@ -45,7 +45,7 @@ from artemis.server.api import registry as api_registry
 from artemis.server.app import build_app
 from artemis.server.cluster import Cluster
 from artemis.server.cluster.credential import ClusterCredential
-from artemis.server.cluster.peers import AiohttpPeers, PeerClient
+from artemis.server.cluster.peers import AiohttpPeers, PeerClient, peer_tls
 from artemis.server.http import App
 from artemis.server.management import Management
 from artemis.server.node import Node
@@ -84,7 +84,9 @@ def build(settings: Settings, clock: Clock | None = None, tracing: Tracing | Non
     credential = ClusterCredential(settings)
     cluster = None
     if settings.peers or settings.peers_dns:  # a cluster (the node then bootstraps)
-        client = peer_client or AiohttpPeers({"content-type": "application/json"})
+        client = peer_client or AiohttpPeers(
+            {"content-type": "application/json"},
+            tls=peer_tls(settings.tls_cert, settings.tls_key, settings.tls_ca))
         cluster = Cluster(node, client, tracing, credential=credential)
     management = Management.of(node, tracing)
     registry = api_registry.routes(node, cluster.replicate if cluster is not None else None)

@@ -42,7 +42,8 @@ from artemis.server.observability import tracing
 from artemis.server.observability.logs import logging_config, setup_logging
 from artemis.server.settings import Settings
 
-__all__ = ["PortInUse", "claim_port", "raise_open_files", "run", "serve", "tls_files"]
+__all__ = ["PortInUse", "claim_port", "raise_open_files", "run", "serve", "tls_authority",
+           "tls_files"]
 
 log = logging.getLogger("artemis.server")
 # Granian sends a close frame from its own thread once the session's handler has returned, and
@@ -60,6 +61,7 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
     from granian.server.embed import Server
 
     cert, key = tls_files(settings)
+    ca = tls_authority(settings)
     port_lock = claim_port(settings.host, settings.port)
     raise_open_files(settings.max_connections)
     parts = compose.build(settings, tracing=traces)
@@ -93,6 +95,9 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
         ssl_key=key,
         ssl_protocol_min=SSLProtocols.tls12 if settings.tls_min_version == "1.2"
         else SSLProtocols.tls13,
+        # mutual TLS: every connection shows a certificate the operator's authority signed
+        ssl_ca=ca,
+        ssl_client_verify=ca is not None,
     )
     loop = asyncio.get_running_loop()
     serving: asyncio.Future[None] | None = None
@@ -243,6 +248,21 @@ def tls_files(settings: Settings) -> tuple[Path | None, Path | None]:
         reason = exc.strerror or str(exc)
         raise OSError(f"cannot load TLS certificate {cert} with key {key}: {reason}") from None
     return cert, key
+
+
+def tls_authority(settings: Settings) -> Path | None:
+    """The certificate authority file of mutual TLS, or None; loaded once here so that a missing
+    or broken one stops the start with an OSError that names it."""
+    if not settings.tls_ca:
+        return None
+    ca = Path(settings.tls_ca)
+    try:
+        ssl.create_default_context(cafile=ca)
+    except OSError as exc:
+        raise OSError(f"cannot load TLS certificate authority {ca}: "
+                      f"{exc.strerror or exc}") from None
+    log.info("mutual TLS: every connection must show a certificate signed by %s", ca)
+    return ca
 
 
 def run(settings: Settings, env: Mapping[str, str]) -> None:

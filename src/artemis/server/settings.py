@@ -268,6 +268,11 @@ class Settings:
     tls_cert: str = field(default="", metadata=_doc(
         "PEM certificate file: serve HTTPS and WSS instead of HTTP and WS (with tls_key)."))
     tls_key: str = field(default="", metadata=_doc("PEM private key file of tls_cert."))
+    tls_ca: str = field(default="", metadata=_doc(
+        "PEM certificate authority file for mutual TLS (with tls_cert): every connection must "
+        "present a certificate it signed, and this node trusts peer nodes only when their "
+        "certificate is signed by it and presents tls_cert to them. Empty: no client "
+        "certificates asked."))
     tls_min_version: str = field(default="1.2", metadata=_doc(
         "Oldest TLS version accepted: 1.2 (older Java clients) or 1.3.", choices=("1.2", "1.3")))
     shutdown_timeout: float = field(default=5.0, metadata=_doc(
@@ -448,6 +453,8 @@ class Settings:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise fail("tls_cert" if not self.tls_cert else "tls_key",
                        "must be given together with tls_cert and tls_key both set")
+        if self.tls_ca and not self.tls_cert:
+            raise fail("tls_ca", "asks for mutual TLS, which needs tls_cert and tls_key")
 
 
 SETTINGS: Final[dict[str, dataclasses.Field[Any]]] = {

@@ -10,6 +10,7 @@ Two implementations of one seam:
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,7 +18,7 @@ from typing import Protocol
 import aiohttp
 import httpx
 
-__all__ = ["AiohttpPeers", "HttpxPeers", "PeerAnswer", "PeerClient", "PeerError"]
+__all__ = ["AiohttpPeers", "HttpxPeers", "PeerAnswer", "PeerClient", "PeerError", "peer_tls"]
 
 
 class PeerError(Exception):
@@ -43,16 +44,18 @@ class PeerClient(Protocol):
 class AiohttpPeers:
     """Keep-alive connections to every peer (at most `per_peer` at once to each)."""
 
-    def __init__(self, default_headers: Mapping[str, str], per_peer: int = 8) -> None:
+    def __init__(self, default_headers: Mapping[str, str], per_peer: int = 8,
+                 tls: ssl.SSLContext | None = None) -> None:
         self._headers = dict(default_headers)
         self._per_peer = per_peer
+        self._tls: ssl.SSLContext | bool = True if tls is None else tls
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_peer,
-                                               keepalive_timeout=30.0),
+                                               keepalive_timeout=30.0, ssl=self._tls),
                 headers=self._headers, trust_env=False, skip_auto_headers=("User-Agent",))
         return self._session
 
@@ -71,6 +74,17 @@ class AiohttpPeers:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def peer_tls(cert: str, key: str, ca: str) -> ssl.SSLContext | None:
+    """The TLS context of calls to https:// peers under mutual TLS (`ca` set): peers are trusted
+    only with a certificate `ca` signed, and this node shows its own (`cert`, `key`). None
+    without `ca`: the system's trusted authorities, no client certificate."""
+    if not ca:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 class HttpxPeers:
