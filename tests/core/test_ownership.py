@@ -118,6 +118,40 @@ def test_a_peers_write_keeps_the_owner_and_is_never_checked() -> None:
     assert not reg.unregister([inst()], now(), WALL, from_peer=True).failed
 
 
+def test_a_peers_register_names_the_owner_so_other_writers_are_refused_here_too() -> None:
+    """A replicated register carries who owns each instance at the peer: the copy here is owned
+    alike, so an unregister or a change by another writer is refused on this node as on the
+    one the owner wrote to, and the owner may do both."""
+    reg, clock = registry()
+    now = clock.monotonic
+    other = inst(instance="i2")
+    assert not reg.register([inst(), other], now(), WALL, same_renews=True,
+                            owners=["10.0.0.1", None]).failed
+    assert ["10.0.0.1", ""] == reg.owners([inst(), other])
+    assert reg.unregister([inst()], now(), WALL, writer=ATTACKER).failed
+    assert reg.register([inst(url="http://evil:80")], now(), WALL, writer=ATTACKER).failed
+    assert not reg.register([inst(url="http://new:80")], now(), WALL, writer=VICTIM).failed
+    assert not reg.unregister([inst()], now(), WALL, writer=VICTIM).failed
+    assert not reg.unregister([other], now(), WALL, writer=ATTACKER).failed  # no owner known
+
+
+def test_a_same_data_copy_learns_an_owner_it_did_not_know_but_never_changes_one() -> None:
+    reg, clock = registry()
+    now = clock.monotonic
+    reg.register([inst()], now(), WALL, same_renews=True)  # copied without an owner
+    reg.register([inst()], now(), WALL, same_renews=True, owners=["10.0.0.1"])
+    reg.register([inst()], now(), WALL, same_renews=True, owners=["10.0.0.2"])
+    assert ["10.0.0.1"] == reg.owners([inst()])
+    assert [""] == reg.owners([inst(instance="nowhere")])
+
+
+def test_owners_are_ignored_on_a_clients_write() -> None:
+    reg, clock = registry()
+    now = clock.monotonic
+    reg.register([inst()], now(), WALL, writer=ATTACKER, owners=["10.0.0.1"])
+    assert ["10.0.0.2"] == reg.owners([inst()])
+
+
 def test_permissive_is_the_original() -> None:
     reg, clock = registry(Mode.PERMISSIVE)
     now = clock.monotonic

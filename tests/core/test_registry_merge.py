@@ -99,6 +99,22 @@ def test_merge_imports_an_unknown_instance_with_its_remaining_lease(registry: Re
                                          registry.dirty)
 
 
+def test_copies_carry_the_owner_and_a_merge_keeps_it() -> None:
+    """A lease's owner travels in its copy (none for an unowned lease): the merged copy is owned
+    alike, a same-data copy names the owner a lease held without one, and a copy never takes
+    an owner away."""
+    peer, here = Registry(RegistryConfig()), Registry(RegistryConfig())
+    a, b = inst(instance="a"), inst(instance="b")
+    peer.register([a, b], T0, WALL, same_renews=True, owners=["team-a", None])
+    sent = copies(peer, T0)
+    assert [("a", "team-a"), ("b", None)] == [(c.instance.instance_id, c.owner) for c in sent]
+    here.register([a], T0, WALL, same_renews=True)  # held without an owner
+    here.register([b], T0, WALL, same_renews=True, owners=["team-b"])
+    here.merge(sent, T0 + 1, WALL)
+    assert ["team-a", "team-b"] == here.owners([a, b])
+    assert [b'"owner":"team-a"' in raw for raw in peer.copies(None, T0)] == [True, False]
+
+
 @pytest.mark.parametrize(("metadata", "age_ms", "remaining"), [
     (None, 0, 20.0),
     (None, 5000, 15.0),

@@ -114,6 +114,22 @@ def test_heartbeats_after_a_register_keep_the_register() -> None:
     assert [Task(REGISTER, inst(port=1), T0)] == drain(q)
 
 
+def test_a_register_carries_its_owner_through_coalescing_and_retries() -> None:
+    """A register's owner rides with it: a later register replaces it with its own, heartbeats
+    after it keep it, and a failed send put back under a newer heartbeat keeps it too."""
+    q = queue()
+    q.submit(REGISTER, [A, B], T0, ["team-a", "10.0.0.9"])
+    q.submit(HEARTBEAT, [A], T0 + 1)
+    q.submit(REGISTER, [B], T0 + 2, ["team-b"])
+    assert [Task(REGISTER, A, T0, owner="team-a"), Task(REGISTER, B, T0, owner="team-b")] == (
+        drain(q))
+    q.submit(REGISTER, [C], T0, ["team-c"])
+    taken = q.take(10, T0)
+    q.submit(HEARTBEAT, [C], T0 + 1)
+    q.retry(taken, T0 + 1)
+    assert [Task(REGISTER, C, T0 + 1, attempts=0, owner="team-c")] == drain(q)
+
+
 def test_coalesced_task_ages_from_its_first_write() -> None:
     """A task's time to live counts from the first write it carries, not the latest."""
     q = queue(ttl=10.0)

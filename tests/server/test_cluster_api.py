@@ -68,9 +68,12 @@ def region_refused(region: object) -> dict[str, str]:
                 f"{region}, registry node.regionId: {REGION}")
 
 
-def copy(inst: dict[str, Any], age_ms: int = 0, created_ms: int = START_MS) -> dict[str, Any]:
-    """One LeaseCopy as leases.json answers it."""
-    return {"ageMs": age_ms, "createdMs": created_ms, "instance": inst}
+def copy(inst: dict[str, Any], age_ms: int = 0, created_ms: int = START_MS,
+         owner: str | None = "127.0.0.1") -> dict[str, Any]:
+    """One LeaseCopy as leases.json answers it; `owner` the client that registered it (the
+    test client's address), None for a copy no client owns (absent from the JSON)."""
+    owned = {} if owner is None else {"owner": owner}
+    return {"ageMs": age_ms, "createdMs": created_ms, "instance": inst, **owned}
 
 
 def leases_answer(*copies: dict[str, Any]) -> dict[str, Any]:
@@ -599,6 +602,23 @@ async def test_writes_are_queued_for_a_starting_peer(nodes: Nodes) -> None:
         nodes.link("a", "c").queue.stats.sent, await apis["c"].call(LEASES, {"regionId": REGION}))
 
 
+async def test_a_replicated_register_carries_owners_checked_as_values(nodes: Nodes) -> None:
+    """`owners` beside `instances`: one each, printable, at most 256 characters, else the whole
+    request is `bad-request` and nothing is registered; a valid one owns the copy."""
+    apis = await nodes.build({"a": ZONE, "b": ZONE})
+    register = f"{REPLICATE}/register.json"
+    answers = [await apis["b"].call(register, {"instances": [instance()], "owners": owners})
+               for owners in (["team-a", "extra"], ["team\u0007a"], ["x" * 257])]
+    refused = [a["responseStatus"]["errorCode"] for a in answers]
+    held_before = await apis["b"].call(LEASES, {"regionId": REGION})
+    ok = await apis["b"].call(register, {"instances": [instance(), OTHER],
+                                         "owners": ["team-a", None]})
+    assert (["bad-request"] * 3, leases_answer(), OK_BODY) == (refused, held_before, ok)
+    copies = (await apis["b"].call(LEASES, {"regionId": REGION}))["leases"]
+    assert [("10.0.0.5:8080", "team-a"), ("10.0.0.6:8080", None)] == sorted(
+        (c["instance"]["instanceId"], c.get("owner")) for c in copies)
+
+
 # --- bootstrap -------------------------------------------------------------------------------
 
 
@@ -617,7 +637,7 @@ async def test_bootstrap_copies_from_an_up_peer_of_the_same_zone(nodes: Nodes) -
     assert (True, "up", {"state": "done", "reason": "copied 1 instances from http://c.test",
                          "source": url("c"), "instances": 1, "seconds": 0.0}) == (
         done, apis["a"].node.state.status, nodes.cluster("a").bootstrap)
-    assert leases_answer(copy(instance(), 2000)) == await apis["a"].call(
+    assert leases_answer(copy(instance(), 2000, owner=None)) == await apis["a"].call(
         LEASES, {"regionId": REGION})
     assert [("c.test", LEASES)] == [c for c in nodes.router.calls if c[1] == LEASES]
 
@@ -634,7 +654,7 @@ async def test_bootstrap_falls_back_to_another_up_peer(nodes: Nodes) -> None:
 
     assert (True, {"state": "done", "reason": "copied 1 instances from http://b.test",
                    "source": url("b"), "instances": 1, "seconds": 0.0},
-            leases_answer(copy(OTHER))) == (
+            leases_answer(copy(OTHER, owner=None))) == (
         done, nodes.cluster("a").bootstrap,
         await apis["a"].call(LEASES, {"regionId": REGION}))
 
@@ -695,7 +715,7 @@ async def test_repair_imports_what_only_the_peer_has(nodes: Nodes) -> None:
     again = await nodes.cluster("a").repair(link)
 
     assert (1, 0) == (changed, again)
-    assert [leases_answer(copy(instance(), 3000))] * 2 == [
+    assert [leases_answer(copy(instance(), 3000, owner=None))] * 2 == [
         await apis[p].call(LEASES, {"regionId": REGION}) for p in "ab"]
     assert peer("b", "up", True, repair={"rounds": 2, "inSync": 1, "services": 1,
                                          "instances": 1, "staleUnregistered": 0}) == (
@@ -717,7 +737,7 @@ async def test_repair_restores_a_lease_this_node_lost(nodes: Nodes) -> None:
 
     changed = await nodes.cluster("a").repair(nodes.link("a", "b"))
 
-    assert (leases_answer(), 1, [leases_answer(copy(instance(), 10000))] * 2) == (
+    assert (leases_answer(), 1, [leases_answer(copy(instance(), 10000, owner=None))] * 2) == (
         lost, changed, [await apis[p].call(LEASES, {"regionId": REGION}) for p in "ab"])
 
 

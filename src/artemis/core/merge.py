@@ -106,12 +106,17 @@ def merge(registry: Registry, copies: Iterable[LeaseCopy], now: float, wall_ms: 
                 if renewed > lease.renewed:
                     lease.renewed = renewed
                     result.renewed += 1
+                if copy.owner and not lease.writer:  # the owner this node did not know
+                    registry._adopt(instance, copy.owner)
                 continue
             if (renewed, encoded) <= (lease.renewed, lease.encoded):
                 continue  # ours was renewed later (ties: the larger data): the instance
                 # heartbeats with ours, the peer takes it from us; both sides decide alike
+        owner = copy.owner
         registry._register(instance, now, wall_ms, result.changes, renewed=renewed,
-                           created_ms=copy.created_ms)
+                           created_ms=copy.created_ms,
+                           writer=owner if owner and len(owner) <= 256 and owner.isprintable()
+                           else None)
         result.imported += 1
     return result
 
@@ -121,7 +126,8 @@ def lease_copy(lease: Lease, now: float) -> bytes:
     was renewed as of `now` (rounded up: a copy never looks younger than its lease)."""
     age = max(0, math.ceil((now - lease.renewed) * 1000))
     return b"".join((b'{"ageMs":', str(age).encode(), b',"createdMs":',
-                     str(lease.created_ms).encode(), b',"instance":', lease.encoded, b"}"))
+                     str(lease.created_ms).encode(), b',"instance":', lease.encoded,
+                     b',"owner":' + wire.encode(lease.writer) if lease.writer else b"", b"}"))
 
 
 def lease_batches(services: dict[str, ServiceState], keys: Iterable[str] | None, size: int

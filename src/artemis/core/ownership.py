@@ -12,16 +12,17 @@ Writers
   A writer is the identity a client write comes from: the name of the token it sent, else the
   client's address without port. `Writer.scope` is the services a token may write (None: any).
   A write from a peer has no writer (None): peers are checked by the cluster credential, not
-  here, and a peer's copy keeps the owner of the lease it replaces (a new one has none: "").
+  here. A peer's copy is owned by whom the peer names (a replicated register's `owners`, a
+  lease copy's `owner`), else keeps the owner of the lease it replaces (a new one: "").
 
 Ownership (open and token modes), for one instance whose lease is live (`now` before its
 deadline):
   * a register by its owner, or with exactly the data held (a client that reconnected through
     another address), is accepted; a same-data register by another writer renews the lease and
     never changes its owner (else anyone could take an instance over in two steps);
-  * a register with other data by another writer is refused `no-permission`, also for a peer's
-    copy (owner ""): the owner of such a copy is on another node;
-  * an unregister by another writer is refused, except for a peer's copy (owner ""): a client
+  * a register with other data by another writer is refused `no-permission`, also for a copy
+    without an owner (owner ""): its owner is on another node that did not name it;
+  * an unregister by another writer is refused, except for a copy without an owner: a client
     may unregister through any node (the Java SDK picks one at random);
   * heartbeats are never refused for ownership: a heartbeat changes no data;
   * once the lease has expired (or the instance was never held) anyone may register it, and

@@ -181,15 +181,22 @@ class Registry:
 
     def register(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                  check_zone: bool = True, same_renews: bool = False,
-                 client: str | None = None, writer: Writer | None = None) -> BatchResult:
+                 client: str | None = None, writer: Writer | None = None,
+                 owners: Sequence[str | None] | None = None) -> BatchResult:
         """Register a batch; with `same_renews` (the replication path) an instance registered
         with exactly the same data is renewed instead, so a repeated copy pushes nothing.
         `client` is the caller's address (None from a peer): the caps of core/caps.py apply;
-        `writer` who writes (None from a peer): the rules of core/ownership.py apply."""
+        `writer` who writes (None from a peer): the rules of core/ownership.py apply.
+        `owners` (a peer's write): who owns each instance at the peer, aligned with
+        `instances`; a lease takes its owner from there (else keeps the one it replaces)."""
         result = BatchResult()
         ownership = self.ownership
+        owned = ({id(i): o for i, o in zip(instances, owners, strict=False) if o}
+                 if owners and writer is None else None)
         for instance in self._valid(instances, check_zone, result, writer):
             if same_renews and self._renew_same(instance, now):
+                if owned:
+                    self._adopt(instance, owned.get(id(instance)))
                 result.succeeded.append(instance)
                 continue
             lease = self._held(instance)
@@ -197,9 +204,26 @@ class Registry:
                             result) or self._refused(instance, client, result):
                 continue
             self._register(instance, now, wall_ms, result.changes, owner=client,
-                           writer=ownership.owner(lease, writer, now))
+                           writer=(owned.get(id(instance)) if owned else None)
+                           or ownership.owner(lease, writer, now))
             result.succeeded.append(instance)
         return result
+
+    def owners(self, instances: Sequence[Instance]) -> list[str]:
+        """Who owns each of these instances here ("" for one not held or owned by no one): what
+        a replicated register carries to the peers."""
+        out = []
+        for instance in instances:
+            lease = self._held(instance)
+            out.append("" if lease is None else lease.writer)
+        return out
+
+    def _adopt(self, instance: Instance, owner: str | None) -> None:
+        """A peer's same-data register names the owner of a lease held without one (copied by
+        bootstrap or repair from a node that did not know it): the lease takes it."""
+        lease = self._held(instance)
+        if owner and lease is not None and not lease.writer:
+            lease.writer = sys.intern(owner)
 
     def heartbeat(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                   check_zone: bool = True, register_unknown: bool = False,

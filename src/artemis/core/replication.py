@@ -70,6 +70,7 @@ class Task:
     instance: Instance
     submitted: float  # monotonic seconds of the first write this task carries
     attempts: int = 0
+    owner: str = ""  # a register's: who owns the instance here (core/ownership.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +112,14 @@ class PeerQueue:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def submit(self, operation: str, instances: Sequence[Instance], now: float) -> None:
+    def submit(self, operation: str, instances: Sequence[Instance], now: float,
+               owners: Sequence[str] | None = None) -> None:
+        """Queue a write of `instances`; `owners` (a register's, aligned with `instances`) who
+        owns each here, sent along so the peer holds the same owner."""
         tasks = self._tasks
         stats = self.stats
         limit = self.config.limit
-        for instance in instances:
+        for n, instance in enumerate(instances):
             key = instance_key(instance)
             stats.submitted += 1
             queued = tasks.get(key)
@@ -124,12 +128,13 @@ class PeerQueue:
                 if not (operation == HEARTBEAT and queued.operation == REGISTER):
                     queued.operation = operation
                     queued.instance = instance
+                    queued.owner = owners[n] if owners else ""
                 queued.attempts = 0
                 continue
             if len(tasks) >= limit:
                 tasks.popitem(last=False)
                 stats.dropped_overflow += 1
-            tasks[key] = Task(operation, instance, now)
+            tasks[key] = Task(operation, instance, now, owner=owners[n] if owners else "")
 
     def take(self, count: int, now: float) -> list[Task]:
         """Up to `count` tasks to send now, oldest first; expired tasks are dropped on the way."""
@@ -161,6 +166,7 @@ class PeerQueue:
                 if newer.operation == HEARTBEAT and task.operation == REGISTER:
                     newer.operation = REGISTER  # ...but a heartbeat never stands for a register
                     newer.instance = task.instance
+                    newer.owner = task.owner
                 continue
             if task.attempts >= config.max_attempts or now - task.submitted > config.ttl:
                 self.stats.dropped_failed += 1

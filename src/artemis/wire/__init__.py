@@ -47,7 +47,13 @@ from artemis.wire.discovery import (
     ServiceGroup,
     Subscription,
 )
-from artemis.wire.instances import FailedInstance, Instance, InstancesRequest, InstancesResponse
+from artemis.wire.instances import (
+    FailedInstance,
+    Instance,
+    InstancesRequest,
+    InstancesResponse,
+    ReplicatedInstancesRequest,
+)
 from artemis.wire.management import (
     AllGroupOperationsResponse,
     AllGroupTagsResponse,
@@ -216,6 +222,7 @@ __all__ = [
     "PushedChange",
     "RegionRequest",
     "RepairStatus",
+    "ReplicatedInstancesRequest",
     "ReplicationLag",
     "ReplicationStatusResponse",
     "ResponseStatus",

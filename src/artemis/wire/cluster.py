@@ -93,13 +93,15 @@ class LeasesRequest(_Wire, kw_only=True, frozen=True):
     service_ids: list[str] | None = None
 
 
-class LeaseCopy(_Wire, kw_only=True, frozen=True, gc=False):
+class LeaseCopy(_Wire, kw_only=True, frozen=True, gc=False, omit_defaults=True):
     """One lease as a peer copies it: the instance, when it was registered (epoch ms) and how
-    long ago it was last renewed (ms), so the copy expires when the original does."""
+    long ago it was last renewed (ms), so the copy expires when the original does; and who owns
+    it at the peer (core/ownership.py; absent for no one)."""
 
     age_ms: int
     created_ms: int
     instance: Instance
+    owner: str | None = None
 
 
 class LeasesResponse(_Wire, kw_only=True, frozen=True):

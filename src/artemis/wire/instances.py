@@ -11,6 +11,7 @@ __all__ = [
     "Instance",
     "InstancesRequest",
     "InstancesResponse",
+    "ReplicatedInstancesRequest",
 ]
 
 
@@ -42,6 +43,14 @@ class InstancesRequest(_Wire, kw_only=True, frozen=True):
     """The body of register, heartbeat and unregister (client and replication paths)."""
 
     instances: list[Instance | None] | None = None
+
+
+class ReplicatedInstancesRequest(InstancesRequest, kw_only=True, frozen=True):
+    """A replicated register: the instances, and who owns each at the sending node (a token's
+    name or a client's address; null or "" for no one), aligned with `instances`. Original
+    nodes ignore `owners`, as they ignore every unknown key."""
+
+    owners: list[str | None] | None = None
 
 
 class InstancesResponse(_Wire, kw_only=True, frozen=True):

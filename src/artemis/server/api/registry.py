@@ -39,7 +39,7 @@ _PARTIAL: Final = wire.ResponseStatus(error_code=ErrorCode.PARTIAL_FAIL, message
 
 Operation = Callable[..., BatchResult]  # (instances, now, wall_ms[, client=address])
 # Hands a client write that succeeded here to the cluster: (operation, instances).
-Replicate = Callable[[str, Sequence[wire.Instance]], None]
+Replicate = Callable[[str, Sequence[wire.Instance], Sequence[str] | None], None]
 
 
 def client_address(peer: str) -> str:
@@ -136,9 +136,11 @@ class InstancesOperation:
         return self.run(request.json(InstancesRequest), client, token, writer)
 
     def run(self, body: InstancesRequest, client: str = "", token: str | None = None,
-            writer: Writer | str | None = None) -> bytes:
+            writer: Writer | str | None = None,
+            owners: Sequence[str | None] | None = None) -> bytes:
         """Run one batch from `client` (its address) as `writer` (None: a peer; a str: the
-        message of a refusal of the whole request, see `Writers`)."""
+        message of a refusal of the whole request, see `Writers`); `owners`: a peer's
+        replicated register's owners (`Registry.register`)."""
         node = self.node
         # Limited per client too (its token's name when it sends one: the hook for scoped
         # tokens, else its address); a peer's replicated write never is (no "replication"
@@ -165,11 +167,14 @@ class InstancesOperation:
                                     writer=writer)
         elif self.writers is not None:
             result = self.operation(instances, clock.monotonic(), clock.wall_ms(), writer=writer)
+        elif owners:
+            result = self.operation(instances, clock.monotonic(), clock.wall_ms(), owners=owners)
         else:
             result = self.operation(instances, clock.monotonic(), clock.wall_ms())
         node.publish(result.changes)
         if self.replicate is not None and result.succeeded:
-            self.replicate(self.identity, result.succeeded)
+            self.replicate(self.identity, result.succeeded,
+                           node.registry.owners(result.succeeded) if self.per_client else None)
         if result.failed and self.route.stats is not None:
             self.route.stats.error(ErrorCode.PARTIAL_FAIL)
         return answer(result)

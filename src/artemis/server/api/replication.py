@@ -46,7 +46,7 @@ from artemis.server.api.endpoint import (
     Role,
     bind,
 )
-from artemis.server.api.registry import InstancesOperation
+from artemis.server.api.registry import InstancesOperation, client_address
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node
 from artemis.wire import ErrorCode
@@ -66,16 +66,33 @@ def _service_tail(service_id: str) -> bytes:
     return encode_service(service_id, ())[len(_INSTANCES_OPEN):]
 
 
+_MAX_OWNER: Final = 256  # characters of an owner's name (a token name or an address)
+
+
 class PeerWrite:
     """A replicated register, heartbeat or unregister: the registry's operation, answered once
     the caller has the `peer` role (its route is the operation's own, so its failures are
-    counted on the endpoint)."""
+    counted on the endpoint). A register may carry who owns each instance at the peer
+    (`ReplicatedInstancesRequest.owners`), checked here as a client's values are."""
 
-    def __init__(self, operation: InstancesOperation) -> None:
+    def __init__(self, operation: InstancesOperation, owned: bool = False) -> None:
         self.operation = operation
+        self.owned = owned
 
     def handle(self, request: Request, actor: str) -> bytes:
-        return self.operation.handle(request)
+        if not self.owned:
+            return self.operation.handle(request)
+        body = request.json(wire.ReplicatedInstancesRequest)
+        owners = body.owners
+        if owners is not None:
+            if len(owners) != len(body.instances or ()):
+                raise BadRequest(f"request.owners has {len(owners)} entries for "
+                                 f"{len(body.instances or ())} instances; one each is needed.")
+            for owner in owners:
+                if owner is not None and (len(owner) > _MAX_OWNER or not owner.isprintable()):
+                    raise BadRequest(f"request.owners holds a name longer than {_MAX_OWNER} "
+                                     f"characters or with control characters.")
+        return self.operation.run(body, client_address(request.client), owners=owners)
 
 
 class Replication:
@@ -96,7 +113,7 @@ class Replication:
             write = InstancesOperation(node, dataclasses.replace(endpoint, role=Role.NONE), name,
                                        operation, limiter="replication", needs_up=False)
             write.max_batch = batch  # a peer's batches follow its replication_batch
-            write.route = bind(endpoint, PeerWrite(write), access)
+            write.route = bind(endpoint, PeerWrite(write, owned=endpoint is REGISTER), access)
             self.routes[endpoint.path] = write.route
         for endpoint in (SERVICES, CHECKSUMS, LEASES):
             self.routes[endpoint.path] = bind(endpoint, self, access)
@@ -230,7 +247,7 @@ _FROM_PEER: Final = ("Called by peer nodes. As the registry endpoint (each insta
 
 REGISTER: Final = Endpoint(
     "/api/replication/registry/register.json", POST, "Register instances (from a peer)",
-    wire.InstancesRequest, wire.InstancesResponse, PeerWrite.handle, role=Role.PEER,
+    wire.ReplicatedInstancesRequest, wire.InstancesResponse, PeerWrite.handle, role=Role.PEER,
     description=_FROM_PEER)
 HEARTBEAT: Final = Endpoint(
     "/api/replication/registry/heartbeat.json", POST, "Renew leases (from a peer)",

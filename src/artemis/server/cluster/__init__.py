@@ -98,9 +98,11 @@ class Cluster:
         """CPU time of replication, repair and bootstrap on the event loop."""
         return self.peers.cpu_seconds
 
-    def replicate(self, operation: str, instances: Sequence[Instance]) -> None:
-        """Queue a client write that succeeded here for every peer that takes writes."""
-        self.sender.replicate(operation, instances)
+    def replicate(self, operation: str, instances: Sequence[Instance],
+                  owners: Sequence[str] | None = None) -> None:
+        """Queue a client write that succeeded here for every peer that takes writes; `owners`
+        (a register's) who owns each instance here."""
+        self.sender.replicate(operation, instances, owners)
 
     def set_peers(self, peers: Sequence[PeerSpec]) -> None:
         """Take a new list of the cluster's nodes (this node among them or not)."""

@@ -37,12 +37,13 @@ class ReplicationSender:
         self.peers = peers
         self.tracing = tracing  # client spans of replication requests, when traced
 
-    def replicate(self, operation: str, instances: Sequence[Instance]) -> None:
+    def replicate(self, operation: str, instances: Sequence[Instance],
+                  owners: Sequence[str] | None = None) -> None:
         """Queue a client write that succeeded here for every peer that takes writes."""
         now = self.peers.node.clock.monotonic()
         for link in self.peers.links.values():
             if link.target:
-                link.queue.submit(operation, instances, now)
+                link.queue.submit(operation, instances, now, owners)
                 link.wake.set()
             else:
                 link.skipped += len(instances)
@@ -107,7 +108,11 @@ class ReplicationSender:
         """Send one operation's tasks; False if the peer must be backed off."""
         peers = self.peers
         cpu = time.thread_time()
-        body = wire.encode(wire.InstancesRequest(instances=[t.instance for t in tasks]))
+        owners = [t.owner or None for t in tasks] if operation == "register" else None
+        body = wire.encode(
+            wire.ReplicatedInstancesRequest(instances=[t.instance for t in tasks], owners=owners)
+            if owners and any(owners) else wire.InstancesRequest(instances=[t.instance
+                                                                           for t in tasks]))
         headers: dict[str, str] = {}
         if len(body) >= _GZIP_MIN:
             body = gzip.compress(body, compresslevel=1)
