@@ -1,4 +1,5 @@
-"""The client commands of `artemis` against real nodes: tables, --json, errors, watch, register.
+"""The client commands of `artemis` against real nodes: tables, --json, errors and exit codes,
+watch, register.
 
 One-shot commands run in-process through click's CliRunner (they talk to the node over the
 network all the same); the one-line errors, the environment, `watch` and `register` run as real
@@ -8,170 +9,40 @@ network all the same); the one-line errors, the environment, `watch` and `regist
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
 
 from artemis import wire
-from artemis.cli import cli
-from artemis.cli.discovery import changes
-from tests.process.conftest import RunningNode, StartNode, free_port, poll
-
-SERVICE = "demo.service"
-DEADLINE = 10.0
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("ARTEMIS_")}
-
-
-def instance(instance_id: str, **fields: Any) -> dict[str, Any]:
-    """An instance of SERVICE as a client registers it with the test node (region SHA)."""
-    number = ord(instance_id[-1]) - ord("a") + 5
-    return {"serviceId": SERVICE, "instanceId": instance_id, "url": f"http://10.0.0.{number}:80",
-            "ip": f"10.0.0.{number}", "port": 80, "regionId": "SHA", "zoneId": "zone-1",
-            "status": "up", **fields}
-
-
-def row(registered: dict[str, Any]) -> dict[str, Any]:
-    """The row the CLI shows for a registered instance."""
-    return {"instanceId": registered["instanceId"], "url": registered["url"],
-            "ip": registered["ip"], "port": registered["port"], "zone": registered["zoneId"],
-            "status": registered["status"], "group": registered.get("groupId")}
-
-
-def post(node: RunningNode, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    with node.client() as client:
-        answer: dict[str, Any] = client.post(path, json=body).json()
-    return answer
-
-
-def register(node: RunningNode, *instances: dict[str, Any]) -> None:
-    answer = post(node, "/api/registry/register.json", {"instances": list(instances)})
-    assert "success" == answer["responseStatus"]["status"], answer
-
-
-def unregister(node: RunningNode, *instances: dict[str, Any]) -> None:
-    answer = post(node, "/api/registry/unregister.json", {"instances": list(instances)})
-    assert "success" == answer["responseStatus"]["status"], answer
-
-
-def listed(node: RunningNode, service: str = SERVICE) -> list[dict[str, Any]]:
-    """The instances of `service` a lookup on the node answers now."""
-    answer = post(node, "/api/discovery/lookup.json",
-                  {"discoveryConfigs": [{"serviceId": service}], "regionId": "SHA"})
-    found: list[dict[str, Any]] = answer["services"][0]["instances"]
-    return found
-
-
-def in_snapshot(node: RunningNode, *services: str) -> None:
-    """Wait until services.json (a snapshot taken every second) lists `services`."""
-
-    def probe() -> bool | None:
-        answer = httpx.get(node.url + "/api/discovery/services.json", timeout=5.0).json()
-        return True if {s["serviceId"] for s in answer["services"]} == set(services) else None
-
-    poll(probe, DEADLINE, f"services.json listing {services}")
-
-
-def invoke(*args: str) -> Result:
-    """Run `artemis *args` in this process, with no ARTEMIS_* variable set."""
-    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ARTEMIS_")}
-    return CliRunner(env=unset).invoke(cli, list(args), prog_name="artemis")
-
-
-class CliProcess:
-    """`python -m artemis *args` with its stdout read line by line with a deadline."""
-
-    def __init__(self, args: list[str], stderr: Path, env: dict[str, str]) -> None:
-        self.stderr_path = stderr
-        with stderr.open("wb") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "artemis", *args],
-                                            stdout=subprocess.PIPE, stderr=err, env=env,
-                                            text=True)
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for text in self.process.stdout:
-            self._lines.put(text.rstrip("\n"))
-        self._lines.put(None)
-
-    def line(self, deadline: float = DEADLINE) -> str:
-        """The next line of stdout; fails the test if none comes in time."""
-        try:
-            text = self._lines.get(timeout=deadline)
-        except queue.Empty:
-            pytest.fail(f"no output line within {deadline} s; stderr: {self.stderr()}")
-        if text is None:
-            pytest.fail(f"exited with {self.process.wait()}; stderr: {self.stderr()}")
-        return text
-
-    def rest(self) -> list[str]:
-        """Every line left, once the process has exited."""
-        self._reader.join(DEADLINE)
-        out = []
-        while (text := self._lines.get_nowait()) is not None:
-            out.append(text)
-        return out
-
-    def wait(self, deadline: float = DEADLINE) -> int:
-        return self.process.wait(timeout=deadline)
-
-    def interrupt(self) -> int:
-        """SIGINT, as Ctrl-C sends it; the exit code."""
-        self.process.send_signal(signal.SIGINT)
-        return self.wait()
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(DEADLINE)
-        self._reader.join(DEADLINE)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-
-
-Spawn = Callable[..., CliProcess]
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start `artemis *args` (environment: this one without ARTEMIS_*, plus `env`); every
-    process is killed if still running, and its pipes closed, at teardown."""
-    started: list[CliProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> CliProcess:
-        process = CliProcess(list(args), tmp_path / f"stderr-{len(started)}.txt",
-                             {**ENV, **(env or {})})
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
-
+from artemis.cli.discovery import Samples, changes
+from tests.cli.helpers import (
+    DEADLINE,
+    SERVICE,
+    Spawn,
+    in_snapshot,
+    instance,
+    invoke,
+    listed,
+    register,
+    row,
+    unregister,
+)
+from tests.process.conftest import StartNode, free_port, poll
 
 # --- help and usage --------------------------------------------------------------------------
+
 
 def test_help_lists_every_command() -> None:
     """`artemis --help` lists the server and every client command."""
     result = invoke("--help")
     listing = result.stdout[result.stdout.index("Commands:"):].splitlines()[1:]
-    assert (0, ["audit", "cluster", "instances", "pull-in", "pull-out", "pulled-out", "register",
-                "server", "services", "watch"]) == (
+    assert (0, ["audit", "canary", "cluster", "group", "instances", "logical", "pull-in",
+                "pull-out", "pulled-out", "register", "route-rule", "server", "services",
+                "watch"]) == (
         result.exit_code, [line.split()[0] for line in listing if line.strip()])
 
 
@@ -195,8 +66,8 @@ def test_services_table_and_json(start_node: StartNode) -> None:
     other = {**instance("c"), "serviceId": "another.service"}
     register(node, instance("a"), instance("b"), other)
     in_snapshot(node, SERVICE, "another.service")
-    table = invoke("services", "--server", node.url)
-    as_json = invoke("services", "--server", node.url, "--json")
+    table = invoke("services", "--server", node.url, "--region", "SHA")
+    as_json = invoke("services", "--server", node.url, "--region", "SHA", "--json")
     assert (0, ["serviceId         instances",
                 "───────────────────────────",
                 "another.service   1",
@@ -206,6 +77,17 @@ def test_services_table_and_json(start_node: StartNode) -> None:
         table.exit_code, table.stdout.splitlines(), as_json.exit_code, json.loads(as_json.stdout))
 
 
+def test_services_and_instances_refuse_another_region_alike(start_node: StartNode) -> None:
+    """services --region nowhere is refused as instances --region nowhere is: the node's
+    no-permission, exit 1, nothing on stdout."""
+    node = start_node()
+    refusal = ("artemis: no-permission: regionId is not the same as the discovery node. "
+               "regionId: nowhere, discovery node.regionId: SHA\n")
+    results = [invoke("services", "--server", node.url, "--region", "nowhere"),
+               invoke("instances", SERVICE, "--server", node.url, "--region", "nowhere")]
+    assert [(1, "", refusal)] * 2 == [(r.exit_code, r.stdout, r.stderr) for r in results]
+
+
 def test_instances_table_and_json(start_node: StartNode) -> None:
     """instances shows a service's instances, sorted by id, as a table or JSON."""
     node = start_node()
@@ -213,10 +95,11 @@ def test_instances_table_and_json(start_node: StartNode) -> None:
     register(node, b, instance("a"))
     table = invoke("instances", SERVICE, "--server", node.url, "--region", "SHA")
     as_json = invoke("instances", SERVICE, "--server", node.url, "--region", "SHA", "--json")
-    assert (0, ["instanceId   url                  ip         port   zone     status   group",
-                "─" * 76,
-                "a            http://10.0.0.5:80   10.0.0.5   80     zone-1   up       -",
-                "b            http://10.0.0.6:80   10.0.0.6   80     zone-1   down     canary"],
+    assert (0, ["instanceId   url                  ip         port   zone     status   group    "
+                "pulledOutBy",
+                "─" * 90,
+                "a            http://10.0.0.5:80   10.0.0.5   80     zone-1   up       -        -",
+                "b            http://10.0.0.6:80   10.0.0.6   80     zone-1   down     canary   -"],
             0, [row(instance("a")), row(b)]) == (
         table.exit_code, table.stdout.splitlines(), as_json.exit_code, json.loads(as_json.stdout))
 
@@ -232,33 +115,37 @@ def test_instances_of_an_unknown_service_is_an_empty_list(start_node: StartNode)
 def test_cluster_table_and_json(start_node: StartNode) -> None:
     """cluster shows each node's url, zone, status and what it serves."""
     node = start_node()
-    table = invoke("cluster", "--server", node.url)
-    as_json = invoke("cluster", "--server", node.url, "--json")
-    width = len(node.url)
-    assert (0, ["url".ljust(width) + "   zone     status   canServiceRegistry   "
-                "canServiceDiscovery",
-                "─" * (width + 61),
-                f"{node.url}   zone-1   up       true                 true"],
-            0, [{"url": node.url, "zone": "zone-1", "status": "up", "canServiceRegistry": True,
-                 "canServiceDiscovery": True}]) == (
+    table = invoke("cluster", "--server", node.url, "--region", "SHA")
+    as_json = invoke("cluster", "--server", node.url, "--region", "SHA", "--json")
+    header = ("url".ljust(len(node.url)) + "   zone     status   downFor   canServiceRegistry   "
+              "canServiceDiscovery   lastError")
+    assert (0, [header, "─" * len(header),
+                f"{node.url}   zone-1   up       -         true                 true"
+                "                  -"],
+            0, [{"url": node.url, "zone": "zone-1", "status": "up", "reportedStatus": "up",
+                 "downFor": None, "canServiceRegistry": True, "canServiceDiscovery": True,
+                 "lastError": None}]) == (
         table.exit_code, table.stdout.splitlines(), as_json.exit_code, json.loads(as_json.stdout))
 
 
-# --- errors and the environment --------------------------------------------------------------
+# --- errors, exit codes and the environment --------------------------------------------------
 
 COMMANDS = [["services"], ["instances", SERVICE], ["cluster"], ["watch", SERVICE],
-            ["register", "--service", SERVICE, "--instance-id", "a", "--url", "http://a"]]
+            ["register", "--service", SERVICE, "--instance-id", "a", "--url", "http://a"],
+            ["pulled-out"], ["pull-out", "instance", SERVICE, "a"], ["audit"],
+            ["group", "list"], ["route-rule", "list"], ["canary", "show", SERVICE, "app"],
+            ["logical", "list"]]
 
 
-def test_no_server_listening_is_one_line_and_exit_1(spawn: Spawn) -> None:
+def test_no_server_listening_is_one_line_and_exit_3(spawn: Spawn) -> None:
     """Every client command, with no node at --server, prints one `cannot reach` line on
-    stderr, nothing on stdout, no traceback, and exits 1."""
+    stderr, nothing on stdout, no traceback, and exits 3."""
     url = f"http://127.0.0.1:{free_port()}"
     processes = [spawn(*command, "--server", url) for command in COMMANDS]
-    outcomes = [(p.wait(), p.rest(), len(p.stderr().splitlines()),
+    outcomes = [(p.wait(60.0), p.rest(), len(p.stderr().splitlines()),
                  p.stderr().startswith(f"artemis: cannot reach {url}: "),
                  "Traceback" in p.stderr()) for p in processes]
-    assert [(1, [], 1, True, False)] * len(COMMANDS) == outcomes, [
+    assert [(3, [], 1, True, False)] * len(COMMANDS) == outcomes, [
         p.stderr() for p in processes]
 
 
@@ -275,6 +162,75 @@ def test_a_refusal_is_one_line_with_its_code_and_exit_1(start_node: StartNode,
         (1, "artemis: no-permission: elsewhere/null/demo.service/a: regionId is not the same "
             "as the registry node. regionId: elsewhere, registry node.regionId: SHA\n"),
     ] == [(p.wait(), p.stderr()) for p in (lookup, registration)]
+
+
+def test_a_node_without_a_database_refuses_management_once(start_node: StartNode,
+                                                            spawn: Spawn) -> None:
+    """A management command on a node without a database: the node's refusal as it is, exit 1;
+    not `cannot reach`, and asked once (the node counts one call of the endpoint)."""
+    node = start_node()
+    process = spawn("pulled-out", "--server", node.url, "--region", "SHA")
+    assert (1, "artemis: service-unavailable: management is not configured on this node "
+               "(no database)\n") == (process.wait(), process.stderr())
+    metrics = httpx.get(node.url + "/metrics", timeout=5.0).text
+    calls = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                if line.startswith("artemis_http_requests_total")
+                and "all-instance-operations" in line)
+    assert 1.0 == calls
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """A server that answers every POST with the class's status and body, and counts them."""
+
+    status = 404
+    body = b""
+    calls = 0
+
+    def do_POST(self) -> None:
+        type(self).calls += 1
+        self.send_response(self.status)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def answering() -> Iterator[tuple[str, type[_Answers]]]:
+    """A local HTTP server (not a node) and its handler class, to script its answers."""
+    handler = type("Scripted", (_Answers,), {"calls": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    thread.join(DEADLINE)
+    server.server_close()
+
+
+def test_an_http_error_without_an_answer_is_named_by_its_status(
+        answering: tuple[str, type[_Answers]]) -> None:
+    """A server answering 404 with an empty body: `HTTP 404 Not Found` (not a JSON error, not
+    `cannot reach`), exit 1, asked once."""
+    url, handler = answering
+    result = invoke("services", "--server", url)
+    assert (1, f"artemis: {url}/api/discovery/lookup.json: HTTP 404 Not Found\n", 1) == (
+        result.exit_code, result.stderr, handler.calls)
+
+
+def test_a_service_unavailable_answer_is_not_retried(
+        answering: tuple[str, type[_Answers]]) -> None:
+    """A refusal with service-unavailable is reported as it is after one try of the only
+    node, with exit 1."""
+    url, handler = answering
+    handler.status = 200
+    handler.body = (b'{"responseStatus":{"errorCode":"service-unavailable",'
+                    b'"message":"not now","status":"fail"}}')
+    result = invoke("audit", "--server", url)
+    assert (1, "artemis: service-unavailable: not now\n", 1) == (
+        result.exit_code, result.stderr, handler.calls)
 
 
 def test_servers_region_and_zone_come_from_the_environment(start_node: StartNode,
@@ -298,7 +254,7 @@ def test_servers_region_and_zone_come_from_the_environment(start_node: StartNode
 
 def test_watch_prints_each_change_as_json_until_sigint(start_node: StartNode,
                                                        spawn: Spawn) -> None:
-    """watch --json prints the instances, then one object per new, changed and deleted
+    """watch --json prints the instances, then one object per new, changed and unregistered
     instance as the node pushes it; SIGINT ends it with exit 0 and nothing on stderr."""
     node = start_node()
     a, b = instance("a"), instance("b")
@@ -315,8 +271,25 @@ def test_watch_prints_each_change_as_json_until_sigint(start_node: StartNode,
     assert ([{"instances": [row(a)], "serviceId": SERVICE},
              {"change": "new", "instance": row(b), "serviceId": SERVICE},
              {"change": "change", "instance": row(down), "serviceId": SERVICE},
-             {"change": "delete", "instance": row(a), "serviceId": SERVICE}],
+             {"change": "unregistered", "instance": row(a), "serviceId": SERVICE}],
             0, [], "") == (seen, watch.interrupt(), watch.rest(), watch.stderr())
+
+
+def test_watch_tells_an_expiry_from_an_unregistration(start_node: StartNode,
+                                                      spawn: Spawn) -> None:
+    """An instance whose lease ran out (no heartbeat within a 1 s lease) is `expired`; one
+    unregistered is `unregistered`."""
+    node = start_node("--lease-ttl", "1", "--no-self-preservation")
+    watch = spawn("watch", SERVICE, "--server", node.url, "--region", "SHA", "--json")
+    watch.line()
+    register(node, instance("a"))
+    seen = [json.loads(watch.line())["change"]]
+    seen.append(json.loads(watch.line())["change"])  # a expires: no heartbeat
+    register(node, instance("b"))
+    seen.append(json.loads(watch.line())["change"])
+    unregister(node, instance("b"))
+    seen.append(json.loads(watch.line())["change"])
+    assert (["new", "expired", "new", "unregistered"], 0) == (seen, watch.interrupt())
 
 
 def test_watch_prints_a_table_then_a_line_per_change(start_node: StartNode,
@@ -326,10 +299,20 @@ def test_watch_prints_a_table_then_a_line_per_change(start_node: StartNode,
     watch = spawn("watch", SERVICE, "--server", node.url, "--region", "SHA")
     head = [watch.line(), watch.line()]
     register(node, instance("a"))
-    assert (["instanceId   url   ip   port   zone   status   group",
-             "─" * 52],
-            "new     a  http://10.0.0.5:80  10.0.0.5  80  zone-1  up  -",
+    assert (["instanceId   url   ip   port   zone   status   group   pulledOutBy",
+             "─" * 66],
+            "new           a  http://10.0.0.5:80  10.0.0.5  80  zone-1  up  -  -",
             0, "") == (head, watch.line(), watch.interrupt(), watch.stderr())
+
+
+def test_samples_tell_a_cause_only_when_it_is_certain() -> None:
+    """Between the samples around a change: no expiry at all is `unregistered`, only expiries
+    is `expired`, a mix (or no sample before it) is not told."""
+    samples = Samples()
+    for revision, evicted in ((10, 0), (12, 0), (15, 3), (20, 4)):
+        samples.add("http://a", revision, evicted)
+    assert ["unregistered", "expired", None, None] == [
+        samples.cause(11), samples.cause(14), samples.cause(17), samples.cause(5)]
 
 
 # --- register --------------------------------------------------------------------------------
@@ -386,6 +369,22 @@ def test_register_unregisters_on_sigterm_too(start_node: StartNode, spawn: Spawn
     assert (0, []) == (process.wait(), listed(node))
 
 
+def test_register_says_when_it_could_not_unregister(start_node: StartNode,
+                                                    spawn: Spawn) -> None:
+    """When the node is gone by the time of the signal, register says the instance stays until
+    its lease expires, and exits 3."""
+    node = start_node()
+    process = spawn("register", "--service", SERVICE, "--instance-id", "cli-4",
+                    "--url", "http://10.0.0.9:83", "--server", node.url, "--region", "SHA")
+    process.line()
+    node.stop()
+    code = process.interrupt()
+    assert (3, True) == (code, process.stderr().startswith(
+        f"artemis: could not unregister {SERVICE}/cli-4: ")
+        and process.stderr().endswith("it stays registered until its lease expires\n")), (
+        process.stderr())
+
+
 # --- what watch prints -----------------------------------------------------------------------
 
 def test_changes_name_what_happened_to_each_instance() -> None:
@@ -395,62 +394,6 @@ def test_changes_name_what_happened_to_each_instance() -> None:
     b2 = wire.Instance(service_id=SERVICE, instance_id="b", url="http://b2")
     assert [("delete", a), ("change", b2), ("new", c)] == changes(
         {"a": a, "b": b}, {"b": b2, "c": c})
-
-
-# --- management: pull-out, pull-in, pulled-out, audit -----------------------------------------
-
-TOKEN = "cli-test-admin-token-0123456789"  # noqa: S105 - a test secret
-
-
-@pytest.fixture
-def managed_node(start_node: StartNode, tmp_path: Path) -> RunningNode:
-    """A node with a SQLite management database and an admin token."""
-    return start_node("--database", f"sqlite:///{tmp_path}/management.db",
-                      "--admin-token", TOKEN)
-
-
-def test_pull_out_and_back_in(managed_node: RunningNode) -> None:
-    """pull-out hides an instance, a server and a zone; pulled-out lists them; pull-in brings
-    the instance back; audit shows every write, newest first."""
-    a, b = instance("a"), instance("b")
-    register(managed_node, a, b)
-    common = ("--server", managed_node.url, "--region", "SHA", "--token", TOKEN,
-              "--operator", "alice")
-
-    outs = [invoke("pull-out", "instance", SERVICE, "a", "--reason", "disk", *common),
-            invoke("pull-out", "server", "10.0.0.99", *common),
-            invoke("pull-out", "zone", "other.service", "zone-9", *common)]
-    hidden = [i["instanceId"] for i in listed(managed_node)]
-    pulled = invoke("pulled-out", "--json", *common[:-2])
-    back = invoke("pull-in", "instance", SERVICE, "a", *common)
-    shown = sorted(i["instanceId"] for i in listed(managed_node))
-    log = invoke("audit", "--json", "--limit", "2", *common[:-2])
-
-    assert ([0, 0, 0], ["instance demo.service a: pull-out in force (out of discovery)\n"],
-            ["b"], 0, [
-                {"kind": "instance", "key": "demo.service a", "operations": "pull-out"},
-                {"kind": "server", "key": "10.0.0.99", "operations": "pull-out"},
-                {"kind": "zone", "key": "other.service zone-9", "operations": "pull-out"}],
-            0, ["a", "b"], 0) == (
-        [r.exit_code for r in outs], [outs[0].output], hidden, pulled.exit_code,
-        json.loads(pulled.output), back.exit_code, shown, log.exit_code)
-    entries = json.loads(log.output)
-    assert [("admin", "alice", "instance-operation", "demo.service a", "pull-in", "pull-out",
-             ""), ("admin", "alice", "zone-operation", "other.service zone-9", "pull-out", "",
-                   "pull-out")] == [
-        (e["actor"], e["operator"], e["kind"], e["target"], e["done"], e["before"], e["after"])
-        for e in entries]
-
-
-def test_management_commands_need_a_token(managed_node: RunningNode) -> None:
-    """A wrong token is refused in one line with exit code 1, and changes nothing."""
-    result = invoke("pull-out", "instance", SERVICE, "a", "--server", managed_node.url,
-                    "--region", "SHA", "--token", "not-the-token-0123456789")
-    pulled = invoke("pulled-out", "--json", "--server", managed_node.url, "--region", "SHA",
-                    "--token", TOKEN)
-
-    assert (1, "artemis: no-permission: this call needs a bearer token with the write role\n",
-            []) == (result.exit_code, result.output, json.loads(pulled.output))
 
 
 def test_table_cells_print_values_as_text(capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,7 +89,8 @@ def test_version_and_help_work(light: Path) -> None:
 
 
 def test_client_commands_answer_a_real_node(light: Path, start_node: StartNode) -> None:
-    """`artemis instances` and `services` of the light install read a node's instances."""
+    """`artemis instances` of the light install reads a node's instances, and a management
+    command reports the node's refusal."""
     node = start_node()
     item = {"serviceId": "light.demo", "instanceId": "a", "url": "http://10.0.0.1:80",
             "ip": "10.0.0.1", "port": 80, "regionId": "SHA", "zoneId": "zone-1", "status": "up"}
@@ -99,8 +100,12 @@ def test_client_commands_answer_a_real_node(light: Path, start_node: StartNode) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTEMIS_")}
     found = ok(run(light / "artemis", "instances", "light.demo", "--server", node.url,
                    "--region", "SHA", "--json", env=env))
-    assert [{"instanceId": "a", "url": "http://10.0.0.1:80", "ip": "10.0.0.1", "port": 80,
-             "zone": "zone-1", "status": "up", "group": None}] == json.loads(found)
+    refused = run(light / "artemis", "pulled-out", "--server", node.url, "--region", "SHA",
+                  env=env)
+    assert ([{"instanceId": "a", "url": "http://10.0.0.1:80", "ip": "10.0.0.1", "port": 80,
+              "zone": "zone-1", "status": "up", "group": None, "pulledOutBy": []}],
+            (1, "artemis: service-unavailable: management is not configured on this node "
+                "(no database)\n")) == (json.loads(found), (refused.returncode, refused.stderr))
 
 
 def test_server_without_the_server_extra_names_it(light: Path) -> None:

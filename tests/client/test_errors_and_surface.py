@@ -32,6 +32,7 @@ PUBLIC = [
     "ClientWebSocket",
     "DataNotFound",
     "DiscoveryClient",
+    "HttpStatusError",
     "InProcessTransport",
     "Instance",
     "InternalServerError",
@@ -74,6 +75,7 @@ def test_tree_is_as_drawn_in_the_module_doc() -> None:
     expected = {
         "ArtemisError": "Exception",
         "TransportError": "ArtemisError",
+        "HttpStatusError": "TransportError",
         "NoServerAvailable": "TransportError",
         "ServerError": "ArtemisError",
         "BadRequest": "ServerError",

@@ -19,8 +19,8 @@ EXAMPLES = [(page.name, code) for page in PAGES
 
 def test_the_pages_have_their_examples() -> None:
     """The Python examples are where this test expects them: one in the README, seven in
-    docs/client.md."""
-    assert {"README.md": 1, "client.md": 7} == {
+    docs/client.md, one (py-eureka-client's) in docs/eureka.md."""
+    assert {"README.md": 1, "client.md": 7, "eureka.md": 1} == {
         name: sum(1 for n, _ in EXAMPLES if n == name) for name, _ in EXAMPLES}
 
 

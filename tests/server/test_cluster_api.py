@@ -116,7 +116,7 @@ def peer(host: str, status: str = "unknown", can: bool | None = None, zone: str 
             "lastError": "", "queued": 0, "submitted": 0, "coalesced": 0, "sent": 0,
             "retried": 0, "droppedOverflow": 0, "droppedExpired": 0, "droppedFailed": 0,
             "sendFailures": 0, "skipped": 0, "requests": 0, "backoffFailures": 0,
-            "lag": NO_LAG, "repair": NO_REPAIR, **counters}
+            "unansweredForMs": None, "lag": NO_LAG, "repair": NO_REPAIR, **counters}
 
 
 def lag(samples: int) -> dict[str, Any]:
@@ -446,7 +446,8 @@ async def test_poll_records_peer_states(nodes: Nodes) -> None:
             "cpuSeconds": None, "peerAuth": "secret", "peers": [
                 peer("b", "up", True), peer("c", "starting"),
                 peer("d", zone="zone-2",
-                     lastError="ConnectError: d.test refused the connection")]} == (
+                     lastError="ConnectError: d.test refused the connection",
+                     unansweredForMs=0)]} == (
         steady(nodes.cluster("a").status()))
     assert nodes.cluster("a").polled.is_set()
     assert (await a.get(REPLICATION)).json() == {**nodes.cluster("a").status(),
@@ -503,8 +504,26 @@ async def test_a_peer_that_stops_answering_loses_its_queue(nodes: Nodes) -> None
     assert OK_BODY == await apis["a"].register(OTHER)
 
     assert peer("c", submitted=1, droppedFailed=1, skipped=1, lastAnswerTime=START_MS,
-                lastError="ConnectError: c.test refused the connection") == (
+                lastError="ConnectError: c.test refused the connection",
+                unansweredForMs=0) == (
         nodes.cluster("a").status()["peers"][1])
+
+
+async def test_how_long_a_peer_has_not_answered_is_kept_until_it_answers(nodes: Nodes) -> None:
+    """unansweredForMs counts from the first poll a peer failed since it last answered (later
+    failed polls do not restart it) and is null again once it answers."""
+    await nodes.build()
+    await nodes.poll("a")
+    nodes.router.down.add("c.test")
+    await nodes.poll("a")
+    nodes.clock.advance(4)
+    await nodes.poll("a")
+    nodes.clock.advance(1.5)
+    silent = nodes.cluster("a").status()["peers"][1]["unansweredForMs"]
+    nodes.router.down.discard("c.test")
+    await nodes.poll("a")
+
+    assert (5500, None) == (silent, nodes.cluster("a").status()["peers"][1]["unansweredForMs"])
 
 
 # --- replication of client writes ------------------------------------------------------------
@@ -584,7 +603,8 @@ async def test_writes_are_skipped_for_a_peer_that_does_not_answer(nodes: Nodes) 
     await nodes.cluster("a").flush()
 
     assert ([peer("b", "up", True, submitted=2, sent=2, requests=1, lag=lag(2)),
-             peer("c", skipped=2, lastError="ConnectError: c.test refused the connection")],
+             peer("c", skipped=2, lastError="ConnectError: c.test refused the connection",
+                  unansweredForMs=0)],
             [service_answer(SERVICE, instance()), service_answer(SERVICE)]) == (
         nodes.cluster("a").status()["peers"],
         [await apis[p].call(SERVICE_PATH, service_body()) for p in "bc"])

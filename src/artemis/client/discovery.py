@@ -81,6 +81,7 @@ class DiscoveryClient(BackgroundClient):
         self.use_push = use_push
         self._entries: dict[str, _Entry] = {}
         self._ws: ClientWebSocket | None = None
+        self._ws_url: str | None = None
         self._polled_at = -1e18
         self.stats = {"frames": 0, "lookups": 0, "reconnects": 0, "polls": 0, "errors": 0}
 
@@ -94,6 +95,18 @@ class DiscoveryClient(BackgroundClient):
     @property
     def push_connected(self) -> bool:
         return self._ws is not None
+
+    @property
+    def push_server(self) -> str | None:
+        """The URL of the node the push WebSocket is connected to; None while it is not."""
+        return self._ws_url if self._ws is not None else None
+
+    def revision(self, service_id: str) -> str | None:
+        """The revision token of the last change pushed for the service (the node's
+        `run.revision`); None before any. A listener called for a pushed change reads the
+        token of that change here."""
+        entry = self._entries.get(service_id.lower())
+        return entry.revision if entry is not None else None
 
     # --- reading -------------------------------------------------------------------------
 
@@ -219,6 +232,7 @@ class DiscoveryClient(BackgroundClient):
         except TransportError:
             self.caller.servers.failed(url)
             raise
+        self._ws_url = url
         self.stats["reconnects"] += 1
         try:
             entries = list(self._entries.values())

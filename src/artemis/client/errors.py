@@ -2,6 +2,8 @@
 
     ArtemisError
     ├── TransportError            a node could not be reached, or answered something unreadable
+    │   ├── HttpStatusError       a node (or a proxy before it) answered an HTTP error status
+    │   │                         without an Artemis answer (`.status_code`, `.url`)
     │   └── NoServerAvailable     every known node failed, after the retries
     ├── ServerError               a node answered with a failed responseStatus (`.code`, `.message`)
     │   ├── BadRequest            bad-request
@@ -24,6 +26,7 @@ __all__ = [
     "BadRequest",
     "ClientClosed",
     "DataNotFound",
+    "HttpStatusError",
     "InternalServerError",
     "NoPermission",
     "NoServerAvailable",
@@ -41,6 +44,16 @@ class ArtemisError(Exception):
 
 class TransportError(ArtemisError):
     """A node could not be reached, or its answer could not be read."""
+
+
+class HttpStatusError(TransportError):
+    """A node, or a proxy before it, answered an HTTP error status (4xx, 5xx) without an
+    Artemis answer (an empty body, an HTML page): `status_code` and the `url` asked."""
+
+    def __init__(self, url: str, status_code: int, reason: str = "") -> None:
+        super().__init__(f"{url}: HTTP {status_code}" + (f" {reason}" if reason else ""))
+        self.url = url
+        self.status_code = status_code
 
 
 class NoServerAvailable(TransportError):

@@ -12,6 +12,12 @@ Rules
     `internal-service-error` answer moves to another node; `rate-limited` waits and tries again;
     any other answer is returned. Waits grow exponentially from `backoff` to `max_backoff`, with
     jitter. When every try failed, NoServerAvailable.
+  * With `retry_refused=False` (a person at a command line, for whom a refusal is an answer): a
+    node that answers `service-unavailable` / `internal-service-error`, or an HTTP 4xx error
+    without an Artemis answer, is asked no more in that call; other nodes are tried, each once
+    for such a refusal, and when none is left to ask the refusal is the result: the answer is
+    returned (its caller raises its code), the HTTP error raised. No node answered at all:
+    NoServerAvailable, as above.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from artemis import wire
-from artemis.client.errors import NoServerAvailable, TransportError
+from artemis.client.errors import HttpStatusError, NoServerAvailable, TransportError
 from artemis.client.transport import Transport
 from artemis.clock import Clock, SystemClock
 
@@ -94,11 +100,13 @@ class Caller:
 
     def __init__(self, transport: Transport, servers: ServerList, *, retries: int = 5,
                  backoff: float = 0.1, max_backoff: float = 2.0, clock: Clock | None = None,
-                 rng: random.Random | None = None) -> None:
-        """`clock` is what the waits between tries sleep on."""
+                 rng: random.Random | None = None, retry_refused: bool = True) -> None:
+        """`clock` is what the waits between tries sleep on; `retry_refused` False asks each
+        node at most once after it refused (module rules)."""
         self.transport = transport
         self.servers = servers
         self.retries = max(1, retries)
+        self.retry_refused = retry_refused
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._clock: Clock = clock or SystemClock()
@@ -107,11 +115,17 @@ class Caller:
     async def call(self, path: str, body: bytes, kind: type[T]) -> T:
         """The first answer that is not a reason to try elsewhere (module rules)."""
         problems: list[str] = []
+        refused: dict[str, T | HttpStatusError] = {}  # retry_refused False: url -> its refusal
         for attempt in range(self.retries):
             url = self.servers.current()
             try:
                 raw = await self.transport.post(url, path, body)
                 answer = wire.decode(raw, kind, unique_keys=False)  # a node's answer
+            except HttpStatusError as exc:
+                problems.append(str(exc))
+                self.servers.failed(url)
+                if not self.retry_refused and exc.status_code < 500:
+                    refused[url] = exc
             except (TransportError, wire.DecodeError) as exc:
                 problems.append(str(exc))
                 self.servers.failed(url)
@@ -121,12 +135,21 @@ class Caller:
                 if status.status == "fail" and code in wire.SERVICE_DOWN:
                     problems.append(f"{url}: {code}: {status.message}")
                     self.servers.failed(url)
+                    if not self.retry_refused:
+                        refused[url] = answer
                 elif code in wire.RERUNNABLE:
                     problems.append(f"{url}: {code}")
                 else:
                     return answer
+            if refused and (self.servers.current() in refused or attempt + 1 == self.retries):
+                break  # every node was asked: the refusal is the answer
             if attempt + 1 < self.retries:
                 await self._clock.sleep(self.delay(attempt))
+        if refused:
+            last = list(refused.values())[-1]
+            if isinstance(last, HttpStatusError):
+                raise last
+            return last
         raise NoServerAvailable(f"{path}: no node answered after {self.retries} tries: "
                                 + "; ".join(problems[-3:]))
 

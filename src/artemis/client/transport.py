@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import httpx
 import websockets
 
-from artemis.client.errors import TransportError
+from artemis.client.errors import HttpStatusError, TransportError
 
 __all__ = ["ClientWebSocket", "InProcessTransport", "NetworkTransport", "Transport"]
 
@@ -71,13 +71,22 @@ class NetworkTransport:
         self._connect_timeout = connect_timeout
 
     async def post(self, base_url: str, path: str, body: bytes) -> bytes:
+        """The answer's body. A 5xx status, or a 4xx one without a JSON object in the body (a
+        proxy's page, an empty 404), raises HttpStatusError naming the status: an Artemis
+        node's own refusals are JSON answers, read by the caller."""
         try:
             answer = await self._http.post(base_url + path, content=body)
         except httpx.HTTPError as exc:
             raise TransportError(f"{base_url}: {type(exc).__name__}: {exc}") from None
-        if answer.status_code >= 500:
-            raise TransportError(f"{base_url}: HTTP {answer.status_code}")
-        return answer.content
+        return _content(base_url + path, answer)
+
+    async def get(self, base_url: str, path: str) -> bytes:
+        """GET `base_url + path` (the GET-only status endpoints); errors as `post`'s."""
+        try:
+            answer = await self._http.get(base_url + path)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{base_url}: {type(exc).__name__}: {exc}") from None
+        return _content(base_url + path, answer)
 
     async def connect(self, base_url: str, path: str) -> ClientWebSocket:
         url = ws_url(base_url, path)
@@ -93,6 +102,15 @@ class NetworkTransport:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _content(url: str, answer: httpx.Response) -> bytes:
+    """The body of an answer that is the node's; HttpStatusError for an HTTP error that is not
+    (5xx, or 4xx without a JSON object)."""
+    code = answer.status_code
+    if code >= 500 or (code >= 400 and not answer.content.lstrip().startswith(b"{")):
+        raise HttpStatusError(url, code, answer.reason_phrase)
+    return answer.content
 
 
 def _ssl_context(verify: str | bool | ssl.SSLContext) -> ssl.SSLContext | None:

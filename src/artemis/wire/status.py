@@ -159,6 +159,7 @@ class PeerReplicationStatus(_Wire, kw_only=True, frozen=True):
     skipped: int
     status: str
     submitted: int
+    unanswered_for_ms: int | None = None  # since the first failed poll; null while it answers
     url: str
     zone: str
 

@@ -168,6 +168,8 @@ class Cluster:
                 "canServiceRegistry": link.state.can_service_registry,
                 "canServiceDiscovery": link.state.can_service_discovery,
                 "lastAnswerTime": link.polled_ms, "lastError": link.last_error,
+                "unansweredForMs": None if link.unanswered_since is None
+                else int((now - link.unanswered_since) * 1000),
                 "queued": len(link.queue), "submitted": stats.submitted,
                 "coalesced": stats.coalesced, "sent": stats.sent, "retried": stats.retried,
                 "droppedOverflow": stats.dropped_overflow,

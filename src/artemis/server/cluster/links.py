@@ -55,6 +55,7 @@ class PeerLink:
     state: PeerState = field(default_factory=PeerState)
     polled_ms: int = 0  # wall clock of the last answer
     last_error: str = ""
+    unanswered_since: float | None = None  # monotonic: first failed poll since the last answer
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
     lag: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_LAG_KEEP))

@@ -1,9 +1,10 @@
 """Peer status polling: every `peer_status_interval` each peer's `/api/status/node.json`.
 
 A peer that does not answer is `unknown`, and its replication queue is emptied (repair brings it
-up to date when it answers again, so a dead peer costs nothing but its polls). A peer that
-answers with this node's own id is this node and is dropped from the list. `polled` is set after
-the first poll that knew the peers (bootstrap waits for it).
+up to date when it answers again, so a dead peer costs nothing but its polls); the time of the
+first poll it failed since it last answered is kept (`unansweredForMs` in replication.json). A
+peer that answers with this node's own id is this node and is dropped from the list. `polled` is
+set after the first poll that knew the peers (bootstrap waits for it).
 """
 
 from __future__ import annotations
@@ -57,9 +58,12 @@ class StatusPoller:
                               status.allow_discovery_from_other_zone)
             link.polled_ms = peers.node.clock.wall_ms()
             link.last_error = ""
+            link.unanswered_since = None
         except (PeerError, wire.DecodeError, ValueError) as exc:
             state = PeerState()
             link.last_error = failure_text(exc)
+            if link.unanswered_since is None:
+                link.unanswered_since = peers.node.clock.monotonic()
         if state != link.state:
             log.info("peer %s is now %s (was %s)", link.url, state.status, link.state.status)
             link.state = state
