@@ -55,10 +55,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def node(*extra: str, env: dict[str, str] | None = None
+def node(*extra: str, env: dict[str, str] | None = None, port: int | None = None
          ) -> Iterator[tuple[str, psutil.Process, list[str]]]:
-    """Start a node on a free loopback port; yield (base url, process, command); stop it."""
-    port = free_port()
+    """Start a node on `port` (default: a free loopback port); yield (base url, process,
+    command); stop it."""
+    port = port or free_port()
     cmd = [sys.executable, "-m", "artemis", "server", "--port", str(port), "--region", REGION,
            "--zone", ZONE, "--log-level", "warning", "--rate-limits", HIGH_LIMITS,
            "--rate-limit-per-client", "0",
@@ -78,6 +79,8 @@ def node(*extra: str, env: dict[str, str] | None = None
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()  # its stderr ends only once it is gone
+                proc.wait()
                 raise RuntimeError(f"node did not start: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.05)
         yield base, psutil.Process(proc.pid), cmd
