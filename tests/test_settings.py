@@ -33,6 +33,7 @@ def test_defaults() -> None:
     assert {
         "host": "127.0.0.1", "port": 8080, "url": "", "region": "default", "zone": "default",
         "context_path": "", "lease_ttl": 20.0, "legacy_lease_ttl": 90.0, "sweep_interval": 0.1,
+        "max_lease_ttl": 300.0, "eureka": True, "eureka_delta_window": 180.0,
         "pause_threshold": 2.0,
         "self_preservation": True, "self_preservation_window": 10.0,
         "self_preservation_percentage": 85, "self_preservation_min_count": 50,
@@ -62,7 +63,7 @@ def test_defaults() -> None:
         "rate_limit_per_client": 20_000, "rate_limits_per_client": {},
         "rate_limit_clients": 16_384,
         "admin_token": "", "cors_origins": "",
-        "metrics": True,
+        "metrics": True, "console": "on",
         "log_format": "console", "tls_cert": "", "tls_key": "", "tls_ca": "",
         "tls_min_version": "1.2",
         "shutdown_timeout": 5.0,

@@ -6,6 +6,11 @@ Rules of a lease
     register again) and is removed by the sweeper unless self-preservation holds it.
   * Instances whose metadata carries a non-blank `java_registry` get the legacy lease
     (90 s by default) and their own self-preservation state, as in the original.
+  * An instance may state its own lease duration in its metadata, `artemis.lease_ttl` (seconds,
+    a positive number; the Eureka API stores a client's `leaseInfo.durationInSecs` there): its
+    lease then lasts that long, at least 1 s and at most `max_lease_ttl`, whatever the node's
+    `lease_ttl`; expiry, self-preservation (normal or legacy, by `java_registry`) and the
+    pause credit are otherwise the same. Peers compute the same duration from the same data.
 
 Rules of self-preservation (the original's LeaseUpdateSafeChecker, §5.2, with one fix)
   * Renewals are counted over a sliding window (10 s to 300 s, whole seconds, 1 s buckets).

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from artemis import wire
-from artemis.core.service_state import Lease, ServiceState, is_legacy
+from artemis.core.service_state import Lease, ServiceState, lease_ttl
 from artemis.core.versions import Change
 from artemis.wire import Instance, LeaseCopy
 
@@ -89,7 +89,7 @@ def merge(registry: Registry, copies: Iterable[LeaseCopy], now: float, wall_ms: 
             continue
         key = instance.service_id.lower()  # type: ignore[union-attr]
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
-        ttl = config.legacy_lease_ttl if is_legacy(instance) else config.lease_ttl
+        ttl = lease_ttl(instance, config.lease_ttl, config.legacy_lease_ttl, config.max_lease_ttl)
         age = max(0.0, copy.age_ms / 1000) + (now - base)
         if age >= ttl:
             continue  # expired there too; the peer's own sweep removes it

@@ -8,16 +8,17 @@ Rules
   * Identity is (regionId, serviceId, instanceId) compared lower-case (§3.1); services are grouped
     by lower-case serviceId too, so a lookup finds a service whatever the case it is asked in
     (the original's case-sensitive maps are quirk 4, not copied).
-  * register creates a new lease (replacing any live one) and records `new`.
-  * heartbeat renews a live lease and never changes stored data; an unknown or expired lease
-    answers `data-not-found` so the client registers again. On the replication path an unknown
-    instance is registered instead, so lost writes heal. What an instance heartbeats with is the
-    truth: a lease holding other data than a field the heartbeat carries (a heartbeat may carry
-    only the key; metadata order and the case of ids do not count) went
-    stale (a lost write, a merge during a partition) and is never renewed; the client path
-    answers `data-not-found` (the client registers its data again), the replication path
-    registers the data the peer's client sent. So `renewed` is always the last time the
-    instance confirmed the lease's data, which is what merge compares.
+  * register creates a new lease (replacing any live one) and records `new`; the lease lasts
+    the duration the instance states, else the node's (`lease_ttl`, rules in core/lease.py).
+  * heartbeat renews a live lease and never changes stored data (`renew` does the same by key
+    alone); an unknown or expired lease answers `data-not-found` so the client registers again.
+    On the replication path an unknown instance is registered instead, so lost writes heal. What
+    an instance heartbeats with is the truth: a lease holding other data than a field the
+    heartbeat carries (a heartbeat may carry only the key; metadata order and the case of ids
+    do not count) went stale (a lost write, a merge during a partition) and is never renewed;
+    the client path answers `data-not-found` (the client registers its data again), the
+    replication path registers the data the peer's client sent. So `renewed` is always the last
+    time the instance confirmed the lease's data, which is what merge compares.
   * unregister removes the lease at once and records `delete`; an unknown instance is a success.
   * sweep removes expired leases (unless self-preservation holds them) and records `delete`.
   * A pause of the node itself (found by `tick`, `sweep` or `heartbeat`) is given back to the
@@ -57,6 +58,7 @@ from artemis.core.service_state import (
     encode_service,
     instance_hash,
     is_legacy,
+    lease_ttl,
 )
 from artemis.core.validation import InstanceChecks, describe, unknown_first
 from artemis.core.versions import Change, ChangeLog
@@ -97,6 +99,7 @@ class RegistryConfig:
     zone: str = "default"
     lease_ttl: float = 20.0
     legacy_lease_ttl: float = 90.0
+    max_lease_ttl: float = 300.0  # the longest lease an instance may state (core/lease.py)
     allow_registry_from_other_zone: bool = True
     safe_checker: SafeCheckerConfig = field(default_factory=SafeCheckerConfig)
     legacy_safe_checker: SafeCheckerConfig = field(
@@ -279,6 +282,23 @@ class Registry:
         if result.failed and not register_unknown:  # unknown first (validation.py's rules)
             result.failed = unknown_first(result.failed, self._held, NOT_EXISTING)
         return result
+
+    def renew(self, service_id: str, instance_id: str, now: float,
+              writer: Writer | None = None) -> tuple[Lease | None, str | None]:
+        """A heartbeat by key alone (Eureka's renewals carry no data): (the lease renewed, None);
+        (None, None) when none is live; (None, why) when `writer`'s token may not write it."""
+        if now > self.pauses.deadline:
+            self._resume(now)
+        state = self.services.get(service_id.lower())
+        lease = None if state is None else state.leases.get(instance_id.lower())
+        if state is None or lease is None or now > lease.renewed + lease.ttl:
+            return None, None
+        if writer is not None and writer.scope is not None and (refusal := self.ownership.
+                scope_refusal(Instance(service_id=state.service_id), writer)) is not None:
+            return None, refusal
+        lease.renewed = now
+        (self.legacy_safe if lease.legacy else self.safe).renewed(now, 1)
+        return lease, None
 
     def unregister(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                    check_zone: bool = True, from_peer: bool = False,
@@ -494,7 +514,9 @@ class Registry:
                 key, instance.service_id, rules=self.view.rules_of(key),  # type: ignore[arg-type]
                 logic=self.view.logic_of(key))
         legacy = is_legacy(instance)
-        ttl = self.config.legacy_lease_ttl if legacy else self.config.lease_ttl
+        cfg = self.config  # tombstones (core/merge.py) outlive the longest lease granted
+        ttl = lease_ttl(instance, cfg.lease_ttl, cfg.legacy_lease_ttl, cfg.max_lease_ttl)
+        self.tombstones.keep = max(self.tombstones.keep, ttl)
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
         ip = (instance.ip or "").lower()
         zone = (instance.zone_id or "").lower()

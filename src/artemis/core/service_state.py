@@ -3,11 +3,14 @@ its checksums and its discovery answer, encoded once per revision.
 
 A lease's checksum contribution is blake2b-64 of its canonical JSON; checksums add up modulo 2**64,
 so a lease is counted in or out in O(1). An instance whose metadata carries `java_registry` is a
-legacy instance: its lease has the legacy TTL and its own self-preservation.
+legacy instance: its lease has the legacy TTL and its own self-preservation. An instance whose
+metadata carries `artemis.lease_ttl` states its own lease duration (seconds; rules in
+core/lease.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from hashlib import blake2b
 from typing import Final
@@ -18,10 +21,11 @@ from artemis import wire
 from artemis.core.versions import decode_instance
 from artemis.wire import Instance
 
-__all__ = ["LEGACY_KEY", "MASK64", "Lease", "ServiceState", "encode_service", "instance_hash",
-           "is_legacy"]
+__all__ = ["LEASE_TTL_KEY", "LEGACY_KEY", "MASK64", "Lease", "ServiceState", "encode_service",
+           "instance_hash", "is_legacy", "lease_ttl", "stated_ttl"]
 
 LEGACY_KEY: Final = "java_registry"
+LEASE_TTL_KEY: Final = "artemis.lease_ttl"  # the lease duration an instance states (seconds)
 MASK64: Final = (1 << 64) - 1  # checksums add up modulo 2**64
 
 
@@ -34,6 +38,32 @@ def is_legacy(instance: Instance) -> bool:
     """Whether the instance is a legacy one (`java_registry` in its metadata)."""
     metadata = instance.metadata
     return bool(metadata and (metadata.get(LEGACY_KEY) or "").strip())
+
+
+def stated_ttl(instance: Instance) -> float | None:
+    """The lease duration (seconds) the instance states in its metadata (`artemis.lease_ttl`):
+    None when it states none; NaN when the value is not a positive number of seconds (the
+    checks of core/validation.py refuse such an instance)."""
+    metadata = instance.metadata
+    if not metadata:
+        return None
+    text = metadata.get(LEASE_TTL_KEY)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return math.nan
+    return seconds if 0 < seconds < math.inf else math.nan
+
+
+def lease_ttl(instance: Instance, normal: float, legacy: float, longest: float) -> float:
+    """The lease duration of `instance`: the one it states, within 1 s to `longest`, else the
+    node's `legacy` or `normal` one (rules in core/lease.py)."""
+    stated = stated_ttl(instance)
+    if stated is None or stated != stated:  # none, or not a number (validation refuses it)
+        return legacy if is_legacy(instance) else normal
+    return min(max(stated, 1.0), longest)
 
 
 class Lease(msgspec.Struct, gc=False):

@@ -12,7 +12,8 @@ Rules
     `allow_registry_from_other_zone` off, zoneId must be the node's zone too (a peer's writes
     and copies skip the zone check).
   * metadata holds at most `max_metadata_entries` entries, each key and value at most
-    `max_field_length` long; so is every other text field.
+    `max_field_length` long; so is every other text field. A lease duration the instance
+    states (`artemis.lease_ttl`, core/lease.py) must be a positive number of seconds.
   * A heartbeat's instance the node does not hold is `data-not-found` even when it fails these
     checks (`unknown_first`), as the original looks the lease up before anything else: the
     Java SDK registers only what a heartbeat answered `data-not-found`, and its register then
@@ -23,10 +24,12 @@ Rules
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from artemis.core.service_state import LEASE_TTL_KEY, stated_ttl
 from artemis.wire import ErrorCode, FailedInstance, Instance
 
 if TYPE_CHECKING:
@@ -133,6 +136,10 @@ class InstanceChecks:
                 found = _metadata_problem(metadata, longest)
                 if found is not None:
                     return found
+            if LEASE_TTL_KEY in metadata and math.isnan(stated_ttl(instance) or 0.0):
+                return ErrorCode.BAD_REQUEST, (
+                    f"metadata {LEASE_TTL_KEY} must be a positive number of seconds, got "
+                    f"{metadata[LEASE_TTL_KEY][:64]!r}.")
         return None
 
     def __repr__(self) -> str:

@@ -125,6 +125,11 @@ class ChangeLog:
             return None
         return islice(entries, max(0, revision - first + 1), None)
 
+    def newest_first(self) -> Iterator[Change]:
+        """The kept changes, newest first (the Eureka API's delta reads back to a time); the
+        log must not change while this is iterated."""
+        return reversed(self._entries)
+
     @property
     def first_revision(self) -> int | None:
         return self._entries[0].revision if self._entries else None

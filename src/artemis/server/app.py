@@ -11,6 +11,7 @@ from artemis.server.api import status as api_status
 from artemis.server.api.registry import RegistryApi
 from artemis.server.cluster import Cluster
 from artemis.server.cluster.credential import ClusterCredential
+from artemis.server.eureka import routes as eureka_routes
 from artemis.server.http import App
 from artemis.server.management import Management
 from artemis.server.node import Node
@@ -29,6 +30,7 @@ def build_app(node: Node, *, registry: RegistryApi, push: PushServer, cluster: C
     peers = peers or ClusterCredential(node.settings)
     routes = catalog.routes(node, registry_api=registry, push=push, cluster=cluster,
                             management=management, peers=peers)
+    routes.update(eureka_routes(node, registry))  # /eureka/*, unless the eureka setting is off
     s = node.settings
     unmatched = None
     if s.metrics:

@@ -92,6 +92,7 @@ class Node:
             zone=settings.zone,
             lease_ttl=settings.lease_ttl,
             legacy_lease_ttl=settings.legacy_lease_ttl,
+            max_lease_ttl=settings.max_lease_ttl,
             allow_registry_from_other_zone=settings.allow_registry_from_other_zone,
             safe_checker=_safe_checker(settings, settings.self_preservation_window),
             legacy_safe_checker=_safe_checker(settings, settings.legacy_self_preservation_window),

@@ -67,6 +67,10 @@ class Settings:
         "Seconds an instance stays registered without a heartbeat.", lo=1.0, hi=604_800.0))
     legacy_lease_ttl: float = field(default=90.0, metadata=_doc(
         "Lease of instances whose metadata has java_registry.", lo=1.0, hi=604_800.0))
+    max_lease_ttl: float = field(default=300.0, metadata=_doc(
+        "Longest lease an instance may state for itself (metadata artemis.lease_ttl, or a "
+        "Eureka client's leaseInfo.durationInSecs); a longer one is cut to this.",
+        lo=1.0, hi=604_800.0))
     sweep_interval: float = field(default=0.1, metadata=_doc(
         "Seconds between two looks for expired leases.", lo=0.01, hi=5.0))
     pause_threshold: float = field(default=2.0, metadata=_doc(
@@ -260,8 +264,17 @@ class Settings:
         "Browser origins allowed to call the API, comma-separated (https://console.example.com); "
         "an answer names the caller's Origin only when it is listed. Empty: no CORS headers, "
         "browsers on other origins cannot read the answers."))
+    eureka: bool = field(default=True, metadata=_doc(
+        "Serve the Eureka REST API under /eureka/ (and /eureka/v2/), so Eureka clients "
+        "register and discover in this registry unchanged; see docs/eureka.md."))
+    eureka_delta_window: float = field(default=180.0, metadata=_doc(
+        "Seconds of changes a Eureka delta (/eureka/apps/delta) carries, as Eureka's "
+        "retentionTimeInMSInDeltaQueue.", lo=10.0, hi=3_600.0))
     metrics: bool = field(default=True, metadata=_doc(
         "Serve Prometheus metrics at /metrics and time every request for them."))
+    console: str = field(default="on", metadata=_doc(
+        "Serve the web console at /console/ (and redirect / there): on or off.",
+        choices=("on", "off")))
     log_format: str = field(default="console", metadata=_doc(
         "console (for people) or json (one object a line, for collectors).",
         choices=("console", "json")))

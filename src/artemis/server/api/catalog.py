@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from typing import Final
 
 from artemis.server.api import (
+    console,
     discovery,
     group_members,
     groups,
     management,
+    prometheus_sd,
     registry,
     replication,
     status,
@@ -44,8 +46,9 @@ def _by_path(*families: tuple[Endpoint, ...]) -> dict[str, Endpoint]:
 
 
 ENDPOINTS: Final[Mapping[str, Endpoint]] = _by_path(
-    registry.ENDPOINTS, discovery.ENDPOINTS, status.ENDPOINTS, replication.ENDPOINTS,
-    management.ENDPOINTS, groups.ENDPOINTS, group_members.ENDPOINTS, (status.METRICS,))
+    registry.ENDPOINTS, discovery.ENDPOINTS, prometheus_sd.ENDPOINTS, status.ENDPOINTS,
+    replication.ENDPOINTS, management.ENDPOINTS, groups.ENDPOINTS, group_members.ENDPOINTS,
+    (status.METRICS,), console.ENDPOINTS)
 
 
 def routes(node: Node, *, registry_api: RegistryApi, push: PushServer, cluster: Cluster | None,
@@ -58,6 +61,7 @@ def routes(node: Node, *, registry_api: RegistryApi, push: PushServer, cluster: 
     members = MemberApi(managed)
     managed.add(groups.ENDPOINTS, members)
     managed.add(group_members.ENDPOINTS, members)
-    return {**registry_api.routes, **discovery.routes(node),
+    return {**registry_api.routes, **discovery.routes(node), **prometheus_sd.routes(node),
             **status.routes(node, push, access, cluster, management),
-            **replication.routes(node, access), **managed.routes}
+            **replication.routes(node, access), **managed.routes,
+            **console.routes(node, push, cluster, management, access)}

@@ -161,6 +161,18 @@ class Access:
                 found = name
         return found
 
+    def token_of(self, request: Request) -> tuple[str, frozenset[str]] | None:
+        """The name and roles of the bearer token `request` carries, if it is one of the
+        node's (every token compared, in constant time each); None otherwise."""
+        secret = _bearer(request)
+        if not secret:
+            return None
+        found = None
+        for name, (roles, expected) in self._tokens.items():
+            if hmac.compare_digest(secret, expected):
+                found = (name, roles)
+        return found
+
     def _admin(self, request: Request) -> bool:
         if not self._admin_token:
             host = request.client.rsplit(":", 1)[0].strip("[]")
