@@ -12,7 +12,8 @@ expires during the run), and:
   register      the instances in batches of 5,000 over four connections: instances/s, RSS
   idle lookup   wrk on lookup.json of a 20-instance service for --lookup-seconds: the request
                 path's rate on an idle node, whatever the registry's size
-  churn         for --churn-seconds: every instance heartbeats once a round (batches of 5,000),
+  churn         for --churn-seconds: every instance heartbeats once a round of --round-seconds
+                (10 s by default, as clients of a 20 s lease do; batches of 5,000),
                 2,000 register again per round (as restarted clients do), a delta from the oldest
                 snapshot version, every third round the whole services.json (gzip); meanwhile
                 wrk runs the same lookup: its rate during churn
@@ -125,11 +126,14 @@ def lookup_script() -> str:
 
 
 def wait_snapshot(base: str) -> None:
-    first = runtime(base, 5)["snapshotVersions"]
+    """Wait until a snapshot holds every change made so far (its version is the revision)."""
     deadline = time.monotonic() + 60
-    while runtime(base, 1)["snapshotVersions"] == first:
+    while True:
+        now = runtime(base, 1)
+        if now["snapshotVersions"] and max(now["snapshotVersions"]) >= now["revision"]:
+            return
         if time.monotonic() > deadline:
-            raise RuntimeError("no snapshot was taken within 60 s")
+            raise RuntimeError(f"no snapshot of revision {now['revision']} within 60 s")
         time.sleep(0.2)
 
 
@@ -143,14 +147,16 @@ def services_json(base: str) -> tuple[int, float]:
     return size, round(time.monotonic() - started, 3)
 
 
-def churn(base: str, total: int, seconds: float, beats: list[bytes]) -> dict[str, Any]:
+def churn(base: str, total: int, seconds: float, beats: list[bytes], round_seconds: float
+          ) -> dict[str, Any]:
     rng = random.Random(7)
-    rounds = 0
+    rounds = overran = 0
     delta_ms: list[float] = []
     started = time.monotonic()
     with httpx.Client(timeout=300) as client:
         while time.monotonic() - started < seconds:
             rounds += 1
+            round_ends = time.monotonic() + round_seconds
             post_all(base, "/api/registry/heartbeat.json", beats, connections=2)
             # a restarted client registers again with its data: a new lease, a change for
             # deltas and push (other data would fail the fleet's next heartbeat)
@@ -165,8 +171,13 @@ def churn(base: str, total: int, seconds: float, beats: list[bytes]) -> dict[str
             delta_ms.append(round((time.monotonic() - asked) * 1000, 1))
             if rounds % 3 == 0:
                 services_json(base)
-    return {"rounds": rounds, "seconds": round(time.monotonic() - started, 1),
-            "delta_fetch_ms": delta_ms[:5]}
+            if time.monotonic() < round_ends:
+                time.sleep(round_ends - time.monotonic())
+            else:
+                overran += 1
+    elapsed = time.monotonic() - started
+    return {"rounds": rounds, "rounds_overran": overran, "seconds": round(elapsed, 1),
+            "renewals_per_s": round(rounds * total / elapsed), "delta_fetch_ms": delta_ms[:5]}
 
 
 def restart_copy(first_port: int, total: int, node_args: list[str]) -> dict[str, Any]:
@@ -179,7 +190,8 @@ def restart_copy(first_port: int, total: int, node_args: list[str]) -> dict[str,
            "--max-batch", "5000", "--rate-limit-per-client", "0",
            "--max-connections-per-client", "0", "--max-instances-per-client", "0",
            "--max-services-per-client", "0", "--max-instances", str(2 * total + 100),
-           "--max-services", str(total // PER_SERVICE + 100), *node_args]
+           "--max-services", str(total // PER_SERVICE + 100), "--lease-ttl", "600",
+           "--max-lease-ttl", "600", *node_args]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     unnice(psutil.Process(proc.pid))
@@ -240,7 +252,7 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
             wrk(base + "/api/discovery/lookup.json", int(args.churn_seconds), 16,
                 lookup_script(), proc)))
         loaded.start()
-        churned = churn(base, total, args.churn_seconds, fleet)
+        churned = churn(base, total, args.churn_seconds, fleet, args.round_seconds)
         loaded.join()
         during_churn = runtime(base, churned["seconds"] + 1)
         size, fetch_s = services_json(base)
@@ -270,6 +282,9 @@ def main() -> None:
                         help="comma-separated instance counts (default: 10000,100000)")
     parser.add_argument("--churn-seconds", type=float, default=20.0)
     parser.add_argument("--lookup-seconds", type=int, default=5)
+    parser.add_argument("--round-seconds", type=float, default=10.0,
+                        help="a churn round's length: every instance heartbeats once a round, "
+                             "as clients of a 20 s lease would (0: back to back)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--node-arg", dest="node_args", action="append", default=[],
                         help="an extra flag for the node (repeat for more)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 
 from artemis.clock import FakeClock
 from artemis.core.registry import OTHER_DATA
+from artemis.server.api.registry import SLICE
 from tests.server.conftest import MakeApi, make_parts
 from tests.server.harness import (
     HEARTBEAT,
@@ -317,3 +319,45 @@ async def test_register_over_the_node_caps_fails_whoever_asks(make_api: MakeApi)
     assert (partial(capped(elsewhere, services)),
             partial(capped(instance("10.0.0.4:8080"), instances)),
             {"max_instances": 1, "max_services": 1}) == (first, second, api.node.registry.refused)
+
+
+# --- large batches run in slices ---------------------------------------------------------------
+
+def many(count: int) -> list[dict[str, Any]]:
+    return [instance(f"10.1.{n // 250}.{n % 250}:8080") for n in range(count)]
+
+
+async def test_a_large_batch_answers_as_one_batch_in_its_order(api: Api) -> None:
+    """A batch larger than a slice (server/api/registry.py SLICE) answers one answer: every
+    failure of every slice, in the batch's order; and all of it is done."""
+    fleet = many(2 * SLICE + 1)
+    unknown = await api.heartbeat(*fleet)
+    registered = await api.register(*fleet)
+    renewed = await api.heartbeat(*fleet)
+    assert (partial(*(failed(i, "data-not-found", NOT_EXISTING) for i in fleet)), OK_BODY,
+            OK_BODY, 2 * SLICE + 1) == (unknown, registered, renewed,
+                                        api.node.registry.instance_count)
+
+
+async def test_a_large_batch_gives_the_event_loop_back_between_slices(api: Api) -> None:
+    """While a large register runs, other tasks run between its slices: a task polling the
+    registry sees it part-way (more than none, fewer than all)."""
+    fleet = many(3 * SLICE)
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            seen.append(api.node.registry.instance_count)
+            await asyncio.sleep(0)
+
+    async def write() -> Any:
+        try:
+            return await api.register(*fleet)
+        finally:
+            done.set()
+
+    answer, _ = await asyncio.gather(write(), watch())
+    assert OK_BODY == answer
+    assert [n for n in seen if 0 < n < 3 * SLICE] != []
+    assert 3 * SLICE == api.node.registry.instance_count

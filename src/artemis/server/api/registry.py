@@ -13,10 +13,11 @@ ownership of live instances. `permissive` checks nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final
 
 from artemis import wire
 from artemis.core.ownership import Mode, Ownership, Writer
@@ -27,8 +28,8 @@ from artemis.server.http import BadRequest, Request, status_bytes
 from artemis.server.node import Node
 from artemis.wire import ErrorCode, InstancesRequest
 
-__all__ = ["ENDPOINTS", "InstancesOperation", "RegistryApi", "Writers", "client_address",
-           "routes"]
+__all__ = ["ENDPOINTS", "SLICE", "Answer", "InstancesOperation", "RegistryApi", "Writers",
+           "client_address", "routes"]
 
 log = logging.getLogger("artemis.registry")
 
@@ -97,6 +98,13 @@ class Writers:
         return message
 
 
+# A batch larger than this runs in slices of it, the event loop served between two: one
+# request's instances never hold the loop for long (about 10 ms per slice of registers).
+SLICE: Final = 500
+
+Answer = bytes | Coroutine[Any, Any, bytes]  # a coroutine for a batch run in slices
+
+
 def answer(result: BatchResult) -> bytes:
     """The InstancesResponse of a batch: the pre-encoded success, or partial_fail with details."""
     if not result.failed:
@@ -128,7 +136,7 @@ class InstancesOperation:
         self.max_batch = node.settings.max_batch if limit_batch else None
         self.route = bind(endpoint, self)
 
-    def handle(self, request: Request) -> bytes:
+    def handle(self, request: Request) -> Answer:
         client = client_address(request.client)
         writer = (None if self.writers is None
                   else self.writers.resolve(request.header("authorization"), client))
@@ -137,10 +145,11 @@ class InstancesOperation:
 
     def run(self, body: InstancesRequest, client: str = "", token: str | None = None,
             writer: Writer | str | None = None,
-            owners: Sequence[str | None] | None = None) -> bytes:
+            owners: Sequence[str | None] | None = None) -> Answer:
         """Run one batch from `client` (its address) as `writer` (None: a peer; a str: the
         message of a refusal of the whole request, see `Writers`); `owners`: a peer's
-        replicated register's owners (`Registry.register`)."""
+        replicated register's owners (`Registry.register`). A batch of more than SLICE
+        instances is answered by a coroutine that runs it in slices."""
         node = self.node
         # Limited per client too (its token's name when it sends one: the hook for scoped
         # tokens, else its address); a peer's replicated write never is (no "replication"
@@ -161,6 +170,20 @@ class InstancesOperation:
             return self.route.fail(ErrorCode.SERVICE_UNAVAILABLE,
                                    f"Serivce registry is not in up state. Current status: "
                                    f"{node.state.status}")
+        if len(instances) > SLICE:
+            return self._in_slices(instances, client, writer, owners)
+        return self._answer(self._apply(instances, client, writer, owners))
+
+    def _answer(self, result: BatchResult) -> bytes:
+        if result.failed and self.route.stats is not None:
+            self.route.stats.error(ErrorCode.PARTIAL_FAIL)
+        return answer(result)
+
+    def _apply(self, instances: Sequence[wire.Instance | None], client: str,
+               writer: Writer | None, owners: Sequence[str | None] | None) -> BatchResult:
+        """Run the operation on `instances` (all checks of the request done), publish its
+        changes and replicate what succeeded."""
+        node = self.node
         clock = node.clock
         if self.per_client:
             result = self.operation(instances, clock.monotonic(), clock.wall_ms(), client=client,
@@ -175,9 +198,21 @@ class InstancesOperation:
         if self.replicate is not None and result.succeeded:
             self.replicate(self.identity, result.succeeded,
                            node.registry.owners(result.succeeded) if self.per_client else None)
-        if result.failed and self.route.stats is not None:
-            self.route.stats.error(ErrorCode.PARTIAL_FAIL)
-        return answer(result)
+        return result
+
+    async def _in_slices(self, instances: Sequence[wire.Instance | None], client: str,
+                         writer: Writer | None, owners: Sequence[str | None] | None) -> bytes:
+        """Run a large batch SLICE instances at a time, giving the event loop back between two
+        slices; one answer with every slice's failures, in the batch's order. Each slice is
+        a batch of its own to the registry (instances of a batch are independent)."""
+        failed: list[wire.FailedInstance] = []
+        for start in range(0, len(instances), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            part = self._apply(instances[start:start + SLICE], client, writer,
+                               owners[start:start + SLICE] if owners else None)
+            failed += part.failed
+        return self._answer(BatchResult(failed=failed))
 
 
 class RegistryApi:

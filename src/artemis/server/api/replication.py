@@ -46,7 +46,7 @@ from artemis.server.api.endpoint import (
     Role,
     bind,
 )
-from artemis.server.api.registry import InstancesOperation, client_address
+from artemis.server.api.registry import Answer, InstancesOperation, client_address
 from artemis.server.http import BadRequest, Pieces, Request, Route, status_bytes
 from artemis.server.node import Node
 from artemis.wire import ErrorCode
@@ -79,7 +79,7 @@ class PeerWrite:
         self.operation = operation
         self.owned = owned
 
-    def handle(self, request: Request, actor: str) -> bytes:
+    def handle(self, request: Request, actor: str) -> Answer:
         if not self.owned:
             return self.operation.handle(request)
         body = request.json(wire.ReplicatedInstancesRequest)

@@ -14,6 +14,7 @@ Error answers
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ __all__ = ["AsyncHandler", "Handler", "Route", "Router"]
 
 log = logging.getLogger("artemis.http")
 
-Handler = Callable[[Request], Response | bytes | Pieces]
+# A sync handler may answer with a coroutine when its work must give the loop back (a large
+# registry batch, run in slices): the shell awaits it.
+Handler = Callable[[Request], Response | bytes | Pieces | Awaitable[Response | bytes | Pieces]]
 AsyncHandler = Callable[[Request], Awaitable[Response | bytes | Pieces]]
 Reader = Callable[[str | None], Awaitable[tuple[bytes, str | None]]]
 
@@ -130,7 +133,8 @@ class Router:
             if route.async_handler is not None:
                 result = await route.async_handler(request)
             else:
-                result = route.handler(request)  # type: ignore[misc]
+                answered = route.handler(request)  # type: ignore[misc]
+                result = await answered if inspect.isawaitable(answered) else answered
         except BadRequest as exc:
             return Response(route.fail(ErrorCode.BAD_REQUEST, str(exc)))
         except Exception:

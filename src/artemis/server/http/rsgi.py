@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from time import perf_counter
 from typing import Any
 
@@ -56,7 +57,10 @@ class RsgiFace(Router):
                 request = Request(method, scope.path, scope.query_string, headers, body,
                                   scope.client)
                 try:
-                    result = route.handler(request)
+                    answered = route.handler(request)
+                    result = (await answered  # a large batch, run in slices
+                              if type(answered) is not bytes and inspect.isawaitable(answered)
+                              else answered)
                 except BadRequest as exc:
                     result = route.fail(ErrorCode.BAD_REQUEST, str(exc))
                 except Exception:

@@ -70,7 +70,7 @@ class _Session:
     """The shell's side of one WebSocket session: its socket and, for push, its sender."""
 
     __slots__ = ("closed", "closing", "created", "kind", "push", "sender", "sending_since",
-                 "wake", "ws")
+                 "sent", "wake", "ws")
 
     def __init__(self, ws: WebSocket, kind: str, push: PushSession | None,
                  created: float = 0.0) -> None:
@@ -81,15 +81,18 @@ class _Session:
         self.wake = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
         self.sending_since = 0.0  # monotonic time the pending send started, 0 when none
+        self.sent = asyncio.Event()  # set while no send is under way
+        self.sent.set()
         self.closed = False
         self.closing: asyncio.Task[None] | None = None  # last words being sent before a close
 
     def close(self, code: int, frame: str | None = None) -> None:
-        """Close now; `frame` (an error frame) is sent first if the socket takes it at once."""
+        """Close now; `frame` (an error frame) is sent first, after a send under way, if the
+        socket takes both within a second."""
         if self.closed:
             return
         self.closed = True
-        if frame is not None and self.sending_since == 0.0:
+        if frame is not None:
             self.closing = asyncio.ensure_future(self._last_words(code, frame))
             self.closing.add_done_callback(lambda t: t.cancelled() or t.exception())
             return
@@ -98,7 +101,9 @@ class _Session:
 
     async def _last_words(self, code: int, frame: str) -> None:
         try:
-            await asyncio.wait_for(self.ws.send(frame), 1.0)
+            async with asyncio.timeout(1.0):
+                await self.sent.wait()  # the sender stops after the frame it is sending
+                await self.ws.send(frame)
         except (ConnectionError, TimeoutError):
             pass
         finally:
@@ -165,7 +170,10 @@ class PushServer:
                 await asyncio.sleep(coalesce)
             while push.waiting and not session.closed:
                 for frame in self.hub.drain(push, coalesce > 0):
+                    if session.closed:  # closed meanwhile: its last words go next
+                        break
                     session.sending_since = self.node.clock.monotonic()
+                    session.sent.clear()
                     try:
                         await session.ws.send(frame.text)
                     except ConnectionError:
@@ -173,6 +181,7 @@ class PushServer:
                         return
                     finally:
                         session.sending_since = 0.0
+                        session.sent.set()
                     self.frames_sent += 1
 
     # --- sessions --------------------------------------------------------------------------
@@ -340,6 +349,8 @@ class PushServer:
                 try:
                     body = wire.decode(frames[0].encode(), wire.InstancesRequest)
                     answer = op.run(body, address, token, writer)
+                    if not isinstance(answer, bytes):  # a large batch, run in slices
+                        answer = await answer
                 except (wire.DecodeError, BadRequest) as exc:
                     text = str(exc)
                     prefix = "" if isinstance(exc, BadRequest) else "heartbeat frame: "
