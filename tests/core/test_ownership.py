@@ -180,6 +180,20 @@ def test_a_token_writes_only_its_scope() -> None:
     assert 3 == reg.ownership.refused["scope"]
 
 
+def test_a_token_may_not_renew_a_held_instance_out_of_its_scope() -> None:
+    """A heartbeat with exactly the data of a live lease is still held to the token's scope."""
+    reg, clock = registry(Mode.TOKEN)
+    now = clock.monotonic
+    every = Writer("ops", Scope.parse("*"), token=True)
+    team = Writer("orders-team", Scope.parse("orders.*"), token=True)
+    held = inst("payments")
+    assert [held] == reg.register([held], now(), WALL, writer=every).succeeded
+    (failed,) = reg.heartbeat([held], now(), WALL, writer=team).failed
+    assert (NO_PERMISSION, True) == (failed.error_code, "may not write service 'payments'" in (
+        failed.error_message or ""))
+    assert [held] == reg.heartbeat([held], now(), WALL, writer=every).succeeded
+
+
 def test_tokens_own_instances_by_name() -> None:
     reg, clock = registry(Mode.TOKEN)
     now = clock.monotonic

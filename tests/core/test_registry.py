@@ -338,6 +338,23 @@ def test_zone_check_is_skipped_when_asked() -> None:
     assert {} == lease_view(closed)
 
 
+def test_a_heartbeat_with_the_held_data_still_meets_the_zone_rule() -> None:
+    """A heartbeat sent with exactly the data of a live lease skips the checks that data passed
+    when it was registered, but not the zone rule: a lease a peer copied from another zone
+    (check_zone=False) is not renewed by a client's heartbeat when the node refuses other
+    zones, and is renewed on the replication path."""
+    closed = Registry(RegistryConfig(zone="z1", allow_registry_from_other_zone=False))
+    other = inst(zone_id="z2")
+    closed.register([other], T0, WALL, check_zone=False)
+    assert [FailedInstance(
+        error_code=NO_PERMISSION, instance=other, error_message=(
+            "default/z2/svc/i1: zoneId is not the same as the registry node. zoneId: z2, "
+            "registry node.zoneId: z1"))] == closed.heartbeat([other], T0 + 1, WALL).failed
+    assert T0 == closed.service("svc").leases["i1"].renewed  # type: ignore[union-attr]
+    assert [other] == closed.heartbeat([other], T0 + 2, WALL, check_zone=False).succeeded
+    assert T0 + 2 == closed.service("svc").leases["i1"].renewed  # type: ignore[union-attr]
+
+
 def test_region_check_applies_even_without_zone_check() -> None:
     """check_zone=False does not lift the region check."""
     registry = Registry(RegistryConfig(region="sha"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -10,7 +11,8 @@ import pytest
 
 from artemis.clock import FakeClock
 from artemis.core.registry import OTHER_DATA
-from artemis.server.api.registry import SLICE
+from artemis.server.api import registry as registry_api
+from artemis.server.api.registry import GATED_BODY, SLICE
 from tests.server.conftest import MakeApi, make_parts
 from tests.server.harness import (
     HEARTBEAT,
@@ -339,9 +341,22 @@ async def test_a_large_batch_answers_as_one_batch_in_its_order(api: Api) -> None
                                         api.node.registry.instance_count)
 
 
-async def test_a_large_batch_gives_the_event_loop_back_between_slices(api: Api) -> None:
+async def test_a_large_body_is_decoded_behind_the_gate_and_answers_the_same(api: Api) -> None:
+    """A body over GATED_BODY (decoded behind the batch gate) is answered as any other."""
+    fleet = many(1_000)
+    assert len(json.dumps({"instances": fleet})) > GATED_BODY
+    unknown = await api.heartbeat(*fleet)
+    registered = await api.register(*fleet)
+    assert (partial(*(failed(i, "data-not-found", NOT_EXISTING) for i in fleet)), OK_BODY,
+            1_000) == (unknown, registered, api.node.registry.instance_count)
+
+
+async def test_a_large_batch_gives_the_event_loop_back_between_slices(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """While a large register runs, other tasks run between its slices: a task polling the
-    registry sees it part-way (more than none, fewer than all)."""
+    registry sees it part-way (more than none, fewer than all). (No time budget: the loop is
+    given back after every slice.)"""
+    monkeypatch.setattr(registry_api, "STEP_BUDGET", 0.0)
     fleet = many(3 * SLICE)
     seen: list[int] = []
     done = asyncio.Event()
@@ -361,3 +376,38 @@ async def test_a_large_batch_gives_the_event_loop_back_between_slices(api: Api) 
     assert OK_BODY == answer
     assert [n for n in seen if 0 < n < 3 * SLICE] != []
     assert 3 * SLICE == api.node.registry.instance_count
+
+
+async def test_large_batches_run_one_at_a_time(api: Api,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two large batches sent at once do not run slice by slice together (their slices would
+    add up in one turn of the loop): a task polling the registry between slices never sees
+    both part-way."""
+    monkeypatch.setattr(registry_api, "STEP_BUDGET", 0.0)
+    first = many(3 * SLICE)
+    second = [instance(f"10.2.{n // 250}.{n % 250}:8080") for n in range(3 * SLICE)]
+    seen: list[tuple[int, int]] = []
+    done = asyncio.Event()
+
+    def held(fleet: list[dict[str, Any]]) -> int:
+        service = api.node.registry.service(fleet[0]["serviceId"])
+        prefix = fleet[0]["instanceId"].split(".")[1]
+        return 0 if service is None else sum(
+            1 for key in service.leases if key.split(".")[1] == prefix)
+
+    async def watch() -> None:
+        while not done.is_set():
+            seen.append((held(first), held(second)))
+            await asyncio.sleep(0)
+
+    async def write() -> list[Any]:
+        try:
+            return list(await asyncio.gather(api.register(*first), api.register(*second)))
+        finally:
+            done.set()
+
+    answers, _ = await asyncio.gather(write(), watch())
+    assert [OK_BODY, OK_BODY] == answers
+    assert [(a, b) for a, b in seen if 0 < a < 3 * SLICE and 0 < b < 3 * SLICE] == []
+    assert [(a, b) for a, b in seen if 0 < a < 3 * SLICE or 0 < b < 3 * SLICE] != []
+    assert 6 * SLICE == api.node.registry.instance_count

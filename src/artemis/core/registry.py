@@ -39,7 +39,6 @@ Rules
 
 from __future__ import annotations
 
-import heapq
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from typing import Final
 from artemis import wire
 from artemis.core import merge as _merge
 from artemis.core.caps import Caps
+from artemis.core.expiry import Expiry
 from artemis.core.lease import Pause, PauseWatch, SafeChecker, SafeCheckerConfig
 from artemis.core.merge import MergeResult, Tombstones, lease_copy
 from artemis.core.ownership import Mode, Ownership, Writer
@@ -59,6 +59,7 @@ from artemis.core.service_state import (
     instance_hash,
     is_legacy,
     lease_ttl,
+    same_data,
 )
 from artemis.core.validation import InstanceChecks, describe, unknown_first
 from artemis.core.versions import Change, ChangeLog
@@ -121,25 +122,6 @@ class RegistryConfig:
     registration_mode: Mode = Mode.OPEN  # who may write what (core/ownership.py)
 
 
-_DATA_FIELDS: Final = ("group_id", "health_check_url", "ip", "machine_name", "protocol",
-                       "status", "url", "zone_id")
-
-
-def _same_data(lease: Lease, instance: Instance) -> bool:
-    """Whether a heartbeat's `instance` agrees with the lease's: every field the heartbeat
-    carries equals the held one. A field it leaves out (null, port 0) says nothing, as in the
-    original, where a heartbeat needs only the instance's key; metadata order and the case of
-    the ids do not count."""
-    held = lease.instance
-    for name in _DATA_FIELDS:
-        value = getattr(instance, name)
-        if value is not None and value != getattr(held, name):
-            return False
-    if instance.port and instance.port != held.port:
-        return False
-    return instance.metadata is None or instance.metadata == held.metadata
-
-
 @dataclass(slots=True)
 class BatchResult:
     """What one register / heartbeat / unregister batch did."""
@@ -172,8 +154,7 @@ class Registry:
         self.heartbeat_mismatches = 0  # heartbeats whose data differed from the lease's
         # (deadline, sequence, service key, instance key): atomic values only, so the tuples are
         # untracked by the garbage collector; `Lease.due` tells the live entry from stale ones.
-        self._expiry: list[tuple[float, int, str, str]] = []
-        self._seq = 0
+        self._expiry = Expiry()
         self.tombstones = Tombstones(
             config.max_tombstones, max(config.lease_ttl, config.legacy_lease_ttl))
         self.caps = Caps(config)
@@ -231,50 +212,43 @@ class Registry:
     def heartbeat(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                   check_zone: bool = True, register_unknown: bool = False,
                   writer: Writer | None = None) -> BatchResult:
-        """Renew a batch (rules in the module doc); `writer` is held to its token's scope."""
+        """Renew a batch (rules in the module doc); `writer` is held to its token's scope.
+
+        The common case is cheap: an instance sent with exactly the data of its live lease (what
+        every client sends) passed the checks of core/validation.py when that data was
+        registered, so only expiry and the zone rule are looked at again (a scoped token's
+        writes take the whole path)."""
         result = BatchResult()
-        renewed = legacy_renewed = 0
-        services = self.services
+        services, succeeded = self.services, result.succeeded
         if now > self.pauses.deadline:
             self._resume(now)
-        for instance in self._valid(instances, check_zone, result, writer):
-            state = services.get(instance.service_id.lower())  # type: ignore[union-attr]
-            lease = None if state is None else state.leases.get(
-                instance.instance_id.lower())  # type: ignore[union-attr]
-            if lease is None or now > lease.renewed + lease.ttl:
-                if register_unknown:
-                    if self._refused(instance, None, result):
-                        continue
-                    self._register(instance, now, wall_ms, result.changes)
-                    result.succeeded.append(instance)
-                else:
-                    result.failed.append(FailedInstance(
-                        error_code=DATA_NOT_FOUND,
-                        error_message=f"{describe(instance)}: {NOT_EXISTING}",
-                        instance=instance,
-                    ))
-                continue
-            if lease.encoded != wire.encode(instance) and not _same_data(lease, instance):
-                # The instance heartbeats with other data than held here: this copy went stale
-                # (a lost write, a merge during a partition) and is never renewed. A peer's
-                # heartbeat carries what its client sent: take it; a client registers again.
-                self.heartbeat_mismatches += 1
-                if register_unknown:
-                    self._register(instance, now, wall_ms, result.changes)
-                    result.succeeded.append(instance)
-                else:
-                    result.failed.append(FailedInstance(
-                        error_code=DATA_NOT_FOUND,
-                        error_message=f"{describe(instance)}: {OTHER_DATA}",
-                        instance=instance,
-                    ))
-                continue
-            lease.renewed = now
-            if lease.legacy:
-                legacy_renewed += 1
-            else:
-                renewed += 1
-            result.succeeded.append(instance)
+        quick = writer is None or writer.scope is None
+        home = None if not check_zone or self.config.allow_registry_from_other_zone else (
+            self.config.zone.lower())
+        encode = wire.encode
+        renewed = legacy_renewed = 0
+        for instance in instances:
+            if quick and instance is not None:
+                sid, iid = instance.service_id, instance.instance_id
+                state = services.get(sid.lower()) if sid else None
+                lease = None if state is None or not iid else state.leases.get(iid.lower())
+                if (lease is not None and now <= lease.renewed + lease.ttl
+                        and (home is None or lease.zone == home)
+                        and lease.encoded == encode(instance)):
+                    lease.renewed = now
+                    if lease.legacy:
+                        legacy_renewed += 1
+                    else:
+                        renewed += 1
+                    succeeded.append(instance)
+                    continue
+            for valid in self._valid((instance,), check_zone, result, writer):
+                lease = self._held(valid)
+                if self._renew_checked(valid, lease, now, wall_ms, result, register_unknown):
+                    if lease.legacy:  # type: ignore[union-attr]
+                        legacy_renewed += 1
+                    else:
+                        renewed += 1
         if renewed:
             self.safe.renewed(now, renewed)
         if legacy_renewed:
@@ -282,6 +256,37 @@ class Registry:
         if result.failed and not register_unknown:  # unknown first (validation.py's rules)
             result.failed = unknown_first(result.failed, self._held, NOT_EXISTING)
         return result
+
+    def _renew_checked(self, instance: Instance, lease: Lease | None, now: float, wall_ms: int,
+                       result: BatchResult, register_unknown: bool) -> bool:
+        """One checked instance of a heartbeat: whether `lease` was renewed (else it failed,
+        or was registered on the replication path)."""
+        if lease is None or now > lease.renewed + lease.ttl:
+            if register_unknown:
+                if not self._refused(instance, None, result):
+                    self._register(instance, now, wall_ms, result.changes)
+                    result.succeeded.append(instance)
+            else:
+                result.failed.append(FailedInstance(
+                    error_code=DATA_NOT_FOUND,
+                    error_message=f"{describe(instance)}: {NOT_EXISTING}", instance=instance))
+            return False
+        if lease.encoded != wire.encode(instance) and not same_data(lease, instance):
+            # The instance heartbeats with other data than held here: this copy went stale
+            # (a lost write, a merge during a partition) and is never renewed. A peer's
+            # heartbeat carries what its client sent: take it; a client registers again.
+            self.heartbeat_mismatches += 1
+            if register_unknown:
+                self._register(instance, now, wall_ms, result.changes)
+                result.succeeded.append(instance)
+            else:
+                result.failed.append(FailedInstance(
+                    error_code=DATA_NOT_FOUND,
+                    error_message=f"{describe(instance)}: {OTHER_DATA}", instance=instance))
+            return False
+        lease.renewed = now
+        result.succeeded.append(instance)
+        return True
 
     def renew(self, service_id: str, instance_id: str, now: float,
               writer: Writer | None = None) -> tuple[Lease | None, str | None]:
@@ -365,23 +370,24 @@ class Registry:
         if now > self.pauses.deadline:
             self._resume(now)
         changes: list[Change] = []
-        heap = self._expiry
-        while heap and heap[0][0] < now:
-            _, seq, service, key = heapq.heappop(heap)
-            state = self.services.get(service)
-            if state is None:
-                continue  # removed since
-            lease = state.leases.get(key)
-            if lease is None or lease.due != seq:
-                continue  # replaced or removed since
-            deadline = lease.renewed + lease.ttl
-            if deadline >= now:
-                self._push_expiry(deadline, lease)
-            elif not (self.legacy_safe if lease.legacy else self.safe).is_safe:
-                self._push_expiry(now + _HELD_RECHECK, lease)
-            else:
-                self._remove(state, lease, now, wall_ms, changes)
-                self.evicted_total += 1
+        services, expiry = self.services, self._expiry
+        for filed in expiry.take(now):
+            entries = iter(filed)
+            for service, key in zip(entries, entries, strict=True):
+                state = services.get(service)
+                if state is None:
+                    continue  # removed since
+                lease = state.leases.get(key)
+                if lease is None or lease.due is not filed:
+                    continue  # replaced, removed or filed again since
+                deadline = lease.renewed + lease.ttl
+                if deadline >= now:
+                    expiry.file(deadline, lease)
+                elif not (self.legacy_safe if lease.legacy else self.safe).is_safe:
+                    expiry.file(now + _HELD_RECHECK, lease)
+                else:
+                    self._remove(state, lease, now, wall_ms, changes)
+                    self.evicted_total += 1
         return changes
 
     def tick(self, now: float) -> Pause | None:
@@ -403,7 +409,7 @@ class Registry:
             for lease in state.leases.values():
                 renewed = credit(lease.renewed, lease.ttl, now, gap)
                 if renewed is not None:
-                    lease.renewed = renewed  # the expiry heap catches up lazily, as on renewals
+                    lease.renewed = renewed  # filed again when its old deadline comes (expiry.py)
                     leases += 1
         return self.pauses.credited(now, gap, leases)
 
@@ -519,15 +525,16 @@ class Registry:
         self.tombstones.keep = max(self.tombstones.keep, ttl)
         ikey = instance.instance_id.lower()  # type: ignore[union-attr]
         ip = (instance.ip or "").lower()
-        zone = (instance.zone_id or "").lower()
-        group = (instance.group_id or "").strip().lower()  # blank: the default group
+        # A registry holds few zones and groups: one string each, shared by their leases.
+        zone = sys.intern((instance.zone_id or "").lower())
+        group = sys.intern((instance.group_id or "").strip().lower())  # blank: the default group
         view = self.view
         hidden = not view.empty and view.hides(key, ikey, ip, zone, group)
         if self.tombstones:
             self.tombstones.pop(f"{key}\x1f{ikey}", None)  # registered again: not gone
         encoded = wire.encode(instance)
         renewed = now if renewed is None else renewed
-        lease = Lease(encoded, instance_hash(encoded), state.key, ikey, now,
+        lease = Lease(encoded, instance_hash(encoded), state.key, ikey,
                       wall_ms if created_ms is None else created_ms, renewed, ttl, legacy,
                       ip=ip, zone=zone, group=group, hidden=hidden)
         old = state.leases.get(ikey)
@@ -552,7 +559,7 @@ class Registry:
         state.checksum = (state.checksum + lease.hash) & MASK64
         self.checksum = (self.checksum + lease.hash) & MASK64
         self._count(legacy, 1)
-        self._push_expiry(renewed + ttl, lease)
+        self._expiry.file(renewed + ttl, lease)
         if not hidden:
             self._show(state, lease, 1)
             changes.append(self._record("new", state.key, ikey, wall_ms,
@@ -636,11 +643,6 @@ class Registry:
             self.legacy_lease_count += delta
         else:
             self.lease_count += delta
-
-    def _push_expiry(self, deadline: float, lease: Lease) -> None:
-        self._seq += 1
-        lease.due = self._seq
-        heapq.heappush(self._expiry, (deadline, self._seq, lease.service, lease.key))
 
     def __repr__(self) -> str:
         return (f"Registry(region={self.config.region!r}, services={len(self.services)}, "

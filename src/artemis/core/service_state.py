@@ -1,5 +1,7 @@
 """What the registry holds of one service: its leases, each with the instance's JSON encoded once,
-its checksums and its discovery answer, encoded once per revision.
+its checksums and its discovery answer, encoded once per revision when it is asked for (a
+lookup). Snapshots keep `frozen()` instead: the answer's tail and references to the instances'
+JSON, so a million instances are not held twice (once per lease, once joined per service).
 
 A lease's checksum contribution is blake2b-64 of its canonical JSON; checksums add up modulo 2**64,
 so a lease is counted in or out in O(1). An instance whose metadata carries `java_registry` is a
@@ -22,7 +24,8 @@ from artemis.core.versions import decode_instance
 from artemis.wire import Instance
 
 __all__ = ["LEASE_TTL_KEY", "LEGACY_KEY", "MASK64", "Lease", "ServiceState", "encode_service",
-           "instance_hash", "is_legacy", "lease_ttl", "stated_ttl"]
+           "instance_hash", "is_legacy", "lease_ttl", "same_data", "service_tail",
+           "stated_ttl"]
 
 LEGACY_KEY: Final = "java_registry"
 LEASE_TTL_KEY: Final = "artemis.lease_ttl"  # the lease duration an instance states (seconds)
@@ -77,12 +80,11 @@ class Lease(msgspec.Struct, gc=False):
     hash: int
     service: str
     key: str
-    created: float
     created_ms: int
     renewed: float
     ttl: float
     legacy: bool
-    due: int = 0  # sequence number of this lease's live entry in the expiry heap
+    due: list[str] | None = None  # the list of core/expiry.py it is filed in
     ip: str = ""  # lower-case, for server (machine) pull-outs
     zone: str = ""  # lower-case, for zone pull-outs
     group: str = ""  # lower-case groupId, for group pull-outs
@@ -93,6 +95,25 @@ class Lease(msgspec.Struct, gc=False):
     @property
     def instance(self) -> Instance:
         return decode_instance(self.encoded)
+
+
+_DATA_FIELDS: Final = ("group_id", "health_check_url", "ip", "machine_name", "protocol",
+                       "status", "url", "zone_id")
+
+
+def same_data(lease: Lease, instance: Instance) -> bool:
+    """Whether a heartbeat's `instance` agrees with the lease's: every field the heartbeat
+    carries equals the held one. A field it leaves out (null, port 0) says nothing, as in the
+    original, where a heartbeat needs only the instance's key; metadata order and the case of
+    the ids do not count."""
+    held = lease.instance
+    for name in _DATA_FIELDS:
+        value = getattr(instance, name)
+        if value is not None and value != getattr(held, name):
+            return False
+    if instance.port and instance.port != held.port:
+        return False
+    return instance.metadata is None or instance.metadata == held.metadata
 
 
 class ServiceState(msgspec.Struct, gc=False):
@@ -123,6 +144,12 @@ class ServiceState(msgspec.Struct, gc=False):
                 self.rules, self.logic)
         return body
 
+    def frozen(self) -> tuple[bytes, ...]:
+        """The service as discovery shows it now, for a snapshot: its answer's tail
+        (`service_tail`) then the JSON of each instance shown, the very bytes the leases hold."""
+        return (service_tail(self.service_id, self.rules, self.logic),
+                *(lease.encoded for lease in self.leases.values() if not lease.hidden))
+
     def touched(self, revision: int) -> None:
         self.revision = revision
         self.cached_body = None
@@ -132,7 +159,12 @@ def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b
                    logic: bytes = b"[]") -> bytes:
     """A Service as a registered service answers it: filters applied, lists never null (§4.2);
     `rules` and `logic` are its encoded `routeRules` and `logicInstances` lists."""
-    return b"".join((
-        b'{"instances":[', b",".join(instances), b'],"logicInstances":', logic,
-        b',"metadata":null,"routeRules":', rules, b',"serviceId":', wire.encode(service_id), b"}",
-    ))
+    return b"".join((b'{"instances":[', b",".join(instances),
+                     service_tail(service_id, rules, logic)))
+
+
+def service_tail(service_id: str, rules: bytes = b"[]", logic: bytes = b"[]") -> bytes:
+    """What follows a Service's instances in its JSON: `encode_service` is
+    `{"instances":[` + the instances joined by commas + this."""
+    return b"".join((b'],"logicInstances":', logic, b',"metadata":null,"routeRules":', rules,
+                     b',"serviceId":', wire.encode(service_id), b"}"))

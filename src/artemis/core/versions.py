@@ -144,39 +144,56 @@ class ChangeLog:
 
 @dataclass(slots=True)
 class Snapshot:
-    """One version of the discovery answer. Only the newest keeps its services' bytes; an older
+    """One version of the discovery answer. Only the newest keeps its services (each as
+    `ServiceState.frozen()`: its answer's tail, then references to its instances' JSON); an older
     one is kept for its revision (where its delta starts) and drops them when superseded."""
 
     version: int
     revision: int
-    services: dict[str, bytes] | None  # lower-case service id -> encoded Service
+    services: dict[str, tuple[bytes, ...]] | None  # lower-case service id -> frozen Service
     checksum: int
     instance_count: int
-    _parts: list[bytes] | None = None
 
-    def parts(self) -> list[bytes]:
-        """The whole services.json answer for this version, as parts to send one after another
-        (joining tens of megabytes would stall the event loop)."""
-        if self._parts is None:
-            if self.services is None:
-                raise RuntimeError(f"snapshot {self.version} is superseded: it keeps no data")
-            parts = [b'{"checksum":"', checksum_hex(self.checksum).encode(),
-                     b'","responseStatus":', SUCCESS_STATUS, b',"services":[']
-            for i, service in enumerate(self.services.values()):
-                if i:
-                    parts.append(b",")
-                parts.append(service)
-            parts += [b'],"version":', str(self.version).encode(), b"}"]
-            self._parts = parts
-        return self._parts
+    def parts(self, chunk: int = 250) -> Generator[None, None, tuple[list[bytes], int]]:
+        """The whole services.json answer for this version as parts to send one after another
+        (joining tens of megabytes would stall the event loop), and their total size; built
+        `chunk` services at a time, yielding between two (the shell keeps the result)."""
+        services = self.services
+        if services is None:
+            raise RuntimeError(f"snapshot {self.version} is superseded: it keeps no data")
+        parts = [b'{"checksum":"', checksum_hex(self.checksum).encode(),
+                 b'","responseStatus":', SUCCESS_STATUS, b',"services":[']
+        size = sum(map(len, parts))
+        append = parts.append
+        head = _FIRST_HEAD
+        for i, frozen in enumerate(services.values()):
+            append(head)
+            size += len(head) + len(frozen[0])
+            head = _NEXT_HEAD
+            for n, encoded in enumerate(islice(frozen, 1, None)):
+                if n:
+                    append(b",")
+                    size += 1
+                append(encoded)
+                size += len(encoded)
+            append(frozen[0])
+            if i % chunk == chunk - 1:
+                yield
+        end = b'],"version":' + str(self.version).encode() + b"}"
+        parts.append(end)
+        size += len(end)
+        return parts, size
 
     def body(self) -> bytes:
         """The whole answer in one buffer (tests and small registries)."""
-        return b"".join(self.parts())
+        return b"".join(drive(self.parts())[0])
 
     def supersede(self) -> None:
         self.services = None
-        self._parts = None
+
+
+_FIRST_HEAD: Final = b'{"instances":['
+_NEXT_HEAD: Final = b',{"instances":['
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +229,7 @@ class Versions:
         self._keep = max(1, keep)
         self._chunk = max(1, chunk)
         registry.dirty.clear()
-        services = {key: state.body() for key, state in registry.services.items()
+        services = {key: state.frozen() for key, state in registry.services.items()
                     if state.visible}
         first = Snapshot(wall_ms, registry.revision, services, registry.visible_checksum,
                          registry.visible_count)
@@ -269,13 +286,13 @@ class Versions:
         self._delta_bytes = 0
         return snapshot
 
-    def _take(self, services: dict[str, bytes], key: str) -> int:
-        """Take this service's answer into `services`; how many leases it joined."""
+    def _take(self, services: dict[str, tuple[bytes, ...]], key: str) -> int:
+        """Take this service as it is now into `services`; how many leases it looked at."""
         state = self._registry.services.get(key)
         if state is None or not state.visible:  # gone, or every instance pulled out
             services.pop(key, None)
             return 0
-        services[key] = state.body()
+        services[key] = state.frozen()
         return len(state.leases)
 
     def delta(self, from_version: int) -> Generator[None, None, Delta | None]:

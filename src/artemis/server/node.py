@@ -123,6 +123,8 @@ class Node:
         self.lag = LoopLag()
         self.connections = ConnectionStats()  # counted by the runner's connection guard
         self.steps = StepTimes()
+        # Large registry batches run one at a time behind this gate (server/api/registry.py).
+        self.batch_gate = asyncio.Lock()
         self._subscribers: list[Subscriber] = []
         self._loops: list[tuple[str, float, Step]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []

@@ -158,7 +158,7 @@ class Discovery:
         return b"".join((b'{"checksum":"', checksum_hex(checksum).encode(),
                          b'","responseStatus":', _SUCCESS, b',"service":', encoded, b"}"))
 
-    def services(self, request: Request) -> bytes | Pieces:
+    async def services(self, request: Request) -> bytes | Pieces:
         limited = self._limited(self.services_route, "get-services", request)
         if limited is not None:
             return limited
@@ -172,7 +172,8 @@ class Discovery:
         current = node.versions.current
         cached = self._services_answer
         if cached is None or cached[0] is not current:
-            cached = self._services_answer = (current, Pieces(current.parts()))
+            parts, size = await drive_async(current.parts(), node.steps, "services")
+            cached = self._services_answer = (current, Pieces(parts, size))
         return cached[1]
 
     async def delta(self, request: Request) -> bytes | Pieces:

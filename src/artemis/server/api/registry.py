@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final
 
@@ -98,9 +99,12 @@ class Writers:
         return message
 
 
-# A batch larger than this runs in slices of it, the event loop served between two: one
-# request's instances never hold the loop for long (about 10 ms per slice of registers).
-SLICE: Final = 500
+# A batch larger than this runs in slices of it, and a body larger than GATED_BODY is decoded,
+# behind the node's batch gate: one large batch at a time, its slices run until STEP_BUDGET has
+# passed and the event loop is then served before the next ones (`InstancesOperation.run`).
+SLICE: Final = 100
+GATED_BODY: Final = 256 * 1024
+STEP_BUDGET: Final = 0.004  # seconds of slices between two turns of the event loop
 
 Answer = bytes | Coroutine[Any, Any, bytes]  # a coroutine for a batch run in slices
 
@@ -141,15 +145,28 @@ class InstancesOperation:
         writer = (None if self.writers is None
                   else self.writers.resolve(request.header("authorization"), client))
         token = writer.identity if isinstance(writer, Writer) and writer.token else None
+        if len(request.body) > GATED_BODY:
+            return self._decode_gated(request, client, token, writer)
         return self.run(request.json(InstancesRequest), client, token, writer)
+
+    async def _decode_gated(self, request: Request, client: str, token: str | None,
+                            writer: Writer | str | None) -> bytes:
+        """A large body is decoded behind the batch gate (a 2 MB body takes about 10 ms), then
+        run there: the loop is served between the decoding and the first slice."""
+        async with self.node.batch_gate:
+            body = request.json(InstancesRequest)
+            await asyncio.sleep(0)
+            answer = self.run(body, client, token, writer, gated=True)
+            return answer if isinstance(answer, bytes) else await answer
 
     def run(self, body: InstancesRequest, client: str = "", token: str | None = None,
             writer: Writer | str | None = None,
-            owners: Sequence[str | None] | None = None) -> Answer:
+            owners: Sequence[str | None] | None = None, *, gated: bool = False) -> Answer:
         """Run one batch from `client` (its address) as `writer` (None: a peer; a str: the
         message of a refusal of the whole request, see `Writers`); `owners`: a peer's
         replicated register's owners (`Registry.register`). A batch of more than SLICE
-        instances is answered by a coroutine that runs it in slices."""
+        instances is answered by a coroutine that runs it in slices behind the node's batch
+        gate (`gated`: the caller holds it already)."""
         node = self.node
         # Limited per client too (its token's name when it sends one: the hook for scoped
         # tokens, else its address); a peer's replicated write never is (no "replication"
@@ -171,7 +188,7 @@ class InstancesOperation:
                                    f"Serivce registry is not in up state. Current status: "
                                    f"{node.state.status}")
         if len(instances) > SLICE:
-            return self._in_slices(instances, client, writer, owners)
+            return self._in_slices(instances, client, writer, owners, gated)
         return self._answer(self._apply(instances, client, writer, owners))
 
     def _answer(self, result: BatchResult) -> bytes:
@@ -201,14 +218,23 @@ class InstancesOperation:
         return result
 
     async def _in_slices(self, instances: Sequence[wire.Instance | None], client: str,
-                         writer: Writer | None, owners: Sequence[str | None] | None) -> bytes:
-        """Run a large batch SLICE instances at a time, giving the event loop back between two
-        slices; one answer with every slice's failures, in the batch's order. Each slice is
-        a batch of its own to the registry (instances of a batch are independent)."""
+                         writer: Writer | None, owners: Sequence[str | None] | None,
+                         gated: bool) -> bytes:
+        """Run a large batch SLICE instances at a time behind the node's batch gate (one large
+        batch at a time, so concurrent ones do not add up in one turn of the loop), giving
+        the event loop back whenever STEP_BUDGET has passed; one answer with every slice's
+        failures, in the batch's order. Each slice is a batch of its own to the registry
+        (instances of a batch are independent)."""
+        if not gated:
+            async with self.node.batch_gate:
+                return await self._in_slices(instances, client, writer, owners, True)
         failed: list[wire.FailedInstance] = []
+        clock = time.perf_counter
+        until = clock() + STEP_BUDGET
         for start in range(0, len(instances), SLICE):
-            if start:
+            if start and clock() >= until:
                 await asyncio.sleep(0)
+                until = clock() + STEP_BUDGET
             part = self._apply(instances[start:start + SLICE], client, writer,
                                owners[start:start + SLICE] if owners else None)
             failed += part.failed
