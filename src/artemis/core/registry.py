@@ -40,14 +40,14 @@ Rules
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from artemis import wire
 from artemis.core import merge as _merge
 from artemis.core.caps import Caps
-from artemis.core.expiry import Expiry
+from artemis.core.expiry import Expiry, sweeping
 from artemis.core.lease import Pause, PauseWatch, SafeChecker, SafeCheckerConfig
 from artemis.core.merge import MergeResult, Tombstones, lease_copy
 from artemis.core.ownership import Mode, Ownership, Writer
@@ -62,7 +62,7 @@ from artemis.core.service_state import (
     same_data,
 )
 from artemis.core.validation import InstanceChecks, describe, unknown_first
-from artemis.core.versions import Change, ChangeLog
+from artemis.core.versions import Change, ChangeLog, drive
 from artemis.core.visibility import EMPTY, ManagementView
 from artemis.wire import ErrorCode, FailedInstance, Instance, LeaseCopy
 
@@ -90,7 +90,6 @@ DATA_NOT_FOUND: Final = ErrorCode.DATA_NOT_FOUND
 NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
 OTHER_DATA: Final = "Instance data differs from the registered instance. Need re-register."
 # After how long an expired lease that self-preservation holds is looked at again.
-_HELD_RECHECK: Final = 1.0
 _MAX_TOMBSTONES: Final = 200_000
 
 
@@ -367,28 +366,14 @@ class Registry:
 
     def sweep(self, now: float, wall_ms: int) -> list[Change]:
         """Remove the leases that expired by `now`; only leases due are looked at."""
+        return drive(self.sweeping(now, wall_ms))
+
+    def sweeping(self, now: float, wall_ms: int, step: int = 5_000
+                 ) -> Generator[None, None, list[Change]]:
+        """`sweep`, yielding after every `step` leases looked at (core/expiry.py)."""
         if now > self.pauses.deadline:
             self._resume(now)
-        changes: list[Change] = []
-        services, expiry = self.services, self._expiry
-        for filed in expiry.take(now):
-            entries = iter(filed)
-            for service, key in zip(entries, entries, strict=True):
-                state = services.get(service)
-                if state is None:
-                    continue  # removed since
-                lease = state.leases.get(key)
-                if lease is None or lease.due is not filed:
-                    continue  # replaced, removed or filed again since
-                deadline = lease.renewed + lease.ttl
-                if deadline >= now:
-                    expiry.file(deadline, lease)
-                elif not (self.legacy_safe if lease.legacy else self.safe).is_safe:
-                    expiry.file(now + _HELD_RECHECK, lease)
-                else:
-                    self._remove(state, lease, now, wall_ms, changes)
-                    self.evicted_total += 1
-        return changes
+        return sweeping(self, self._expiry, now, wall_ms, step)
 
     def tick(self, now: float) -> Pause | None:
         """The node's own loop runs at `now`; the pause this ends, if any, was given back to the

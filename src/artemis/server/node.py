@@ -274,9 +274,10 @@ class Node:
     def sweep_once(self) -> None:
         self.publish(self.registry.sweep(self.clock.monotonic(), self.clock.wall_ms()))
 
-    def sweep_tick(self) -> None:
+    async def sweep_tick(self) -> None:
         """One run of the sweeper loop: it tells the registry the node runs (a longer gap than
-        `pause_threshold` is the node's own pause, given back to the live leases), then sweeps."""
+        `pause_threshold` is the node's own pause, given back to the live leases), then sweeps,
+        giving the event loop back every few thousand leases looked at."""
         self.registry.tick(self.clock.monotonic())
         pauses = self.registry.pauses
         if pauses.count != self._pauses_logged and pauses.last is not None:
@@ -284,7 +285,9 @@ class Node:
                         "%d live leases got the time back instead of expiring (pauses so far: %d)",
                         pauses.last.seconds, pauses.last.leases, pauses.count)
             self._pauses_logged = pauses.count
-        self.sweep_once()
+        self.publish(await drive_async(
+            self.registry.sweeping(self.clock.monotonic(), self.clock.wall_ms()), self.steps,
+            "sweep"))
 
     async def snapshot_once(self) -> None:
         snapshot = await drive_async(self.versions.build(self.clock.wall_ms()), self.steps,
