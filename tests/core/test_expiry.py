@@ -37,7 +37,7 @@ def test_each_lease_is_filed_once_however_often_it_is_registered() -> None:
     fleet = [inst(n) for n in range(10)]
     for _ in range(5):
         reg.register(fleet, T0, WALL)
-    reg.sweep(T0 + 19.5, WALL)  # their second is taken and looked at: each is filed again
+    reg.sweep(T0 + 19.95, WALL)  # their tick is taken and looked at: each is filed again
     assert 10 == len(reg._expiry)
 
 

@@ -1,17 +1,20 @@
-"""Lease deadlines filed by the second: which leases a sweep has to look at, and no others.
+"""Lease deadlines filed by the tenth of a second: which leases a sweep has to look at, and no
+others.
 
 Rules
-  * A lease is filed under the whole second its deadline falls in (`ceil(deadline)`), in that
-    second's list, as the two strings the lease already holds (its service's key and its own), so
-    a filing costs 16 bytes and no new object: a million leases take 16 MB, where a heap of
-    `(deadline, seq, service, key)` tuples took about 130 MB.
+  * A lease is filed under the tick (a tenth of a second, the sweeper's interval) its deadline
+    falls in (`ceil(deadline * 10)`), in that tick's list, as the two strings the lease already
+    holds (its service's key and its own), so a filing costs 16 bytes and no new object: a
+    million leases take 16 MB, where a heap of `(deadline, seq, service, key)` tuples took
+    about 130 MB.
   * `lease.due` is the list the lease is filed in. A lease is looked at only from that list: an
     entry left behind by a lease that was replaced, removed or filed again elsewhere is skipped.
-  * `take(now)` hands over every list whose second could hold a deadline before `now` (its second
-    is less than `now + 1`); the sweep looks at each lease in it: still live, it is filed again
-    at its current deadline (renewals never touch this index: a renewed lease moves when its old
-    deadline comes); expired, it is removed, or held by self-preservation and filed again a
-    second later.
+  * `take(now)` hands over every list whose tick could hold a deadline before `now` (its tick is
+    less than `now * 10 + 1`), so a lease is removed within a tick of its deadline and looked at
+    about twice when its deadline comes (the sweeper runs every tick). The sweep looks at each
+    lease in it: still live, it is filed again at its current deadline (renewals never touch
+    this index: a renewed lease moves when its old deadline comes); expired, it is removed, or
+    held by self-preservation and filed again a second later.
   * The sweep yields every `step` leases it looks at, so the shell can serve the event loop: a
     million leases of 20 s bring some 50,000 due every second. What changes meanwhile is judged
     when it is reached (a lease renewed meanwhile is filed again, one replaced is skipped).
@@ -35,32 +38,34 @@ HELD_RECHECK: Final = 1.0  # seconds until an expired lease self-preservation ho
 
 
 class Expiry:
-    """Deadlines by the second (rules above)."""
+    """Deadlines by the tick (rules above)."""
 
-    __slots__ = ("_lists", "_seconds")
+    __slots__ = ("_lists", "_ticks")
+
+    TICKS_PER_SECOND: Final = 10
 
     def __init__(self) -> None:
         self._lists: dict[int, list[str]] = {}
-        self._seconds: list[int] = []  # a heap of the seconds that have a list
+        self._ticks: list[int] = []  # a heap of the ticks that have a list
 
     def file(self, deadline: float, lease: Lease) -> None:
-        """File `lease` under the second of `deadline`."""
-        second = math.ceil(deadline)
-        filed = self._lists.get(second)
+        """File `lease` under the tick of `deadline`."""
+        tick = math.ceil(deadline * self.TICKS_PER_SECOND)
+        filed = self._lists.get(tick)
         if filed is None:
-            filed = self._lists[second] = []
-            heapq.heappush(self._seconds, second)
+            filed = self._lists[tick] = []
+            heapq.heappush(self._ticks, tick)
         filed.append(lease.service)
         filed.append(lease.key)
         lease.due = filed
 
     def take(self, now: float) -> list[list[str]]:
-        """Remove and return, earliest first, the lists of every second that may hold a
-        deadline before `now`; each is `[service, key, service, key, ...]`."""
+        """Remove and return, earliest first, the lists of every tick that may hold a deadline
+        before `now`; each is `[service, key, service, key, ...]`."""
         taken = []
-        seconds, lists = self._seconds, self._lists
-        while seconds and seconds[0] < now + 1:
-            taken.append(lists.pop(heapq.heappop(seconds)))
+        ticks, lists, limit = self._ticks, self._lists, now * self.TICKS_PER_SECOND + 1
+        while ticks and ticks[0] < limit:
+            taken.append(lists.pop(heapq.heappop(ticks)))
         return taken
 
     def __len__(self) -> int:
@@ -68,7 +73,7 @@ class Expiry:
         return sum(len(filed) for filed in self._lists.values()) // 2
 
     def __repr__(self) -> str:
-        return f"Expiry(seconds={len(self._seconds)}, entries={len(self)})"
+        return f"Expiry(ticks={len(self._ticks)}, entries={len(self)})"
 
 
 def sweeping(registry: Registry, expiry: Expiry, now: float, wall_ms: int, step: int
