@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import msgspec
+
 from artemis.wire import ErrorCode, Instance
 
 __all__ = [
@@ -64,8 +66,11 @@ def instance_key(instance: Instance) -> str:
     return f"{(instance.service_id or '').lower()}\x1f{(instance.instance_id or '').lower()}"
 
 
-@dataclass(slots=True)
-class Task:
+class Task(msgspec.Struct, gc=False):
+    """One queued write of one instance. Never tracked by the garbage collector (it holds only
+    strings, numbers and an Instance): a queue of 100,000 tasks for a peer that is down adds
+    nothing to a collection."""
+
     operation: str
     instance: Instance
     submitted: float  # monotonic seconds of the first write this task carries
