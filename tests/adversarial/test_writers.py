@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import websockets
 
+from artemis import wire
 from artemis.client import NoPermission, RegistryClient
 from artemis.wire import Instance
 from tests.process.conftest import RunningNode, StartNode
@@ -140,6 +141,24 @@ def test_token_mode_refuses_no_token_and_writes_outside_the_scope(start_node: St
         assert 2 == refused_writes(node, "token")
         assert 2 == refused_writes(node, "scope")
         assert [] == failures(client.post(UNREGISTER, json=body(instance()), headers=bearer))
+
+
+def test_a_heartbeat_sent_exactly_as_held_is_still_held_to_the_token_scope(
+        start_node: StartNode) -> None:
+    """A heartbeat of canonical JSON, each instance exactly as the node holds it, is renewed
+    without being decoded, but never for a token whose scope does not cover the service."""
+    node = token_node(start_node)
+    payments = instance(service="payments")
+    held = wire.encode(wire.decode(json.dumps(payments).encode(), wire.Instance))
+    exact = b'{"instances":[' + held + b"]}"
+    with node.client() as client:
+        assert [] == failures(client.post(REGISTER, json=body(payments), headers={
+            "Authorization": f"Bearer {OTHER_SECRET}"}))
+        ((code, message),) = failures(client.post(HEARTBEAT, content=exact, headers={
+            "Authorization": f"Bearer {SECRET}"}))
+        assert ("no-permission", True) == (code, "may not write service 'payments'" in message)
+        assert [] == failures(client.post(HEARTBEAT, content=exact, headers={
+            "Authorization": f"Bearer {OTHER_SECRET}"}))
 
 
 def test_token_mode_heartbeat_websocket(start_node: StartNode) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.ownership import Mode, Scope, ScopeError, Writer
 from artemis.core.registry import NO_PERMISSION, Registry, RegistryConfig
@@ -222,3 +223,29 @@ def test_scope_patterns(text: str, allowed: list[str], refused: list[str]) -> No
 def test_bad_scopes_say_what_is_wrong(text: str, says: str) -> None:
     with pytest.raises(ScopeError, match=says):
         Scope.parse(text)
+
+
+def test_a_heartbeat_found_held_exactly_is_all_or_nothing() -> None:
+    """`held_exactly` (core/renewal.py) gives the live leases of a batch only when every
+    instance is sent with exactly the JSON its lease holds; `renew_leases` renews and counts
+    them once."""
+    reg, clock = registry(Mode.OPEN)
+    now = clock.monotonic
+    batch = [inst("orders.api"), inst("billing")]
+    reg.register(batch, now(), WALL)
+    items = [(i.service_id, i.instance_id, wire.encode(i)) for i in batch]
+    clock.advance(5)
+    leases = reg.held_exactly(items, now())
+    assert [reg.service(i.service_id).leases[i.instance_id.lower()]  # type: ignore[union-attr]
+            for i in batch] == leases
+    other = inst("billing", url="http://elsewhere:1")
+    assert None is reg.held_exactly([items[0], ("billing", other.instance_id,
+                                                wire.encode(other))], now())
+    assert None is reg.held_exactly([*items, ("payments", "x", b"{}")], now())
+    assert [now() - 5, now() - 5] == [lease.renewed for lease in leases or []]
+    before = reg.safe.status(now()).count_last_window
+    reg.renew_leases(leases or [], now())
+    assert ([now(), now()], before + 2) == ([lease.renewed for lease in leases or []],
+                                            reg.safe.status(now()).count_last_window)
+    clock.advance(25)
+    assert None is reg.held_exactly(items[:1], now())  # expired

@@ -46,11 +46,13 @@ from typing import Final
 
 from artemis import wire
 from artemis.core import merge as _merge
+from artemis.core import renewal as _renewal
 from artemis.core.caps import Caps
 from artemis.core.expiry import Expiry, sweeping
 from artemis.core.lease import Pause, PauseWatch, SafeChecker, SafeCheckerConfig
 from artemis.core.merge import MergeResult, Tombstones, lease_copy
 from artemis.core.ownership import Mode, Ownership, Writer
+from artemis.core.renewal import NOT_EXISTING, OTHER_DATA
 from artemis.core.service_state import (
     MASK64,
     Lease,
@@ -59,9 +61,8 @@ from artemis.core.service_state import (
     instance_hash,
     is_legacy,
     lease_ttl,
-    same_data,
 )
-from artemis.core.validation import InstanceChecks, describe, unknown_first
+from artemis.core.validation import InstanceChecks, describe
 from artemis.core.versions import Change, ChangeLog, drive
 from artemis.core.visibility import EMPTY, ManagementView
 from artemis.wire import ErrorCode, FailedInstance, Instance, LeaseCopy
@@ -69,7 +70,9 @@ from artemis.wire import ErrorCode, FailedInstance, Instance, LeaseCopy
 __all__ = [
     "BAD_REQUEST",
     "DATA_NOT_FOUND",
+    "NOT_EXISTING",
     "NO_PERMISSION",
+    "OTHER_DATA",
     "RATE_LIMITED",
     "BatchResult",
     "Lease",
@@ -87,9 +90,6 @@ BAD_REQUEST: Final = ErrorCode.BAD_REQUEST
 RATE_LIMITED: Final = ErrorCode.RATE_LIMITED  # a cap on what registrations may add (core/caps.py)
 NO_PERMISSION: Final = ErrorCode.NO_PERMISSION
 DATA_NOT_FOUND: Final = ErrorCode.DATA_NOT_FOUND
-NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
-OTHER_DATA: Final = "Instance data differs from the registered instance. Need re-register."
-# After how long an expired lease that self-preservation holds is looked at again.
 _MAX_TOMBSTONES: Final = 200_000
 
 
@@ -211,81 +211,19 @@ class Registry:
     def heartbeat(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                   check_zone: bool = True, register_unknown: bool = False,
                   writer: Writer | None = None) -> BatchResult:
-        """Renew a batch (rules in the module doc); `writer` is held to its token's scope.
+        """Renew a batch (rules in the module doc and core/renewal.py); `writer` is held to its
+        token's scope."""
+        return _renewal.heartbeat(self, instances, now, wall_ms, check_zone, register_unknown,
+                                  writer)
 
-        The common case is cheap: an instance sent with exactly the data of its live lease (what
-        every client sends) passed the checks of core/validation.py when that data was
-        registered, so only expiry and the zone rule are looked at again (a scoped token's
-        writes take the whole path)."""
-        result = BatchResult()
-        services, succeeded = self.services, result.succeeded
-        if now > self.pauses.deadline:
-            self._resume(now)
-        quick = writer is None or writer.scope is None
-        home = None if not check_zone or self.config.allow_registry_from_other_zone else (
-            self.config.zone.lower())
-        encode = wire.encode
-        renewed = legacy_renewed = 0
-        for instance in instances:
-            if quick and instance is not None:
-                sid, iid = instance.service_id, instance.instance_id
-                state = services.get(sid.lower()) if sid else None
-                lease = None if state is None or not iid else state.leases.get(iid.lower())
-                if (lease is not None and now <= lease.renewed + lease.ttl
-                        and (home is None or lease.zone == home)
-                        and lease.encoded == encode(instance)):
-                    lease.renewed = now
-                    if lease.legacy:
-                        legacy_renewed += 1
-                    else:
-                        renewed += 1
-                    succeeded.append(instance)
-                    continue
-            for valid in self._valid((instance,), check_zone, result, writer):
-                lease = self._held(valid)
-                if self._renew_checked(valid, lease, now, wall_ms, result, register_unknown):
-                    if lease.legacy:  # type: ignore[union-attr]
-                        legacy_renewed += 1
-                    else:
-                        renewed += 1
-        if renewed:
-            self.safe.renewed(now, renewed)
-        if legacy_renewed:
-            self.legacy_safe.renewed(now, legacy_renewed)
-        if result.failed and not register_unknown:  # unknown first (validation.py's rules)
-            result.failed = unknown_first(result.failed, self._held, NOT_EXISTING)
-        return result
+    def held_exactly(self, items: Sequence[tuple[str | None, str | None, bytes]], now: float,
+                     *, check_zone: bool = True) -> list[Lease] | None:
+        """The live leases of a heartbeat's instances if each is sent with exactly the JSON its
+        lease holds, else None; `renew_leases` renews them (core/renewal.py)."""
+        return _renewal.held_exactly(self, items, now, check_zone)
 
-    def _renew_checked(self, instance: Instance, lease: Lease | None, now: float, wall_ms: int,
-                       result: BatchResult, register_unknown: bool) -> bool:
-        """One checked instance of a heartbeat: whether `lease` was renewed (else it failed,
-        or was registered on the replication path)."""
-        if lease is None or now > lease.renewed + lease.ttl:
-            if register_unknown:
-                if not self._refused(instance, None, result):
-                    self._register(instance, now, wall_ms, result.changes)
-                    result.succeeded.append(instance)
-            else:
-                result.failed.append(FailedInstance(
-                    error_code=DATA_NOT_FOUND,
-                    error_message=f"{describe(instance)}: {NOT_EXISTING}", instance=instance))
-            return False
-        if lease.encoded != wire.encode(instance) and not same_data(lease, instance):
-            # The instance heartbeats with other data than held here: this copy went stale
-            # (a lost write, a merge during a partition) and is never renewed. A peer's
-            # heartbeat carries what its client sent: take it; a client registers again.
-            self.heartbeat_mismatches += 1
-            if register_unknown:
-                self._register(instance, now, wall_ms, result.changes)
-                result.succeeded.append(instance)
-            else:
-                result.failed.append(FailedInstance(
-                    error_code=DATA_NOT_FOUND,
-                    error_message=f"{describe(instance)}: {OTHER_DATA}", instance=instance))
-            return False
-        lease.renewed = now
-        result.succeeded.append(instance)
-        return True
+    def renew_leases(self, leases: Sequence[Lease], now: float) -> None:
+        _renewal.renew(self, leases, now)
 
     def renew(self, service_id: str, instance_id: str, now: float,
               writer: Writer | None = None) -> tuple[Lease | None, str | None]:

@@ -20,10 +20,13 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final
 
+import msgspec
+
 from artemis import wire
 from artemis.core.ownership import Mode, Ownership, Writer
 from artemis.core.ratelimit import client_key
 from artemis.core.registry import BatchResult
+from artemis.core.versions import decode_instance
 from artemis.server.api.endpoint import POST, Endpoint, bind
 from artemis.server.http import BadRequest, Request, status_bytes
 from artemis.server.node import Node
@@ -117,6 +120,45 @@ def answer(result: BatchResult) -> bytes:
                                               response_status=_PARTIAL))
 
 
+class _Ids(msgspec.Struct, rename="camel"):
+    """Only the ids of an instance; every other key is skipped."""
+
+    instance_id: str | None = None
+    service_id: str | None = None
+
+
+class _IdsRequest(msgspec.Struct):
+    instances: list[_Ids]
+
+
+class _RawRequest(msgspec.Struct):
+    instances: list[msgspec.Raw]
+
+
+_IDS: Final = msgspec.json.Decoder(_IdsRequest)
+_RAWS: Final = msgspec.json.Decoder(_RawRequest)
+_HEAD: Final = b'{"instances":['
+
+
+def sent_as_held(body: bytes) -> list[tuple[str | None, str | None, bytes]] | None:
+    """Each instance of a canonical InstancesRequest body (what clients send: no space, one
+    key) as (service id, instance id, its JSON as sent), found without decoding the instances;
+    None for any other body. The body holds nothing but its instances when its length is
+    exactly theirs plus the brackets and commas (a second `instances` key, or any space
+    between them, would add to it)."""
+    if not (body.startswith(_HEAD) and body.endswith(b"]}")):
+        return None
+    try:
+        ids = _IDS.decode(body).instances
+        raws = _RAWS.decode(body).instances
+    except msgspec.DecodeError:  # not JSON, or ids that are not strings: the whole path says
+        return None
+    if not raws or len(body) != len(_HEAD) + 1 + len(raws) + sum(map(len, raws)):
+        return None
+    return [(one.service_id, one.instance_id, bytes(raw))
+            for one, raw in zip(ids, raws, strict=True)]
+
+
 class InstancesOperation:
     """One of register / heartbeat / unregister, shared by HTTP, the heartbeat WebSocket and
     the replication endpoints (`limiter="replication"`, accepted while the node starts, and no
@@ -126,8 +168,10 @@ class InstancesOperation:
     def __init__(self, node: Node, endpoint: Endpoint, identity: str, operation: Operation, *,
                  limiter: str = "registry", needs_up: bool = True,
                  replicate: Replicate | None = None, limit_batch: bool = True,
-                 per_client: bool = False, writers: Writers | None = None) -> None:
+                 per_client: bool = False, writers: Writers | None = None,
+                 exact: bool = False) -> None:
         self.node = node
+        self.exact = exact  # a heartbeat: try `renew_exact` on the body before decoding it
         self.writers = writers  # a client write's (None: a peer's, never checked here)
         self.identity = identity
         self.operation = operation
@@ -147,13 +191,43 @@ class InstancesOperation:
         token = writer.identity if isinstance(writer, Writer) and writer.token else None
         if len(request.body) > GATED_BODY:
             return self._decode_gated(request, client, token, writer)
+        if self.exact:
+            renewed = self._renew_exact(request.body, client, token, writer)
+            if renewed is not None:
+                return renewed
         return self.run(request.json(InstancesRequest), client, token, writer)
+
+    def _renew_exact(self, body: bytes, client: str, token: str | None,
+                     writer: Writer | str | None) -> bytes | None:
+        """A heartbeat whose every instance is sent with exactly the JSON its live lease holds
+        (what clients send), renewed without decoding it (core/renewal.py); None when the body
+        is not that: it is then decoded and run as any other."""
+        if isinstance(writer, str) or (writer is not None and writer.scope is not None):
+            return None
+        items = sent_as_held(body)
+        if items is None:
+            return None
+        registry, now = self.node.registry, self.node.clock.monotonic()
+        leases = registry.held_exactly(items, now)
+        if leases is None:
+            return None
+        refusal = self._admit(len(items), client, token, writer)
+        if refusal is not None:
+            return refusal
+        registry.renew_leases(leases, now)
+        if self.replicate is not None:
+            self.replicate(self.identity, [decode_instance(sent) for _, _, sent in items], None)
+        return SUCCESS_BODY
 
     async def _decode_gated(self, request: Request, client: str, token: str | None,
                             writer: Writer | str | None) -> bytes:
         """A large body is decoded behind the batch gate (a 2 MB body takes about 10 ms), then
         run there: the loop is served between the decoding and the first slice."""
         async with self.node.batch_gate:
+            if self.exact:
+                renewed = self._renew_exact(request.body, client, token, writer)
+                if renewed is not None:
+                    return renewed
             body = request.json(InstancesRequest)
             await asyncio.sleep(0)
             answer = self.run(body, client, token, writer, gated=True)
@@ -167,6 +241,17 @@ class InstancesOperation:
         replicated register's owners (`Registry.register`). A batch of more than SLICE
         instances is answered by a coroutine that runs it in slices behind the node's batch
         gate (`gated`: the caller holds it already)."""
+        instances = body.instances
+        refusal = self._admit(len(instances) if instances else 0, client, token, writer)
+        if refusal is not None:
+            return refusal
+        return self._execute(instances or [], client, writer, owners, gated)  # type: ignore[arg-type]
+
+    def _admit(self, count: int, client: str, token: str | None,
+               writer: Writer | str | None) -> bytes | None:
+        """The checks of a whole batch of `count` instances, in order: the rate limits (the
+        call is counted when it passes them), the writer's refusal, an empty or too large
+        batch (BadRequest), a node not serving; the failure answer, or None."""
         node = self.node
         # Limited per client too (its token's name when it sends one: the hook for scoped
         # tokens, else its address); a peer's replicated write never is (no "replication"
@@ -176,17 +261,22 @@ class InstancesOperation:
             return self.route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         if isinstance(writer, str):
             return self.route.fail(ErrorCode.NO_PERMISSION, writer)
-        instances = body.instances
-        if not instances:
+        if not count:
             raise BadRequest("request.instances is null or empty.")
         limit = self.max_batch
-        if limit is not None and len(instances) > limit:
-            raise BadRequest(f"request.instances has {len(instances)} instances; "
+        if limit is not None and count > limit:
+            raise BadRequest(f"request.instances has {count} instances; "
                              f"at most {limit} are accepted in one request.")
         if self.needs_up and not node.state.serves_registry:
             return self.route.fail(ErrorCode.SERVICE_UNAVAILABLE,
                                    f"Serivce registry is not in up state. Current status: "
                                    f"{node.state.status}")
+        return None
+
+    def _execute(self, instances: Sequence[wire.Instance | None], client: str,
+                 writer: Writer | None, owners: Sequence[str | None] | None,
+                 gated: bool) -> Answer:
+        """Run an admitted batch: at once, or in slices when it is large."""
         if len(instances) > SLICE:
             return self._in_slices(instances, client, writer, owners, gated)
         return self._answer(self._apply(instances, client, writer, owners))
@@ -251,7 +341,7 @@ class RegistryApi:
                                            replicate=replicate, per_client=True,
                                            writers=writers)
         self.heartbeat = InstancesOperation(node, HEARTBEAT, "heartbeat", registry.heartbeat,
-                                            replicate=replicate, writers=writers)
+                                            replicate=replicate, writers=writers, exact=True)
         self.unregister = InstancesOperation(node, UNREGISTER, "unregister",
                                              registry.unregister, replicate=replicate,
                                              writers=writers)

@@ -1,0 +1,149 @@
+"""Renewals: the heartbeat of a batch, and the cheap ways the common case takes.
+
+Rules (the heartbeat's own are in core/registry.py's module doc)
+  * The common case is every instance sent with exactly the data of its live lease (every
+    client sends what it registered). That data passed the checks of core/validation.py when it
+    was registered, so only expiry, the zone rule (a lease a peer copied from another zone is
+    not renewed by a client of a node that refuses other zones) and a token's scope (a scoped
+    token's writes take the whole path) are looked at again.
+  * `heartbeat` finds that case per instance after decoding: the lease's JSON equals the
+    instance encoded again.
+  * `held_exactly` finds it before decoding: the shell hands over each instance's service id,
+    instance id and JSON text as sent; every one must be the very bytes its live lease holds
+    (so canonical: it names no key twice), and then the shell admits the batch (rate limits)
+    and has them renewed (`renew`). Else nothing is renewed, and the shell decodes the batch and
+    takes the whole path, which answers each failure as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from artemis import wire
+from artemis.core.service_state import Lease, same_data
+from artemis.core.validation import describe, unknown_first
+from artemis.wire import ErrorCode, FailedInstance, Instance
+
+if TYPE_CHECKING:
+    from artemis.core.ownership import Writer
+    from artemis.core.registry import BatchResult, Registry
+
+__all__ = ["NOT_EXISTING", "OTHER_DATA", "heartbeat", "held_exactly", "renew"]
+
+NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
+OTHER_DATA: Final = "Instance data differs from the registered instance. Need re-register."
+
+
+def heartbeat(reg: Registry, instances: Sequence[Instance | None], now: float, wall_ms: int,
+              check_zone: bool, register_unknown: bool, writer: Writer | None) -> BatchResult:
+    """Renew a batch (rules above and in core/registry.py)."""
+    from artemis.core.registry import BatchResult
+
+    result = BatchResult()
+    services, succeeded = reg.services, result.succeeded
+    if now > reg.pauses.deadline:
+        reg._resume(now)
+    quick = writer is None or writer.scope is None
+    home = _home(reg, check_zone)
+    encode = wire.encode
+    renewed = legacy_renewed = 0
+    for instance in instances:
+        if quick and instance is not None:
+            sid, iid = instance.service_id, instance.instance_id
+            state = services.get(sid.lower()) if sid else None
+            lease = None if state is None or not iid else state.leases.get(iid.lower())
+            if (lease is not None and now <= lease.renewed + lease.ttl
+                    and (home is None or lease.zone == home)
+                    and lease.encoded == encode(instance)):
+                lease.renewed = now
+                if lease.legacy:
+                    legacy_renewed += 1
+                else:
+                    renewed += 1
+                succeeded.append(instance)
+                continue
+        for valid in reg._valid((instance,), check_zone, result, writer):
+            lease = reg._held(valid)
+            if _renew_checked(reg, valid, lease, now, wall_ms, result, register_unknown):
+                if lease.legacy:  # type: ignore[union-attr]
+                    legacy_renewed += 1
+                else:
+                    renewed += 1
+    _count(reg, now, renewed, legacy_renewed)
+    if result.failed and not register_unknown:  # unknown first (validation.py's rules)
+        result.failed = unknown_first(result.failed, reg._held, NOT_EXISTING)
+    return result
+
+
+def held_exactly(reg: Registry, items: Sequence[tuple[str | None, str | None, bytes]],
+                 now: float, check_zone: bool) -> list[Lease] | None:
+    """The live lease of every (service id, instance id, JSON as sent) whose JSON is the very
+    bytes that lease holds, or None if any is not (rules above). Renews nothing."""
+    if now > reg.pauses.deadline:
+        reg._resume(now)
+    services = reg.services
+    home = _home(reg, check_zone)
+    leases: list[Lease] = []
+    for sid, iid, sent in items:
+        state = services.get(sid.lower()) if sid else None
+        lease = None if state is None or not iid else state.leases.get(iid.lower())
+        if (lease is None or now > lease.renewed + lease.ttl
+                or (home is not None and lease.zone != home) or lease.encoded != sent):
+            return None
+        leases.append(lease)
+    return leases
+
+
+def renew(reg: Registry, leases: Sequence[Lease], now: float) -> None:
+    """Renew these live leases (`held_exactly`'s) at `now`."""
+    legacy_renewed = 0
+    for lease in leases:
+        lease.renewed = now
+        legacy_renewed += lease.legacy
+    _count(reg, now, len(leases) - legacy_renewed, legacy_renewed)
+
+
+def _home(reg: Registry, check_zone: bool) -> str | None:
+    """The zone a client's instances must be in (lower-case), or None when any may be."""
+    cfg = reg.config
+    return None if not check_zone or cfg.allow_registry_from_other_zone else cfg.zone.lower()
+
+
+def _count(reg: Registry, now: float, renewed: int, legacy_renewed: int) -> None:
+    if renewed:
+        reg.safe.renewed(now, renewed)
+    if legacy_renewed:
+        reg.legacy_safe.renewed(now, legacy_renewed)
+
+
+def _renew_checked(reg: Registry, instance: Instance, lease: Lease | None, now: float,
+                   wall_ms: int, result: BatchResult, register_unknown: bool) -> bool:
+    """One checked instance of a heartbeat: whether `lease` was renewed (else it failed, or was
+    registered on the replication path)."""
+    if lease is None or now > lease.renewed + lease.ttl:
+        if register_unknown:
+            if not reg._refused(instance, None, result):
+                reg._register(instance, now, wall_ms, result.changes)
+                result.succeeded.append(instance)
+        else:
+            result.failed.append(FailedInstance(
+                error_code=ErrorCode.DATA_NOT_FOUND,
+                error_message=f"{describe(instance)}: {NOT_EXISTING}", instance=instance))
+        return False
+    if lease.encoded != wire.encode(instance) and not same_data(lease, instance):
+        # The instance heartbeats with other data than held here: this copy went stale (a lost
+        # write, a merge during a partition) and is never renewed. A peer's heartbeat carries
+        # what its client sent: take it; a client registers again.
+        reg.heartbeat_mismatches += 1
+        if register_unknown:
+            reg._register(instance, now, wall_ms, result.changes)
+            result.succeeded.append(instance)
+        else:
+            result.failed.append(FailedInstance(
+                error_code=ErrorCode.DATA_NOT_FOUND,
+                error_message=f"{describe(instance)}: {OTHER_DATA}", instance=instance))
+        return False
+    lease.renewed = now
+    result.succeeded.append(instance)
+    return True

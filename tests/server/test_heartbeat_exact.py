@@ -1,0 +1,122 @@
+"""Heartbeats sent with exactly the JSON the node holds are renewed without being decoded
+(core/renewal.py, `sent_as_held` in server/api/registry.py); every other body takes the whole
+path and is answered as before."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from artemis.server.api.registry import sent_as_held
+from artemis.server.http import Request
+from tests.server.conftest import MakeApi
+from tests.server.harness import (
+    HEARTBEAT,
+    NOT_EXISTING,
+    OK_BODY,
+    RATE_LIMITED,
+    SERVICE,
+    Api,
+    canonical,
+    failed,
+    instance,
+    lookup_answer,
+    partial,
+    service,
+)
+
+FLEET = [instance(f"10.0.0.{n}:8080") for n in range(1, 4)]
+
+
+def as_held(*instances: dict[str, Any]) -> bytes:
+    """A heartbeat body as clients send it: canonical, each instance exactly as registered."""
+    return b'{"instances":[' + b",".join(canonical(i) for i in instances) + b"]}"
+
+
+async def beat(api: Api, content: bytes) -> Any:
+    response = await api.post(HEARTBEAT, content=content)
+    assert 200 == response.status_code
+    return response.json()
+
+
+def renewed(api: Api) -> dict[str, float]:
+    state = api.node.registry.service(SERVICE)
+    return {} if state is None else {k: lease.renewed for k, lease in state.leases.items()}
+
+
+def test_the_body_is_read_as_held_only_when_it_holds_nothing_else() -> None:
+    one, two = canonical(FLEET[0]), canonical(FLEET[1])
+    ids = (SERVICE, "10.0.0.1:8080")
+    assert [(*ids, one), (SERVICE, "10.0.0.2:8080", two)] == sent_as_held(as_held(*FLEET[:2]))
+    assert [None, None, None, None, None, None] == [sent_as_held(body) for body in (
+        b'{"instances": [' + one + b"]}",  # a space
+        b'{"instances":[' + one + b'],"instances":[' + two + b"]}",  # a key named twice
+        b'{"instances":[' + one + b"] }",
+        b'{"instances":[]}',
+        b'{"instances":[{"serviceId":5}]}',  # an id that is not a string
+        b'{"instances":[' + one + b",]}",  # not JSON
+    )]
+
+
+async def test_a_heartbeat_sent_as_held_is_renewed_without_decoding(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert OK_BODY == await api.register(*FLEET)
+    api.clock.advance(15)
+
+    def refuse(*_: Any) -> None:
+        raise AssertionError("the body was decoded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Request, "json", refuse)
+        assert OK_BODY == await beat(api, as_held(*FLEET))
+    now = api.clock.monotonic()
+    assert {i["instanceId"]: now for i in FLEET} == renewed(api)
+    api.sweep(10)  # past the registration's deadline, not the renewal's
+    assert lookup_answer(service(SERVICE, *FLEET)) == await api.lookup()
+
+
+async def test_any_other_heartbeat_is_answered_as_before(api: Api) -> None:
+    """An unknown instance among held ones, other data, a key named twice inside an instance:
+    the whole path answers each as it always did, and renews only what it renews."""
+    assert OK_BODY == await api.register(*FLEET[:2])
+    api.clock.advance(5)
+    unknown = FLEET[2]
+    assert partial(failed(unknown, "data-not-found", NOT_EXISTING)) == await beat(
+        api, as_held(FLEET[0], unknown))
+    assert api.clock.monotonic() == renewed(api)["10.0.0.1:8080"]
+    assert api.clock.monotonic() - 5 == renewed(api)["10.0.0.2:8080"]
+
+    twice = canonical(FLEET[1])[:-1] + b',"ip":"10.9.9.9"}'
+    answer = await beat(api, b'{"instances":[' + twice + b"]}")
+    assert ("bad-request", True) == (answer["responseStatus"]["errorCode"],
+                                     "duplicate key 'ip'" in answer["responseStatus"]["message"])
+    answer = await beat(api, as_held(FLEET[1])[:-1] + b',"instances":[]}')
+    assert "duplicate key 'instances'" in answer["responseStatus"]["message"]
+    assert api.clock.monotonic() - 5 == renewed(api)["10.0.0.2:8080"]
+
+
+async def test_a_heartbeat_sent_as_held_is_rate_limited_once(make_api: MakeApi) -> None:
+    api = await make_api(rate_limits={"registry.heartbeat": 2})
+    assert OK_BODY == await api.register(FLEET[0])
+    assert [OK_BODY, OK_BODY] == [await beat(api, as_held(FLEET[0])) for _ in range(2)]
+    api.clock.advance(1)
+    assert {"failedInstances": None, "responseStatus": RATE_LIMITED} == await beat(
+        api, as_held(FLEET[0]))
+    assert api.clock.monotonic() - 1 == renewed(api)["10.0.0.1:8080"]
+
+
+async def test_the_batch_limit_holds_for_a_heartbeat_sent_as_held(make_api: MakeApi) -> None:
+    api = await make_api(max_batch=2)
+    assert OK_BODY == await api.register(*FLEET[:2])
+    assert OK_BODY == await api.register(FLEET[2])
+    answer = await beat(api, as_held(*FLEET))
+    assert {"errorCode": "bad-request", "status": "fail",
+            "message": "request.instances has 3 instances; at most 2 are accepted in one "
+                       "request."} == answer["responseStatus"]
+
+
+def test_json_of_the_fleet_is_what_the_node_holds(api: Api) -> None:
+    """The premise of these tests: `canonical` is the JSON the node keeps of an instance."""
+    assert json.loads(canonical(FLEET[0])) == FLEET[0]
