@@ -29,6 +29,12 @@ from artemis.wire import Instance
 T0 = 1000.0
 
 
+def task(operation: str, instance: Instance, submitted: float, attempts: int = 0,
+         owner: str = "") -> Task:
+    """The task the queue holds for a write of `instance`."""
+    return Task(operation, instance, submitted, instance_key(instance), attempts, owner)
+
+
 def inst(service: str = "svc", instance: str = "i1", **fields: Any) -> Instance:
     values: dict[str, Any] = {
         "region_id": "default", "zone_id": "default", "service_id": service,
@@ -65,8 +71,8 @@ def test_tasks_are_taken_in_submit_order() -> None:
     q.submit(HEARTBEAT, [C], T0 + 1)
     q.submit(UNREGISTER, [D], T0 + 2)
     assert 4 == len(q)
-    assert [Task(REGISTER, A, T0), Task(REGISTER, B, T0), Task(HEARTBEAT, C, T0 + 1),
-            Task(UNREGISTER, D, T0 + 2)] == drain(q)
+    assert [task(REGISTER, A, T0), task(REGISTER, B, T0), task(HEARTBEAT, C, T0 + 1),
+            task(UNREGISTER, D, T0 + 2)] == drain(q)
     assert (QueueStats(submitted=4), 0) == (q.stats, len(q))
 
 
@@ -78,7 +84,7 @@ def test_a_newer_write_replaces_the_queued_one_keeping_place_and_submit_time() -
     q.submit(REGISTER, [first], T0)
     q.submit(REGISTER, [B], T0 + 1)
     q.submit(UNREGISTER, [later], T0 + 2)
-    assert [Task(UNREGISTER, later, T0), Task(REGISTER, B, T0 + 1)] == drain(q)
+    assert [task(UNREGISTER, later, T0), task(REGISTER, B, T0 + 1)] == drain(q)
     assert QueueStats(submitted=3, coalesced=1) == q.stats
 
 
@@ -101,7 +107,7 @@ def test_coalescing_keeps_the_last_write_except_heartbeat_over_register(
     q.submit(first, [old], T0)
     q.submit(second, [new], T0 + 1)
     data = old if (first, second) == (REGISTER, HEARTBEAT) else new
-    assert [Task(kept, data, T0)] == drain(q)
+    assert [task(kept, data, T0)] == drain(q)
     assert QueueStats(submitted=2, coalesced=1) == q.stats
 
 
@@ -111,7 +117,7 @@ def test_heartbeats_after_a_register_keep_the_register() -> None:
     q.submit(REGISTER, [inst(port=1)], T0)
     for n in range(3):
         q.submit(HEARTBEAT, [inst(port=10 + n)], T0 + n)
-    assert [Task(REGISTER, inst(port=1), T0)] == drain(q)
+    assert [task(REGISTER, inst(port=1), T0)] == drain(q)
 
 
 def test_a_register_carries_its_owner_through_coalescing_and_retries() -> None:
@@ -121,13 +127,13 @@ def test_a_register_carries_its_owner_through_coalescing_and_retries() -> None:
     q.submit(REGISTER, [A, B], T0, ["team-a", "10.0.0.9"])
     q.submit(HEARTBEAT, [A], T0 + 1)
     q.submit(REGISTER, [B], T0 + 2, ["team-b"])
-    assert [Task(REGISTER, A, T0, owner="team-a"), Task(REGISTER, B, T0, owner="team-b")] == (
+    assert [task(REGISTER, A, T0, owner="team-a"), task(REGISTER, B, T0, owner="team-b")] == (
         drain(q))
     q.submit(REGISTER, [C], T0, ["team-c"])
     taken = q.take(10, T0)
     q.submit(HEARTBEAT, [C], T0 + 1)
     q.retry(taken, T0 + 1)
-    assert [Task(REGISTER, C, T0 + 1, attempts=0, owner="team-c")] == drain(q)
+    assert [task(REGISTER, C, T0 + 1, attempts=0, owner="team-c")] == drain(q)
 
 
 def test_coalesced_task_ages_from_its_first_write() -> None:
@@ -136,7 +142,7 @@ def test_coalesced_task_ages_from_its_first_write() -> None:
     q.submit(REGISTER, [A], T0)
     q.submit(REGISTER, [B], T0 + 5)
     q.submit(UNREGISTER, [A], T0 + 9)
-    assert [Task(REGISTER, B, T0 + 5)] == q.take(10, T0 + 10.5)
+    assert [task(REGISTER, B, T0 + 5)] == q.take(10, T0 + 10.5)
     assert QueueStats(submitted=3, coalesced=1, dropped_expired=1) == q.stats
 
 
@@ -147,7 +153,7 @@ def test_a_new_write_gives_a_retried_task_fresh_attempts() -> None:
     for _ in range(2):
         q.retry(q.take(1, T0), T0)
     q.submit(UNREGISTER, [A], T0 + 1)
-    assert [Task(UNREGISTER, A, T0, 0)] == drain(q)
+    assert [task(UNREGISTER, A, T0, 0)] == drain(q)
 
 
 # --- limit ---------------------------------------------------------------------------------------
@@ -158,7 +164,7 @@ def test_a_full_queue_drops_its_oldest_task() -> None:
     q = queue(limit=2)
     q.submit(REGISTER, [A, B, C], T0)
     q.submit(HEARTBEAT, [D], T0 + 1)
-    assert [Task(REGISTER, C, T0), Task(HEARTBEAT, D, T0 + 1)] == drain(q)
+    assert [task(REGISTER, C, T0), task(HEARTBEAT, D, T0 + 1)] == drain(q)
     assert QueueStats(submitted=4, dropped_overflow=2) == q.stats
 
 
@@ -167,7 +173,7 @@ def test_coalescing_into_a_full_queue_drops_nothing() -> None:
     q = queue(limit=2)
     q.submit(REGISTER, [A, B], T0)
     q.submit(UNREGISTER, [A], T0 + 1)
-    assert [Task(UNREGISTER, A, T0), Task(REGISTER, B, T0)] == drain(q)
+    assert [task(UNREGISTER, A, T0), task(REGISTER, B, T0)] == drain(q)
     assert QueueStats(submitted=3, coalesced=1) == q.stats
 
 
@@ -178,8 +184,8 @@ def test_take_hands_out_at_most_count_in_queue_order() -> None:
     """take(n) returns the n oldest tasks and leaves the rest queued in order."""
     q = queue()
     q.submit(REGISTER, [A, B, C], T0)
-    assert ([Task(REGISTER, A, T0), Task(REGISTER, B, T0)], 1) == (q.take(2, T0), len(q))
-    assert [Task(REGISTER, C, T0)] == q.take(5, T0)
+    assert ([task(REGISTER, A, T0), task(REGISTER, B, T0)], 1) == (q.take(2, T0), len(q))
+    assert [task(REGISTER, C, T0)] == q.take(5, T0)
     assert ([], 0) == (q.take(5, T0), len(q))
 
 
@@ -189,8 +195,8 @@ def test_take_drops_tasks_older_than_ttl_on_the_way() -> None:
     q.submit(REGISTER, [A], T0)
     q.submit(REGISTER, [B], T0 + 1)
     q.submit(REGISTER, [C], T0 + 2)
-    assert [Task(REGISTER, B, T0 + 1)] == q.take(1, T0 + 11)
-    assert ([Task(REGISTER, C, T0 + 2)], QueueStats(submitted=3, dropped_expired=1)) == (
+    assert [task(REGISTER, B, T0 + 1)] == q.take(1, T0 + 11)
+    assert ([task(REGISTER, C, T0 + 2)], QueueStats(submitted=3, dropped_expired=1)) == (
         drain(q, T0 + 11), q.stats)
 
 
@@ -212,8 +218,8 @@ def test_retry_puts_tasks_back_at_the_front_in_their_order() -> None:
     failed = q.take(2, T0)
     q.submit(HEARTBEAT, [D], T0 + 1)
     q.retry(failed, T0 + 1)
-    assert [Task(REGISTER, A, T0, 1), Task(REGISTER, B, T0, 1), Task(REGISTER, C, T0),
-            Task(HEARTBEAT, D, T0 + 1)] == drain(q, T0 + 1)
+    assert [task(REGISTER, A, T0, 1), task(REGISTER, B, T0, 1), task(REGISTER, C, T0),
+            task(HEARTBEAT, D, T0 + 1)] == drain(q, T0 + 1)
     assert QueueStats(submitted=4, retried=2) == q.stats
 
 
@@ -224,7 +230,7 @@ def test_retry_skips_a_task_superseded_by_a_newer_queued_write() -> None:
     failed = q.take(2, T0)
     q.submit(UNREGISTER, [inst(instance="A")], T0 + 1)
     q.retry(failed, T0 + 1)
-    assert [Task(REGISTER, B, T0, 1), Task(UNREGISTER, inst(instance="A"), T0 + 1)] == drain(
+    assert [task(REGISTER, B, T0, 1), task(UNREGISTER, inst(instance="A"), T0 + 1)] == drain(
         q, T0 + 1)
     assert QueueStats(submitted=3, coalesced=1, retried=1) == q.stats
 
@@ -250,7 +256,7 @@ def test_retry_drops_a_task_after_max_attempts() -> None:
         taken = q.take(1, T0)
         sent += taken
         q.retry(taken, T0)
-    assert ([Task(REGISTER, A, T0, 3)] * 3, QueueStats(submitted=1, retried=2, dropped_failed=1)) \
+    assert ([task(REGISTER, A, T0, 3)] * 3, QueueStats(submitted=1, retried=2, dropped_failed=1)) \
         == (sent, q.stats)
 
 
@@ -260,7 +266,7 @@ def test_retry_drops_a_task_older_than_ttl(now: float, kept: bool) -> None:
     q = queue(ttl=10.0)
     q.submit(REGISTER, [A], T0)
     q.retry(q.take(1, T0), now)
-    expected = (([Task(REGISTER, A, T0, 1)], QueueStats(submitted=1, retried=1)) if kept
+    expected = (([task(REGISTER, A, T0, 1)], QueueStats(submitted=1, retried=1)) if kept
                 else ([], QueueStats(submitted=1, dropped_failed=1)))
     assert expected == (drain(q, T0), q.stats)
 
@@ -272,7 +278,7 @@ def test_retry_into_a_full_queue_drops_the_oldest() -> None:
     failed = q.take(1, T0)
     q.submit(REGISTER, [C], T0 + 1)
     q.retry(failed, T0 + 1)
-    assert [Task(REGISTER, B, T0), Task(REGISTER, C, T0 + 1)] == drain(q, T0 + 1)
+    assert [task(REGISTER, B, T0), task(REGISTER, C, T0 + 1)] == drain(q, T0 + 1)
     assert QueueStats(submitted=3, retried=1, dropped_overflow=1) == q.stats
 
 
@@ -411,7 +417,7 @@ def test_queue_holds_one_task_per_instance_with_its_last_operation(
     tasks = drain(q)
     keys = [instance_key(t.instance) for t in tasks]
     assert len(keys) == len(set(keys)) <= limit
-    assert [Task(op, instance, first) for op, instance, first in model.values()] == tasks
+    assert [task(op, instance, first) for op, instance, first in model.values()] == tasks
     # every submit either coalesced or made a task that is still queued or overflowed
     assert len(submits) == q.stats.submitted == (q.stats.coalesced + q.stats.dropped_overflow
                                                  + len(tasks))

@@ -40,6 +40,7 @@ from tests.server.harness import (
     SUCCESS,
     ZONE,
     Api,
+    canonical,
     checksum,
     fail,
     instance,
@@ -559,6 +560,31 @@ async def test_heartbeat_is_replicated(nodes: Nodes) -> None:
     assert ([leases_answer(copy(instance(), 15000))] * 2,
             [leases_answer(copy(instance(), 0))] * 2) == (
         before, [await apis[p].call(LEASES, {"regionId": REGION}) for p in "bc"])
+
+
+async def test_a_heartbeat_sent_as_held_is_replicated_as_held(nodes: Nodes) -> None:
+    """A heartbeat renewed on A without being decoded (its JSON is what A holds) is queued for
+    B and C as that JSON, and renews the lease there once flushed."""
+    apis = await nodes.build()
+    await nodes.poll("a")
+    assert OK_BODY == await apis["a"].register(instance())
+    await nodes.cluster("a").flush()
+    nodes.clock.advance(15)
+    held = canonical(instance())
+
+    assert OK_BODY == await apis["a"].call("/api/registry/heartbeat.json",
+                                           content=b'{"instances":[' + held + b"]}")
+    now = nodes.clock.monotonic()
+    taken = {p: nodes.link("a", p).queue.take(9, now) for p in "bc"}
+    for p, tasks in taken.items():  # looked at, then put back to be sent
+        nodes.link("a", p).queue.retry(tasks, now)
+    await nodes.cluster("a").flush()
+
+    key = f"{SERVICE}\x1f{instance()['instanceId']}".lower()
+    assert ([[("heartbeat", msgspec.Raw(held), key)]] * 2,
+            [leases_answer(copy(instance(), 0))] * 2) == (
+        [[(t.operation, t.instance, t.key) for t in tasks] for tasks in taken.values()],
+        [await apis[p].call(LEASES, {"regionId": REGION}) for p in "bc"])
 
 
 async def test_unregister_is_replicated(nodes: Nodes) -> None:

@@ -72,8 +72,9 @@ class Task(msgspec.Struct, gc=False):
     nothing to a collection."""
 
     operation: str
-    instance: Instance
+    instance: Instance | msgspec.Raw  # Raw: a renewal's JSON as the lease holds it, sent as is
     submitted: float  # monotonic seconds of the first write this task carries
+    key: str  # instance_key of the instance
     attempts: int = 0
     owner: str = ""  # a register's: who owns the instance here (core/ownership.py)
 
@@ -117,15 +118,16 @@ class PeerQueue:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def submit(self, operation: str, instances: Sequence[Instance], now: float,
-               owners: Sequence[str] | None = None) -> None:
+    def submit(self, operation: str, instances: Sequence[Instance | msgspec.Raw], now: float,
+               owners: Sequence[str] | None = None, keys: Sequence[str] | None = None) -> None:
         """Queue a write of `instances`; `owners` (a register's, aligned with `instances`) who
-        owns each here, sent along so the peer holds the same owner."""
+        owns each here, sent along so the peer holds the same owner; `keys` their instance
+        keys, required when they are JSON already encoded (msgspec.Raw)."""
         tasks = self._tasks
         stats = self.stats
         limit = self.config.limit
         for n, instance in enumerate(instances):
-            key = instance_key(instance)
+            key = keys[n] if keys is not None else instance_key(instance)  # type: ignore[arg-type]
             stats.submitted += 1
             queued = tasks.get(key)
             if queued is not None:
@@ -139,7 +141,7 @@ class PeerQueue:
             if len(tasks) >= limit:
                 tasks.popitem(last=False)
                 stats.dropped_overflow += 1
-            tasks[key] = Task(operation, instance, now, owner=owners[n] if owners else "")
+            tasks[key] = Task(operation, instance, now, key, owner=owners[n] if owners else "")
 
     def take(self, count: int, now: float) -> list[Task]:
         """Up to `count` tasks to send now, oldest first; expired tasks are dropped on the way."""
@@ -164,7 +166,7 @@ class PeerQueue:
         back: list[tuple[str, Task]] = []
         for task in tasks:
             task.attempts += 1
-            key = instance_key(task.instance)
+            key = task.key
             newer = queued.get(key)
             if newer is not None:  # a newer write of this instance is queued: it wins...
                 self.stats.coalesced += 1

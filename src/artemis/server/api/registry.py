@@ -26,7 +26,6 @@ from artemis import wire
 from artemis.core.ownership import Mode, Ownership, Writer
 from artemis.core.ratelimit import client_key
 from artemis.core.registry import BatchResult
-from artemis.core.versions import decode_instance
 from artemis.server.api.endpoint import POST, Endpoint, bind
 from artemis.server.http import BadRequest, Request, status_bytes
 from artemis.server.node import Node
@@ -43,8 +42,9 @@ _PARTIAL: Final = wire.ResponseStatus(error_code=ErrorCode.PARTIAL_FAIL, message
                                       status="partial_fail")
 
 Operation = Callable[..., BatchResult]  # (instances, now, wall_ms[, client=address])
-# Hands a client write that succeeded here to the cluster: (operation, instances).
-Replicate = Callable[[str, Sequence[wire.Instance], Sequence[str] | None], None]
+# Hands a client write that succeeded here to the cluster: (operation, instances, owners[,
+# keys]); instances may be JSON already encoded (msgspec.Raw), with their keys.
+Replicate = Callable[..., None]
 
 
 def client_address(peer: str) -> str:
@@ -140,7 +140,10 @@ _RAWS: Final = msgspec.json.Decoder(_RawRequest)
 _HEAD: Final = b'{"instances":['
 
 
-def sent_as_held(body: bytes) -> list[tuple[str | None, str | None, bytes]] | None:
+Sent = tuple[str | None, str | None, bytes]  # (service id, instance id, its JSON as sent)
+
+
+def sent_as_held(body: bytes) -> list[Sent] | None:
     """Each instance of a canonical InstancesRequest body (what clients send: no space, one
     key) as (service id, instance id, its JSON as sent), found without decoding the instances;
     None for any other body. The body holds nothing but its instances when its length is
@@ -202,11 +205,18 @@ class InstancesOperation:
         """A heartbeat whose every instance is sent with exactly the JSON its live lease holds
         (what clients send), renewed without decoding it (core/renewal.py); None when the body
         is not that: it is then decoded and run as any other."""
+        items = self._sent_as_held(body, writer)
+        return None if items is None else self._renew_held(items, client, token, writer)
+
+    def _sent_as_held(self, body: bytes, writer: Writer | str | None) -> list[Sent] | None:
+        """`sent_as_held(body)` for a writer that may take the quick path: a scoped writer's
+        instances are checked one by one, a refused writer's refusal is answered in full."""
         if isinstance(writer, str) or (writer is not None and writer.scope is not None):
             return None
-        items = sent_as_held(body)
-        if items is None:
-            return None
+        return sent_as_held(body)
+
+    def _renew_held(self, items: list[Sent], client: str,
+                    token: str | None, writer: Writer | str | None) -> bytes | None:
         registry, now = self.node.registry, self.node.clock.monotonic()
         leases = registry.held_exactly(items, now)
         if leases is None:
@@ -215,19 +225,23 @@ class InstancesOperation:
         if refusal is not None:
             return refusal
         registry.renew_leases(leases, now)
-        if self.replicate is not None:
-            self.replicate(self.identity, [decode_instance(sent) for _, _, sent in items], None)
+        if self.replicate is not None:  # the held JSON as is: peers get what clients sent
+            self.replicate(self.identity, [msgspec.Raw(lease.encoded) for lease in leases],
+                           None, [f"{lease.service}\x1f{lease.key}" for lease in leases])
         return SUCCESS_BODY
 
     async def _decode_gated(self, request: Request, client: str, token: str | None,
                             writer: Writer | str | None) -> bytes:
-        """A large body is decoded behind the batch gate (a 2 MB body takes about 10 ms), then
-        run there: the loop is served between the decoding and the first slice."""
+        """A large body is read behind the batch gate (a 2 MB body takes about 10 ms), then
+        run there: the loop is served between reading it and the first slice."""
         async with self.node.batch_gate:
             if self.exact:
-                renewed = self._renew_exact(request.body, client, token, writer)
-                if renewed is not None:
-                    return renewed
+                items = self._sent_as_held(request.body, writer)
+                if items is not None:
+                    await asyncio.sleep(0)
+                    renewed = self._renew_held(items, client, token, writer)
+                    if renewed is not None:
+                        return renewed
             body = request.json(InstancesRequest)
             await asyncio.sleep(0)
             answer = self.run(body, client, token, writer, gated=True)

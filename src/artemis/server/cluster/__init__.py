@@ -24,6 +24,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
+import msgspec
+
 from artemis.core.membership import PeerSpec, PeerState, parse_peers
 from artemis.core.node_status import STARTING
 from artemis.core.replication import QueueConfig
@@ -98,11 +100,12 @@ class Cluster:
         """CPU time of replication, repair and bootstrap on the event loop."""
         return self.peers.cpu_seconds
 
-    def replicate(self, operation: str, instances: Sequence[Instance],
-                  owners: Sequence[str] | None = None) -> None:
+    def replicate(self, operation: str, instances: Sequence[Instance | msgspec.Raw],
+                  owners: Sequence[str] | None = None, keys: Sequence[str] | None = None) -> None:
         """Queue a client write that succeeded here for every peer that takes writes; `owners`
-        (a register's) who owns each instance here."""
-        self.sender.replicate(operation, instances, owners)
+        (a register's) who owns each instance here; `keys` their instance keys when they are
+        JSON already encoded (a renewal's, as its lease holds it)."""
+        self.sender.replicate(operation, instances, owners, keys)
 
     def set_peers(self, peers: Sequence[PeerSpec]) -> None:
         """Take a new list of the cluster's nodes (this node among them or not)."""

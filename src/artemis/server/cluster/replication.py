@@ -14,7 +14,9 @@ import gzip
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from artemis import wire
 from artemis.core.replication import Task, instance_key, retryable
@@ -37,13 +39,14 @@ class ReplicationSender:
         self.peers = peers
         self.tracing = tracing  # client spans of replication requests, when traced
 
-    def replicate(self, operation: str, instances: Sequence[Instance],
-                  owners: Sequence[str] | None = None) -> None:
-        """Queue a client write that succeeded here for every peer that takes writes."""
+    def replicate(self, operation: str, instances: Sequence[Instance | msgspec.Raw],
+                  owners: Sequence[str] | None = None, keys: Sequence[str] | None = None) -> None:
+        """Queue a client write that succeeded here for every peer that takes writes
+        (`keys`: see PeerQueue.submit)."""
         now = self.peers.node.clock.monotonic()
         for link in self.peers.links.values():
             if link.target:
-                link.queue.submit(operation, instances, now, owners)
+                link.queue.submit(operation, instances, now, owners, keys)
                 link.wake.set()
             else:
                 link.skipped += len(instances)
@@ -109,10 +112,11 @@ class ReplicationSender:
         peers = self.peers
         cpu = time.thread_time()
         owners = [t.owner or None for t in tasks] if operation == "register" else None
+        # A renewal's instance may be its JSON as held (msgspec.Raw): it is encoded as is.
+        instances: list[Any] = [t.instance for t in tasks]
         body = wire.encode(
-            wire.ReplicatedInstancesRequest(instances=[t.instance for t in tasks], owners=owners)
-            if owners and any(owners) else wire.InstancesRequest(instances=[t.instance
-                                                                           for t in tasks]))
+            wire.ReplicatedInstancesRequest(instances=instances, owners=owners)
+            if owners and any(owners) else wire.InstancesRequest(instances=instances))
         headers: dict[str, str] = {}
         if len(body) >= _GZIP_MIN:
             body = gzip.compress(body, compresslevel=1)
@@ -147,7 +151,7 @@ class ReplicationSender:
                       for f in answer.failed_instances or () if f.instance is not None}
             done, again, lost = [], [], []
             for task in tasks:
-                problem = failed.get(instance_key(task.instance))
+                problem = failed.get(task.key)
                 if problem is None:
                     done.append(task)
                 elif retryable(problem):
