@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Generator
 from typing import Any
 
@@ -249,6 +250,21 @@ def test_snapshot_body_is_exact_services_json() -> None:
             + SUCCESS_JSON + b',"services":[{"instances":[' + wire.encode(i)
             + b'],"logicInstances":[],"metadata":null,"routeRules":[],"serviceId":"svc"}],'
             b'"version":1700000000005}') == versions.current.body()
+
+
+def test_snapshot_parts_come_in_tuples_of_chunk_services_the_collector_leaves_alone() -> None:
+    """services.json of 5 services of one instance in chunks of 2: a head, three chunks (2, 2
+    and 1 service with the end; three parts a service), all tuples of bytes that a collection
+    stops tracking, adding up to the body and its size."""
+    registry = Registry(RegistryConfig())
+    registry.register([inst(service_id=f"svc{n}") for n in range(5)], T0, W0)
+    snapshot = Versions(registry, 3, W0).current
+    chunks, size = drive(snapshot.parts(chunk=2))
+    gc.collect()
+
+    assert ([5, 6, 6, 4], [False] * 4, snapshot.body(), len(snapshot.body())) == (
+        [len(c) for c in chunks], [gc.is_tracked(c) for c in chunks],
+        b"".join(b"".join(c) for c in chunks), size)
 
 
 def test_snapshot_is_taken_only_after_a_change() -> None:

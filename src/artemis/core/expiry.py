@@ -3,18 +3,21 @@ others.
 
 Rules
   * A lease is filed under the tick (a tenth of a second, the sweeper's interval) its deadline
-    falls in (`ceil(deadline * 10)`), in that tick's list, as the two strings the lease already
-    holds (its service's key and its own), so a filing costs 16 bytes and no new object: a
-    million leases take 16 MB, where a heap of `(deadline, seq, service, key)` tuples took
-    about 130 MB.
-  * `lease.due` is the list the lease is filed in. A lease is looked at only from that list: an
-    entry left behind by a lease that was replaced, removed or filed again elsewhere is skipped.
-  * `take(now)` hands over every list whose tick could hold a deadline before `now` (its tick is
-    less than `now * 10 + 1`), so a lease is removed within a tick of its deadline and looked at
-    about twice when its deadline comes (the sweeper runs every tick). The sweep looks at each
-    lease in it: still live, it is filed again at its current deadline (renewals never touch
-    this index: a renewed lease moves when its old deadline comes); expired, it is removed, or
-    held by self-preservation and filed again a second later.
+    falls in (`ceil(deadline * 10)`), among that tick's entries, as the two strings the lease
+    already holds (its service's key and its own), so a filing costs 16 bytes and no new
+    object: a million leases take 16 MB, where a heap of `(deadline, seq, service, key)` tuples
+    took about 130 MB.
+  * A tick's entries are sealed into tuples of `Filed.SEAL` strings as they come: the garbage
+    collector soon leaves a tuple of strings alone, where it would walk a list of two million
+    (a million leases filed in one tick) at every full collection, 60 ms at a time.
+  * `lease.due` is the tick's `Filed` the lease is filed in. A lease is looked at only from
+    there: an entry left behind by a lease replaced, removed or filed again since is skipped.
+  * `take(now)` hands over the entries of every tick that could hold a deadline before `now`
+    (a tick less than `now * 10 + 1`), so a lease is removed within a tick of its deadline and
+    looked at about twice when its deadline comes (the sweeper runs every tick). The sweep
+    looks at each lease in it: still live, it is filed again at its current deadline (renewals
+    never touch this index: a renewed lease moves when its old deadline comes); expired, it is
+    removed, or held by self-preservation and filed again a second later.
   * The sweep yields every `step` leases it looks at, so the shell can serve the event loop: a
     million leases of 20 s bring some 50,000 due every second. What changes meanwhile is judged
     when it is reached (a lease renewed meanwhile is filed again, one replaced is skipped).
@@ -24,7 +27,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from itertools import chain
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -32,9 +36,35 @@ if TYPE_CHECKING:
     from artemis.core.service_state import Lease
     from artemis.core.versions import Change
 
-__all__ = ["Expiry", "sweeping"]
+__all__ = ["Expiry", "Filed", "sweeping"]
 
 HELD_RECHECK: Final = 1.0  # seconds until an expired lease self-preservation holds is looked at
+
+
+class Filed:
+    """One tick's entries, `service, key, service, key, ...`, sealed into tuples (rules above)."""
+
+    __slots__ = ("open", "sealed")
+    SEAL: Final = 1024
+
+    def __init__(self) -> None:
+        self.sealed: list[tuple[str, ...]] = []
+        self.open: list[str] = []
+
+    def add(self, service: str, key: str) -> None:
+        entries = self.open
+        entries.append(service)
+        entries.append(key)
+        if len(entries) >= self.SEAL:
+            self.sealed.append(tuple(entries))
+            entries.clear()
+
+    def __iter__(self) -> Iterator[str]:
+        return chain(*self.sealed, self.open)
+
+    def __len__(self) -> int:
+        """Strings filed: two an entry."""
+        return sum(map(len, self.sealed)) + len(self.open)
 
 
 class Expiry:
@@ -45,7 +75,7 @@ class Expiry:
     TICKS_PER_SECOND: Final = 10
 
     def __init__(self) -> None:
-        self._lists: dict[int, list[str]] = {}
+        self._lists: dict[int, Filed] = {}
         self._ticks: list[int] = []  # a heap of the ticks that have a list
 
     def file(self, deadline: float, lease: Lease) -> None:
@@ -53,15 +83,14 @@ class Expiry:
         tick = math.ceil(deadline * self.TICKS_PER_SECOND)
         filed = self._lists.get(tick)
         if filed is None:
-            filed = self._lists[tick] = []
+            filed = self._lists[tick] = Filed()
             heapq.heappush(self._ticks, tick)
-        filed.append(lease.service)
-        filed.append(lease.key)
+        filed.add(lease.service, lease.key)
         lease.due = filed
 
-    def take(self, now: float) -> list[list[str]]:
-        """Remove and return, earliest first, the lists of every tick that may hold a deadline
-        before `now`; each is `[service, key, service, key, ...]`."""
+    def take(self, now: float) -> list[Filed]:
+        """Remove and return, earliest first, the entries of every tick that may hold a
+        deadline before `now`; each iterates as `service, key, service, key, ...`."""
         taken = []
         ticks, lists, limit = self._ticks, self._lists, now * self.TICKS_PER_SECOND + 1
         while ticks and ticks[0] < limit:

@@ -15,13 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from hashlib import blake2b
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from artemis import wire
 from artemis.core.versions import decode_instance
 from artemis.wire import Instance
+
+if TYPE_CHECKING:
+    from artemis.core.expiry import Filed
 
 __all__ = ["LEASE_TTL_KEY", "LEGACY_KEY", "MASK64", "Lease", "ServiceState", "encode_service",
            "instance_hash", "is_legacy", "lease_ttl", "same_data", "service_tail",
@@ -84,7 +87,7 @@ class Lease(msgspec.Struct, gc=False):
     renewed: float
     ttl: float
     legacy: bool
-    due: list[str] | None = None  # the list of core/expiry.py it is filed in
+    due: Filed | None = None  # the tick's entries of core/expiry.py it is filed in
     ip: str = ""  # lower-case, for server (machine) pull-outs
     zone: str = ""  # lower-case, for zone pull-outs
     group: str = ""  # lower-case groupId, for group pull-outs

@@ -33,6 +33,8 @@ from artemis.wire import Instance
 if TYPE_CHECKING:
     from artemis.core.registry import Registry
 
+Parts = tuple[bytes, ...]  # one chunk of an answer's parts, sent one after another
+
 __all__ = ["ENTRY_BYTES", "Change", "ChangeLog", "Delta", "Snapshot", "Versions", "checksum_hex",
            "drive", "entry_bytes"]
 
@@ -154,16 +156,21 @@ class Snapshot:
     checksum: int
     instance_count: int
 
-    def parts(self, chunk: int = 250) -> Generator[None, None, tuple[list[bytes], int]]:
+    def parts(self, chunk: int = 250) -> Generator[None, None, tuple[list[Parts], int]]:
         """The whole services.json answer for this version as parts to send one after another
         (joining tens of megabytes would stall the event loop), and their total size; built
-        `chunk` services at a time, yielding between two (the shell keeps the result)."""
+        `chunk` services at a time, yielding between two (the shell keeps the result).
+
+        Each chunk's parts are one tuple: a tuple of bytes is soon left alone by the garbage
+        collector, where one list of two million references (a million instances) would be
+        walked by every collection, young ones included while it grows (25 ms each)."""
         services = self.services
         if services is None:
             raise RuntimeError(f"snapshot {self.version} is superseded: it keeps no data")
-        parts = [b'{"checksum":"', checksum_hex(self.checksum).encode(),
-                 b'","responseStatus":', SUCCESS_STATUS, b',"services":[']
-        size = sum(map(len, parts))
+        out: list[Parts] = [(b'{"checksum":"', checksum_hex(self.checksum).encode(),
+                             b'","responseStatus":', SUCCESS_STATUS, b',"services":[')]
+        size = sum(map(len, out[0]))
+        parts: list[bytes] = []
         append = parts.append
         head = _FIRST_HEAD
         for i, frozen in enumerate(services.values()):
@@ -178,15 +185,18 @@ class Snapshot:
                 size += len(encoded)
             append(frozen[0])
             if i % chunk == chunk - 1:
+                out.append(tuple(parts))
+                parts.clear()
                 yield
         end = b'],"version":' + str(self.version).encode() + b"}"
         parts.append(end)
         size += len(end)
-        return parts, size
+        out.append(tuple(parts))
+        return out, size
 
     def body(self) -> bytes:
         """The whole answer in one buffer (tests and small registries)."""
-        return b"".join(drive(self.parts())[0])
+        return b"".join(b"".join(chunk) for chunk in drive(self.parts())[0])
 
     def supersede(self) -> None:
         self.services = None

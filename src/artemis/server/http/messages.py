@@ -4,7 +4,7 @@ talks to, whatever the interface (RSGI or ASGI) under them."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
@@ -88,19 +88,33 @@ class Request:
 
 class Pieces:
     """An answer in parts: sent part group by part group when large, never joined in one piece
-    on the event loop (copying tens of megabytes at once stalls it for tens of milliseconds)."""
+    on the event loop (copying tens of megabytes at once stalls it for tens of milliseconds).
+    A part is bytes, or a tuple of bytes sent one after another (a chunk: the garbage collector
+    soon leaves a tuple of bytes alone, where it walks a long list at every collection)."""
 
     __slots__ = ("gzipped", "parts", "size")
 
-    def __init__(self, parts: list[bytes], size: int | None = None) -> None:
+    def __init__(self, parts: Sequence[bytes | tuple[bytes, ...]], size: int | None = None
+                 ) -> None:
         self.parts = parts
-        self.size = sum(map(len, parts)) if size is None else size
+        self.size = sum(map(len, self.flat())) if size is None else size
         self.gzipped: Pieces | None = None  # compressed once, kept as long as this answer
+
+    def flat(self) -> Iterator[bytes]:
+        """Every part, chunks opened."""
+        for part in self.parts:
+            if isinstance(part, tuple):
+                yield from part
+            else:
+                yield part
+
+    def joined(self) -> bytes:
+        return b"".join(self.flat())
 
     def groups(self, target: int = STREAM_GROUP) -> Iterator[bytes]:
         group: list[bytes] = []
         size = 0
-        for part in self.parts:
+        for part in self.flat():
             group.append(part)
             size += len(part)
             if size >= target:

@@ -152,7 +152,7 @@ class Router:
         cors = self.cors.of(origin)
         body = response.body
         if isinstance(body, Pieces) and body.size < STREAM_GROUP:
-            body = b"".join(body.parts)
+            body = body.joined()
         size = body.size if isinstance(body, Pieces) else len(body)
         if (size >= self.gzip_min_bytes and accept_encoding and "gzip" in accept_encoding
                 and response.content_type == JSON):
