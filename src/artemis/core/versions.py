@@ -33,10 +33,8 @@ from artemis.wire import Instance
 if TYPE_CHECKING:
     from artemis.core.registry import Registry
 
-Parts = tuple[bytes, ...]  # one chunk of an answer's parts, sent one after another
-
-__all__ = ["ENTRY_BYTES", "Change", "ChangeLog", "Delta", "Snapshot", "Versions", "checksum_hex",
-           "drive", "entry_bytes"]
+__all__ = ["ENTRY_BYTES", "Change", "ChangeLog", "Delta", "ServicesAnswer", "Snapshot",
+           "Versions", "checksum_hex", "drive", "entry_bytes"]
 
 SUCCESS_STATUS: Final = b'{"errorCode":"success","message":"","status":"success"}'
 DELTA_CACHE_BYTES: Final = 64 * 1024 * 1024  # deltas are cached until the next snapshot, up to this
@@ -156,50 +154,56 @@ class Snapshot:
     checksum: int
     instance_count: int
 
-    def parts(self, chunk: int = 250) -> Generator[None, None, tuple[list[Parts], int]]:
-        """The whole services.json answer for this version as parts to send one after another
-        (joining tens of megabytes would stall the event loop), and their total size; built
-        `chunk` services at a time, yielding between two (the shell keeps the result).
-
-        Each chunk's parts are one tuple: a tuple of bytes is soon left alone by the garbage
-        collector, where one list of two million references (a million instances) would be
-        walked by every collection, young ones included while it grows (25 ms each)."""
-        services = self.services
-        if services is None:
-            raise RuntimeError(f"snapshot {self.version} is superseded: it keeps no data")
-        out: list[Parts] = [(b'{"checksum":"', checksum_hex(self.checksum).encode(),
-                             b'","responseStatus":', SUCCESS_STATUS, b',"services":[')]
-        size = sum(map(len, out[0]))
-        parts: list[bytes] = []
-        append = parts.append
-        head = _FIRST_HEAD
-        for i, frozen in enumerate(services.values()):
-            append(head)
-            size += len(head) + len(frozen[0])
-            head = _NEXT_HEAD
-            for n, encoded in enumerate(islice(frozen, 1, None)):
-                if n:
-                    append(b",")
-                    size += 1
-                append(encoded)
-                size += len(encoded)
-            append(frozen[0])
+    def answer(self, chunk: int = 250) -> Generator[None, None, tuple[ServicesAnswer, int]]:
+        """The whole services.json answer for this version, made as it is sent (see
+        ServicesAnswer), and its size, counted `chunk` services at a time, yielding between
+        two (the shell keeps the result)."""
+        answer = ServicesAnswer(self)
+        size = len(answer.head) + len(answer.end)
+        for i, frozen in enumerate(answer.services.values()):
+            size += len(_NEXT_HEAD) + sum(map(len, frozen)) + max(len(frozen) - 2, 0)
             if i % chunk == chunk - 1:
-                out.append(tuple(parts))
-                parts.clear()
                 yield
-        end = b'],"version":' + str(self.version).encode() + b"}"
-        parts.append(end)
-        size += len(end)
-        out.append(tuple(parts))
-        return out, size
+        return answer, size - (1 if answer.services else 0)  # the first head has no comma
 
     def body(self) -> bytes:
         """The whole answer in one buffer (tests and small registries)."""
-        return b"".join(b"".join(chunk) for chunk in drive(self.parts())[0])
+        return b"".join(ServicesAnswer(self))
 
     def supersede(self) -> None:
         self.services = None
+
+
+class ServicesAnswer:
+    """services.json of one snapshot, made part after part as it is sent and never kept whole:
+    a list of its parts would hold two references an instance (two million at a million
+    instances), which the garbage collector walks at every collection while it is young (40 to
+    100 ms at a time). Holds the snapshot's services, so it stays whole once superseded."""
+
+    __slots__ = ("end", "head", "services")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        services = snapshot.services
+        if services is None:
+            raise RuntimeError(f"snapshot {snapshot.version} is superseded: it keeps no data")
+        self.services = services
+        self.head = (b'{"checksum":"' + checksum_hex(snapshot.checksum).encode()
+                     + b'","responseStatus":' + SUCCESS_STATUS + b',"services":[')
+        self.end = b'],"version":' + str(snapshot.version).encode() + b"}"
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.head
+        head = _FIRST_HEAD
+        for frozen in self.services.values():
+            yield head
+            head = _NEXT_HEAD
+            if len(frozen) > 1:
+                yield b",".join(islice(frozen, 1, None))  # one service: a few kilobytes
+            yield frozen[0]
+        yield self.end
+
+    def __repr__(self) -> str:
+        return f"ServicesAnswer({len(self.services)} services)"
 
 
 _FIRST_HEAD: Final = b'{"instances":['

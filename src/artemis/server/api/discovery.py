@@ -172,8 +172,8 @@ class Discovery:
         current = node.versions.current
         cached = self._services_answer
         if cached is None or cached[0] is not current:
-            parts, size = await drive_async(current.parts(), node.steps, "services")
-            cached = self._services_answer = (current, Pieces(parts, size))
+            answer, size = await drive_async(current.answer(), node.steps, "services")
+            cached = self._services_answer = (current, Pieces(answer, size))
         return cached[1]
 
     async def delta(self, request: Request) -> bytes | Pieces:

@@ -4,7 +4,7 @@ talks to, whatever the interface (RSGI or ASGI) under them."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
@@ -89,12 +89,12 @@ class Request:
 class Pieces:
     """An answer in parts: sent part group by part group when large, never joined in one piece
     on the event loop (copying tens of megabytes at once stalls it for tens of milliseconds).
-    A part is bytes, or a tuple of bytes sent one after another (a chunk: the garbage collector
-    soon leaves a tuple of bytes alone, where it walks a long list at every collection)."""
+    The parts may be made as they are sent (an iterable that is not a list: services.json is),
+    and a part may be a tuple of bytes sent one after another."""
 
     __slots__ = ("gzipped", "parts", "size")
 
-    def __init__(self, parts: Sequence[bytes | tuple[bytes, ...]], size: int | None = None
+    def __init__(self, parts: Iterable[bytes | tuple[bytes, ...]], size: int | None = None
                  ) -> None:
         self.parts = parts
         self.size = sum(map(len, self.flat())) if size is None else size
@@ -124,7 +124,7 @@ class Pieces:
             yield b"".join(group)
 
     def __repr__(self) -> str:
-        return f"Pieces({len(self.parts)} parts, {self.size} bytes)"
+        return f"Pieces({self.size} bytes)"
 
 
 @dataclass(slots=True)
