@@ -226,26 +226,28 @@ def test_bad_scopes_say_what_is_wrong(text: str, says: str) -> None:
 
 
 def test_a_heartbeat_found_held_exactly_is_all_or_nothing() -> None:
-    """`held_exactly` (core/renewal.py) gives the live leases of a batch only when every
-    instance is sent with exactly the JSON its lease holds; `renew_leases` renews and counts
+    """`held_exactly` (core/renewal.py) gives the live leases of a batch only when the text sent
+    is exactly the JSON those leases hold, joined by commas; `renew_leases` renews and counts
     them once."""
     reg, clock = registry(Mode.OPEN)
     now = clock.monotonic
     batch = [inst("orders.api"), inst("billing")]
     reg.register(batch, now(), WALL)
-    items = [(i.service_id, i.instance_id, wire.encode(i)) for i in batch]
+    held = b",".join(wire.encode(i) for i in batch)
     clock.advance(5)
-    leases = reg.held_exactly(items, now())
+    leases = reg.held_exactly(batch, held, now())
     assert [reg.service(i.service_id).leases[i.instance_id.lower()]  # type: ignore[union-attr]
             for i in batch] == leases
     other = inst("billing", url="http://elsewhere:1")
-    assert None is reg.held_exactly([items[0], ("billing", other.instance_id,
-                                                wire.encode(other))], now())
-    assert None is reg.held_exactly([*items, ("payments", "x", b"{}")], now())
+    assert [None, None, None, None] == [
+        reg.held_exactly(batch, wire.encode(batch[0]) + b"," + wire.encode(other), now()),
+        reg.held_exactly(batch, held + b" ", now()),
+        reg.held_exactly(batch[:1], held, now()),
+        reg.held_exactly([*batch, inst("payments")], held + b",{}", now())]
     assert [now() - 5, now() - 5] == [lease.renewed for lease in leases or []]
     before = reg.safe.status(now()).count_last_window
     reg.renew_leases(leases or [], now())
     assert ([now(), now()], before + 2) == ([lease.renewed for lease in leases or []],
                                             reg.safe.status(now()).count_last_window)
     clock.advance(25)
-    assert None is reg.held_exactly(items[:1], now())  # expired
+    assert None is reg.held_exactly(batch[:1], wire.encode(batch[0]), now())  # expired

@@ -216,11 +216,12 @@ class Registry:
         return _renewal.heartbeat(self, instances, now, wall_ms, check_zone, register_unknown,
                                   writer)
 
-    def held_exactly(self, items: Sequence[tuple[str | None, str | None, bytes]], now: float,
+    def held_exactly(self, ids: Sequence[_renewal.Ids], sent: bytes, now: float,
                      *, check_zone: bool = True) -> list[Lease] | None:
-        """The live leases of a heartbeat's instances if each is sent with exactly the JSON its
-        lease holds, else None; `renew_leases` renews them (core/renewal.py)."""
-        return _renewal.held_exactly(self, items, now, check_zone)
+        """The live leases of a heartbeat's instances (`ids`) if `sent` is exactly the JSON
+        those leases hold, joined by commas, else None; `renew_leases` renews them
+        (core/renewal.py)."""
+        return _renewal.held_exactly(self, ids, sent, now, check_zone)
 
     def renew_leases(self, leases: Sequence[Lease], now: float) -> None:
         _renewal.renew(self, leases, now)

@@ -8,17 +8,18 @@ Rules (the heartbeat's own are in core/registry.py's module doc)
     token's writes take the whole path) are looked at again.
   * `heartbeat` finds that case per instance after decoding: the lease's JSON equals the
     instance encoded again.
-  * `held_exactly` finds it before decoding: the shell hands over each instance's service id,
-    instance id and JSON text as sent; every one must be the very bytes its live lease holds
-    (so canonical: it names no key twice), and then the shell admits the batch (rate limits)
-    and has them renewed (`renew`). Else nothing is renewed, and the shell decodes the batch and
-    takes the whole path, which answers each failure as before.
+  * `held_exactly` finds it before decoding: the shell hands over each instance's ids and the
+    text of the instances as sent (what is between the brackets of `"instances":[...]`), which
+    must be the very bytes the live leases of those ids hold, joined by commas (so canonical:
+    no space, no key named twice; one comparison of the whole text). Then the shell admits the
+    batch (rate limits) and has them renewed (`renew`). Else nothing is renewed, and the shell
+    decodes the batch and takes the whole path, which answers each failure as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from artemis import wire
 from artemis.core.service_state import Lease, same_data
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from artemis.core.ownership import Writer
     from artemis.core.registry import BatchResult, Registry
 
-__all__ = ["NOT_EXISTING", "OTHER_DATA", "heartbeat", "held_exactly", "renew"]
+__all__ = ["NOT_EXISTING", "OTHER_DATA", "Ids", "heartbeat", "held_exactly", "renew"]
 
 NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
 OTHER_DATA: Final = "Instance data differs from the registered instance. Need re-register."
@@ -76,22 +77,35 @@ def heartbeat(reg: Registry, instances: Sequence[Instance | None], now: float, w
     return result
 
 
-def held_exactly(reg: Registry, items: Sequence[tuple[str | None, str | None, bytes]],
-                 now: float, check_zone: bool) -> list[Lease] | None:
-    """The live lease of every (service id, instance id, JSON as sent) whose JSON is the very
-    bytes that lease holds, or None if any is not (rules above). Renews nothing."""
+class Ids(Protocol):
+    """An instance's ids (wire.Instance has them, and so does what the shell reads of a body)."""
+
+    @property
+    def service_id(self) -> str | None: ...
+
+    @property
+    def instance_id(self) -> str | None: ...
+
+
+def held_exactly(reg: Registry, ids: Sequence[Ids], sent: bytes, now: float,
+                 check_zone: bool) -> list[Lease] | None:
+    """The live lease of every instance of `ids` if `sent` is exactly their JSON, the very
+    bytes those leases hold joined by commas, or None (rules above). Renews nothing."""
     if now > reg.pauses.deadline:
         reg._resume(now)
     services = reg.services
     home = _home(reg, check_zone)
     leases: list[Lease] = []
-    for sid, iid, sent in items:
+    for one in ids:
+        sid, iid = one.service_id, one.instance_id
         state = services.get(sid.lower()) if sid else None
         lease = None if state is None or not iid else state.leases.get(iid.lower())
         if (lease is None or now > lease.renewed + lease.ttl
-                or (home is not None and lease.zone != home) or lease.encoded != sent):
+                or (home is not None and lease.zone != home)):
             return None
         leases.append(lease)
+    if b",".join([lease.encoded for lease in leases]) != sent:
+        return None
     return leases
 
 

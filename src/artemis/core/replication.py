@@ -124,14 +124,13 @@ class PeerQueue:
         owns each here, sent along so the peer holds the same owner; `keys` their instance
         keys, required when they are JSON already encoded (msgspec.Raw)."""
         tasks = self._tasks
-        stats = self.stats
         limit = self.config.limit
+        coalesced = dropped = 0
         for n, instance in enumerate(instances):
             key = keys[n] if keys is not None else instance_key(instance)  # type: ignore[arg-type]
-            stats.submitted += 1
             queued = tasks.get(key)
             if queued is not None:
-                stats.coalesced += 1
+                coalesced += 1
                 if not (operation == HEARTBEAT and queued.operation == REGISTER):
                     queued.operation = operation
                     queued.instance = instance
@@ -140,8 +139,12 @@ class PeerQueue:
                 continue
             if len(tasks) >= limit:
                 tasks.popitem(last=False)
-                stats.dropped_overflow += 1
+                dropped += 1
             tasks[key] = Task(operation, instance, now, key, owner=owners[n] if owners else "")
+        stats = self.stats
+        stats.submitted += len(instances)
+        stats.coalesced += coalesced
+        stats.dropped_overflow += dropped
 
     def take(self, count: int, now: float) -> list[Task]:
         """Up to `count` tasks to send now, oldest first; expired tasks are dropped on the way."""

@@ -120,7 +120,7 @@ def answer(result: BatchResult) -> bytes:
                                               response_status=_PARTIAL))
 
 
-class _Ids(msgspec.Struct, rename="camel"):
+class _Ids(msgspec.Struct, rename="camel", gc=False):
     """Only the ids of an instance; every other key is skipped."""
 
     instance_id: str | None = None
@@ -131,35 +131,27 @@ class _IdsRequest(msgspec.Struct):
     instances: list[_Ids]
 
 
-class _RawRequest(msgspec.Struct):
-    instances: list[msgspec.Raw]
-
-
 _IDS: Final = msgspec.json.Decoder(_IdsRequest)
-_RAWS: Final = msgspec.json.Decoder(_RawRequest)
 _HEAD: Final = b'{"instances":['
 
+# A heartbeat body's instances' ids, and the text of its instances as sent (between the brackets)
+Sent = tuple[list[_Ids], bytes]
 
-Sent = tuple[str | None, str | None, bytes]  # (service id, instance id, its JSON as sent)
 
-
-def sent_as_held(body: bytes) -> list[Sent] | None:
-    """Each instance of a canonical InstancesRequest body (what clients send: no space, one
-    key) as (service id, instance id, its JSON as sent), found without decoding the instances;
-    None for any other body. The body holds nothing but its instances when its length is
-    exactly theirs plus the brackets and commas (a second `instances` key, or any space
-    between them, would add to it)."""
+def sent_as_held(body: bytes) -> Sent | None:
+    """A body that starts and ends as a canonical InstancesRequest (what clients send), read
+    for its instances' ids only, with the text of its instances, which `held_exactly`
+    compares with what the node holds (a space, a second key, anything but the held JSON
+    fails that comparison); None for any other body."""
     if not (body.startswith(_HEAD) and body.endswith(b"]}")):
         return None
     try:
         ids = _IDS.decode(body).instances
-        raws = _RAWS.decode(body).instances
     except msgspec.DecodeError:  # not JSON, or ids that are not strings: the whole path says
         return None
-    if not raws or len(body) != len(_HEAD) + 1 + len(raws) + sum(map(len, raws)):
+    if not ids:
         return None
-    return [(one.service_id, one.instance_id, bytes(raw))
-            for one, raw in zip(ids, raws, strict=True)]
+    return ids, body[len(_HEAD):-2]  # a copy, compared by memcmp (a memoryview: byte by byte)
 
 
 class InstancesOperation:
@@ -208,20 +200,21 @@ class InstancesOperation:
         items = self._sent_as_held(body, writer)
         return None if items is None else self._renew_held(items, client, token, writer)
 
-    def _sent_as_held(self, body: bytes, writer: Writer | str | None) -> list[Sent] | None:
+    def _sent_as_held(self, body: bytes, writer: Writer | str | None) -> Sent | None:
         """`sent_as_held(body)` for a writer that may take the quick path: a scoped writer's
         instances are checked one by one, a refused writer's refusal is answered in full."""
         if isinstance(writer, str) or (writer is not None and writer.scope is not None):
             return None
         return sent_as_held(body)
 
-    def _renew_held(self, items: list[Sent], client: str,
+    def _renew_held(self, sent: Sent, client: str,
                     token: str | None, writer: Writer | str | None) -> bytes | None:
         registry, now = self.node.registry, self.node.clock.monotonic()
-        leases = registry.held_exactly(items, now)
+        ids, text = sent
+        leases = registry.held_exactly(ids, text, now)
         if leases is None:
             return None
-        refusal = self._admit(len(items), client, token, writer)
+        refusal = self._admit(len(leases), client, token, writer)
         if refusal is not None:
             return refusal
         registry.renew_leases(leases, now)

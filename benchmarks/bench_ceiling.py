@@ -1,0 +1,177 @@
+"""The request path against the HTTP stack's own ceiling. Run by hand (needs `wrk`):
+
+    .venv/bin/python benchmarks/bench_ceiling.py                  # 3 rounds of 10 s, ~3 min
+    .venv/bin/python benchmarks/bench_ceiling.py --rounds 5 --profile /tmp/profiles
+
+One node (`artemis server`, default settings but the rate limits raised) holds a 20-instance
+service and 1,000 instances of another. Its answers to a lookup of the first and to a heartbeat
+of one instance are captured, bytes and headers, and handed to `bare_rsgi.py`: a bare granian
+RSGI application served the way the node is served (embedded server, RSGI, HTTP/1.1, uvloop),
+which reads each request's body and answers those bytes. wrk then sends the same requests to
+both, alternating node and bare app round by round so that drift of the machine hits both
+alike (64 connections, 2 threads):
+
+  lookup      POST /api/discovery/lookup.json of the 20-instance service (6.2 KB answer)
+  heartbeat   POST /api/registry/heartbeat.json, one instance per request, rotating over 1,000,
+              each sent as registered (the node renews it without decoding it)
+
+Reported: requests/s of each round, the medians, and the node's share of the bare app's rate.
+`--profile DIR` also records the node under each load with py-spy (`--native`-free, 250 Hz,
+`raw` format) and prints the functions with the most samples, by own time and with callees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_node import REGION, ZONE, free_port, lua_rotating, node, wrk
+from bench_scale import instance_json
+
+HERE = Path(__file__).resolve().parent
+LOOKUP = "/api/discovery/lookup.json"
+HEARTBEAT = "/api/registry/heartbeat.json"
+DROPPED = {"content-length", "date", "server", "connection"}  # the stack's own
+
+
+@contextlib.contextmanager
+def bare(answers: dict[str, Any]) -> Iterator[str]:
+    """Start bare_rsgi.py with these answers; yield its base url; stop it by its pid."""
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(answers, handle)
+    proc = subprocess.Popen([sys.executable, str(HERE / "bare_rsgi.py"), str(port), handle.name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.post(base + HEARTBEAT, content=b"{}", timeout=0.5).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError(f"bare app did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.unlink(handle.name)
+
+
+def captured(answer: httpx.Response) -> dict[str, Any]:
+    return {"body": answer.text,
+            "headers": [[k, v] for k, v in answer.headers.items() if k.lower() not in DROPPED]}
+
+
+def profile(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
+    """py-spy recording the node for `seconds` (it stops by itself)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "-p", str(pid),
+                             "-r", "250", "-d", str(seconds), "-f", "raw", "-o", str(out),
+                             "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top(raw: Path, count: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """The functions with the most samples in a py-spy raw (collapsed stacks) file: by own
+    samples and by samples with callees, as percentages of all samples."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")")
+                  for f in stack.split(";")]
+        weight = int(n)
+        samples += weight
+        own[frames[-1]] += weight
+        for frame in set(frames):
+            total[frame] += weight
+    return {kind: [(name, round(100 * n / samples, 1)) for name, n in counter.most_common(count)]
+            for kind, counter in (("own", own), ("with_callees", total))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the node, into DIR")
+    parser.add_argument("--node-arg", dest="node_args", action="append", default=[])
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args()
+
+    lookup_body = json.dumps({"discoveryConfigs": [{"discoveryData": None, "regionId": None,
+                                                    "serviceId": "lookup.service",
+                                                    "zoneId": None}],
+                              "regionId": REGION, "zoneId": ZONE}, separators=(",", ":"))
+    # Instances as the Java SDK writes them (keys in order, nulls written, no spaces): what a
+    # client's heartbeat sends back is then exactly what the node holds.
+    fleet = [instance_json("heartbeat.service", i) for i in range(1000)]
+    heartbeat_bodies = ['{"instances":[' + one + "]}" for one in fleet]
+    scripts = {"lookup": (LOOKUP, lua_rotating(LOOKUP, [lookup_body])),
+               "heartbeat": (HEARTBEAT, lua_rotating(HEARTBEAT, heartbeat_bodies))}
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"node": [], "bare": []} for name in scripts}
+    profiles: dict[str, Any] = {}
+    with node(*args.node_args) as (base, proc, cmd):
+        with httpx.Client() as client:
+            for instances in ([instance_json("lookup.service", 5000 + i) for i in range(20)],
+                              fleet):
+                done = client.post(base + "/api/registry/register.json",
+                                   content='{"instances":[' + ",".join(instances) + "]}").json()
+                assert done["responseStatus"]["errorCode"] == "success", done
+            answers = {LOOKUP: captured(client.post(base + LOOKUP, content=lookup_body)),
+                       HEARTBEAT: captured(client.post(base + HEARTBEAT,
+                                                       content=heartbeat_bodies[0]))}
+        with bare(answers) as bare_base:
+            for round_ in range(args.rounds):
+                for name, (path, script) in scripts.items():
+                    spy = None
+                    if args.profile is not None and round_ == 0:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        spy = profile(proc.pid, args.profile / f"{name}.txt", args.duration)
+                    ran = wrk(base + path, args.duration, args.connections, script, proc)
+                    if spy is not None:
+                        spy.wait(args.duration + 30)
+                        profiles[name] = top(args.profile / f"{name}.txt")  # type: ignore[operator]
+                    results[name]["node"].append(ran["requests_per_s"])
+                    ran = wrk(bare_base + path, args.duration, args.connections, script)
+                    results[name]["bare"].append(ran["requests_per_s"])
+                print(json.dumps({"round": round_ + 1, **results}), file=sys.stderr)
+    summary: dict[str, Any] = {"command": cmd, "answer_bytes": len(answers[LOOKUP]["body"])}
+    for name, runs in results.items():
+        mine, ceiling = statistics.median(runs["node"]), statistics.median(runs["bare"])
+        summary[name] = {"node_req_s": round(mine), "bare_req_s": round(ceiling),
+                         "share": round(mine / ceiling, 3), "rounds": runs}
+    if profiles:
+        summary["profiles"] = profiles
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
