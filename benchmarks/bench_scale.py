@@ -12,6 +12,8 @@ expires during the run), and:
   register      the instances in batches of 5,000 over four connections: instances/s, RSS
   idle lookup   wrk on lookup.json of a 20-instance service for --lookup-seconds: the request
                 path's rate on an idle node, whatever the registry's size
+  idle writes   the same for a heartbeat and a register (the same data again) of one instance a
+                request, rotating over 1,000 instances spread over the registry
   churn         for --churn-seconds: every instance heartbeats once a round of --round-seconds
                 (10 s by default, as clients of a 20 s lease do; batches of 5,000),
                 2,000 register again per round (as restarted clients do), a delta from the oldest
@@ -246,6 +248,11 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
         rss_registered = proc.memory_info().rss
         idle = wrk(base + "/api/discovery/lookup.json", args.lookup_seconds, 16, lookup_script(),
                    proc)
+        # the write paths, one instance a request, over 1,000 instances spread over the registry
+        spread = ['{"instances":[' + instance_json(service_of(i), i) + "]}"
+                  for i in range(0, total, max(1, total // 1000))]
+        writes = {path: wrk(base + path, args.lookup_seconds, 16, lua_rotating(path, spread), proc)
+                  for path in ("/api/registry/heartbeat.json", "/api/registry/register.json")}
         # churn, with the lookup measured at the same time
         result: dict[str, Any] = {}
         loaded = threading.Thread(target=lambda: result.update(
@@ -266,6 +273,8 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
             "loop_lag_register": during_register["loopLag"],
             "steps_register": during_register["longestStepMs"],
             "lookup_idle": idle, "lookup_during_churn": result,
+            "heartbeat_idle": writes["/api/registry/heartbeat.json"],
+            "register_idle": writes["/api/registry/register.json"],
             "lookup_ratio": round(result.get("requests_per_s", 0) / idle["requests_per_s"], 3),
             "churn": churned,
             "loop_lag_churn": during_churn["loopLag"],

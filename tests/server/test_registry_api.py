@@ -23,6 +23,7 @@ from tests.server.harness import (
     SERVICE,
     UNREGISTER,
     Api,
+    canonical,
     failed,
     instance,
     lookup_answer,
@@ -349,6 +350,39 @@ async def test_a_large_body_is_decoded_behind_the_gate_and_answers_the_same(api:
     registered = await api.register(*fleet)
     assert (partial(*(failed(i, "data-not-found", NOT_EXISTING) for i in fleet)), OK_BODY,
             1_000) == (unknown, registered, api.node.registry.instance_count)
+
+
+async def test_a_large_canonical_body_is_decoded_in_steps_and_answers_the_same(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large body in the form clients write is decoded DECODE_SLICE instances a step (1,200
+    instances: 500, 500, 200); one with a bad instance is decoded whole and answered exactly as
+    the same body written with spaces."""
+    decoded: list[int] = []
+    decode = registry_api.wire.decode
+
+    def counting(data: bytes, kind: Any, **kwargs: Any) -> Any:
+        result = decode(data, kind, **kwargs)
+        if kind is registry_api.InstancesRequest:
+            decoded.append(len(result.instances or ()))
+        return result
+
+    monkeypatch.setattr(registry_api.wire, "decode", counting)
+    fleet = many(1_200)
+    body = b'{"instances":[' + b",".join(canonical(i) for i in fleet) + b"]}"
+    assert len(body) > GATED_BODY
+    answer = (await api.post("/api/registry/register.json", content=body)).json()
+    assert (OK_BODY, [500, 500, 200], 1_200) == (answer, decoded,
+                                                 api.node.registry.instance_count)
+
+    bad = [*fleet[:700], {**fleet[700], "port": "x"}, *fleet[701:]]
+    spaced = json.dumps({"instances": bad}).encode()
+    answers = [(await api.post("/api/registry/register.json", content=content)).json()
+               for content in (b'{"instances":[' + b",".join(canonical(i) for i in bad) + b"]}",
+                               spaced)]
+    assert ("bad-request", True) == (answers[0]["responseStatus"]["errorCode"],
+                                     "$.instances[700].port" in answers[0]["responseStatus"][
+                                         "message"])
+    assert answers[1] == answers[0]
 
 
 async def test_a_large_batch_gives_the_event_loop_back_between_slices(
