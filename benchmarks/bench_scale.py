@@ -16,9 +16,11 @@ expires during the run), and:
                 request, rotating over 1,000 instances spread over the registry
   churn         for --churn-seconds: every instance heartbeats once a round of --round-seconds
                 (10 s by default, as clients of a 20 s lease do; batches of 5,000),
-                2,000 register again per round (as restarted clients do), a delta from the oldest
-                snapshot version, every third round the whole services.json (gzip); meanwhile
-                wrk runs the same lookup: its rate during churn
+                1,000 new instances register and the 1,000 of the round before unregister (a
+                deploy), 1,000 of the fleet register again (as restarted clients do), a delta from
+                the oldest snapshot version is fetched (its size recorded), every third round the
+                whole services.json (gzip); meanwhile wrk runs the same lookup: its rate during
+                churn
   costs         the loop-lag timer's maximum and the longest steps of the snapshotter, delta
                 folding and the garbage collector during registration and churn (runtime.json);
                 services.json's gzipped size and the time of one fetch; RSS after churn
@@ -50,6 +52,7 @@ from bench_node import REGION, ZONE, free_port, lua_rotating, node, wrk
 
 SECRET = "bench-cluster-secret-0123456789"  # noqa: S105 - a benchmark's own secret
 PER_SERVICE = 10
+CHURN_POOL = 30_000_000  # ids of the instances a deploy brings up during churn
 BATCH = 5_000
 LOOKUP_SERVICE = "scale.lookup"
 
@@ -154,23 +157,36 @@ def churn(base: str, total: int, seconds: float, beats: list[bytes], round_secon
     rng = random.Random(7)
     rounds = overran = 0
     delta_ms: list[float] = []
+    delta_bytes: list[int] = []
+    leaving: list[str] = []
     started = time.monotonic()
     with httpx.Client(timeout=300) as client:
         while time.monotonic() - started < seconds:
             rounds += 1
             round_ends = time.monotonic() + round_seconds
             post_all(base, "/api/registry/heartbeat.json", beats, connections=2)
-            # a restarted client registers again with its data: a new lease, a change for
-            # deltas and push (other data would fail the fleet's next heartbeat)
-            changed = [instance_json(service_of(j), j)
-                       for j in rng.sample(range(total), min(2000, total))]
+            # a deploy: 1,000 new instances come up, the 1,000 of the round before go away (they
+            # are not among the fleet, whose heartbeats stay exactly what the node holds)
+            arrived = [instance_json(service_of(rng.randrange(total)),
+                                     CHURN_POOL + rounds * 1000 + k) for k in range(1000)]
             post_all(base, "/api/registry/register.json",
-                     [f'{{"instances":[{",".join(changed)}]}}'.encode()])
+                     [f'{{"instances":[{",".join(arrived)}]}}'.encode()])
+            if leaving:
+                post_all(base, "/api/registry/unregister.json",
+                         [f'{{"instances":[{",".join(leaving)}]}}'.encode()])
+            leaving = arrived
+            # and 1,000 of the fleet restart: registered again with the same data
+            again = [instance_json(service_of(j), j) for j in rng.sample(range(total),
+                                                                        min(1000, total))]
+            post_all(base, "/api/registry/register.json",
+                     [f'{{"instances":[{",".join(again)}]}}'.encode()])
             oldest = runtime(base, 1)["snapshotVersions"][0]
             asked = time.monotonic()
-            client.post(base + "/api/discovery/services-delta.json",
-                        json={"regionId": REGION, "zoneId": ZONE, "version": oldest})
+            delta = client.post(base + "/api/discovery/services-delta.json",
+                                json={"regionId": REGION, "zoneId": ZONE, "version": oldest})
             delta_ms.append(round((time.monotonic() - asked) * 1000, 1))
+            status = delta.json()["responseStatus"]["errorCode"]
+            delta_bytes.append(len(delta.content) if status == "success" else -1)
             if rounds % 3 == 0:
                 services_json(base)
             if time.monotonic() < round_ends:
@@ -179,7 +195,8 @@ def churn(base: str, total: int, seconds: float, beats: list[bytes], round_secon
                 overran += 1
     elapsed = time.monotonic() - started
     return {"rounds": rounds, "rounds_overran": overran, "seconds": round(elapsed, 1),
-            "renewals_per_s": round(rounds * total / elapsed), "delta_fetch_ms": delta_ms[:5]}
+            "renewals_per_s": round(rounds * total / elapsed), "delta_fetch_ms": delta_ms[:5],
+            "delta_bytes": delta_bytes[:5]}  # -1: the version was no longer kept
 
 
 def restart_copy(first_port: int, total: int, node_args: list[str]) -> dict[str, Any]:
