@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.membership import parse_peers
+from artemis.server.cluster import repair as repair_module
 from artemis.server.settings import Settings, SettingsError
 from tests.server.cluster_harness import (
     CLUSTER_SECRET,
@@ -766,6 +767,28 @@ async def test_repair_imports_what_only_the_peer_has(nodes: Nodes) -> None:
     assert peer("b", "up", True, repair={"rounds": 2, "inSync": 1, "services": 1,
                                          "instances": 1, "staleUnregistered": 0}) == (
         nodes.cluster("a").status()["peers"][0])
+
+
+async def test_a_difference_that_settles_before_the_recheck_is_not_repaired(
+        nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A register on A not yet replicated makes the totals differ; it reaches B while A waits to
+    ask again, so the round finds them in sync and fetches nothing."""
+    apis = await nodes.build()
+    await nodes.poll("a")
+    cluster = nodes.cluster("a")
+    assert OK_BODY == await apis["a"].register(instance())
+    sleep = asyncio.sleep
+
+    async def flushing(delay: float) -> None:
+        if delay == repair_module.RECHECK_DELAY:
+            await cluster.flush()  # the write in flight arrives meanwhile
+        await sleep(0)
+
+    monkeypatch.setattr(repair_module.asyncio, "sleep", flushing)
+    changed = await cluster.repair(nodes.link("a", "b"))
+
+    assert (0, {"rounds": 1, "inSync": 1, "services": 0, "instances": 0,
+                "staleUnregistered": 0}) == (changed, cluster.status()["peers"][0]["repair"])
 
 
 async def test_repair_restores_a_lease_this_node_lost(nodes: Nodes) -> None:
