@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/bench_ceiling.py                  # 3 rounds of 10 s, ~3 min
     .venv/bin/python benchmarks/bench_ceiling.py --rounds 5 --profile /tmp/profiles
 
-One node (`artemis server`, default settings but the rate limits raised) holds a 20-instance
-service and 1,000 instances of another. Its answers to a lookup of the first and to a heartbeat
-of one instance are captured, bytes and headers, and handed to `bare_rsgi.py`: a bare granian
-RSGI application served the way the node is served (embedded server, RSGI, HTTP/1.1, uvloop),
-which reads each request's body and answers those bytes. wrk then sends the same requests to
-both, alternating node and bare app round by round so that drift of the machine hits both
-alike (64 connections, 2 threads):
+One node (`artemis server`, default settings but the rate limits raised and leases of 600 s)
+holds a 20-instance service and 1,000 instances of another. Its answers to a lookup of the
+first and to a heartbeat of one instance are captured, bytes and headers, and handed to
+`bare_rsgi.py`: a bare granian RSGI application served the way the node is served (embedded
+server, RSGI, HTTP/1.1, uvloop), which reads each request's body and answers those bytes. wrk
+then sends the same requests to both, alternating node and bare app round by round so that
+drift of the machine hits both alike (64 connections, 2 threads):
 
   lookup      POST /api/discovery/lookup.json of the 20-instance service (6.2 KB answer)
   heartbeat   POST /api/registry/heartbeat.json, one instance per request, rotating over 1,000,
@@ -135,7 +135,9 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {
         name: {"node": [], "bare": []} for name in scripts}
     profiles: dict[str, Any] = {}
-    with node(*args.node_args) as (base, proc, cmd):
+    # leases of 600 s: the heartbeat's instances outlive the lookup's rounds between its own
+    with node("--lease-ttl", "600", "--max-lease-ttl", "600", *args.node_args) as (base, proc,
+                                                                                   cmd):
         with httpx.Client() as client:
             for instances in ([instance_json("lookup.service", 5000 + i) for i in range(20)],
                               fleet):
@@ -160,6 +162,10 @@ def main() -> None:
                     ran = wrk(bare_base + path, args.duration, args.connections, script)
                     results[name]["bare"].append(ran["requests_per_s"])
                 print(json.dumps({"round": round_ + 1, **results}), file=sys.stderr)
+        with httpx.Client() as client:  # the node's heartbeats were renewals, not failures
+            held = [client.post(base + HEARTBEAT, content=body).content == answers[HEARTBEAT][
+                "body"].encode() for body in heartbeat_bodies]
+        assert all(held), f"{held.count(False)} heartbeats were not renewed"
     summary: dict[str, Any] = {"command": cmd, "answer_bytes": len(answers[LOOKUP]["body"])}
     for name, runs in results.items():
         mine, ceiling = statistics.median(runs["node"]), statistics.median(runs["bare"])
