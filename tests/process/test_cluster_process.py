@@ -383,10 +383,17 @@ def test_writes_applied_by_one_node_alone_are_repaired_onto_the_others(
         start_cluster: StartCluster) -> None:
     """A register that reached only B (a replication write, never passed on) is copied to A and
     C by repair; an unregister that reached only B wins over the older registration A and C
-    hold: repair sends it on (B's tombstone), so it is gone everywhere."""
-    cluster = start_cluster()
+    hold: repair sends it on (B's tombstone), so it is gone everywhere.
+
+    `doomed` is written to A, C, then B as a peer would, so B's copy is the one renewed last: an
+    unregister that came from a peer is dated by the renewal of the copy it removed, and a copy
+    renewed after that date wins (docs/cluster.md). Registered at A and replicated, C's copy
+    could be renewed a moment after B's and rightly come back. Leases of 300 s: on a busy
+    machine the test may outlast a 20 s lease, and `doomed` would expire on its own."""
+    cluster = start_cluster("--lease-ttl", "300")
     a, b = cluster["A"], cluster["B"]
-    register(a, "doomed")
+    for node in (a, cluster["C"], b):
+        register(node, "doomed", replication=True)
     converged(cluster, ["doomed"])
     register(b, "lone", replication=True)
     unregister(b, "doomed", replication=True)
