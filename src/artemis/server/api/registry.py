@@ -19,7 +19,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -43,9 +43,13 @@ _PARTIAL: Final = wire.ResponseStatus(error_code=ErrorCode.PARTIAL_FAIL, message
                                       status="partial_fail")
 
 Operation = Callable[..., BatchResult]  # (instances, now, wall_ms[, client=address])
-# Hands a client write that succeeded here to the cluster: (operation, instances, owners[,
-# keys]); instances may be JSON already encoded (msgspec.Raw), with their keys.
-Replicate = Callable[..., None]
+class Replicate(Protocol):
+    """Hands a client write that succeeded here to the cluster (`Cluster.replicate`):
+    instances may be JSON already encoded (msgspec.Raw), with their instance keys."""
+
+    def __call__(self, operation: str, instances: Sequence[wire.Instance | msgspec.Raw],
+                 owners: Sequence[str] | None = None, keys: Sequence[str] | None = None
+                 ) -> None: ...
 
 
 def client_address(peer: str) -> str:
@@ -135,6 +139,11 @@ class _IdsRequest(msgspec.Struct):
 _IDS: Final = msgspec.json.Decoder(_IdsRequest)
 _HEAD: Final = b'{"instances":['
 
+
+def _framed(body: bytes) -> bool:
+    """Whether `body` starts and ends as an InstancesRequest clients write (no space, one key)."""
+    return body.startswith(_HEAD) and body.endswith(b"]}")
+
 # A heartbeat body's instances' ids, and the text of its instances as sent (between the brackets)
 Sent = tuple[list[_Ids], bytes]
 
@@ -144,7 +153,7 @@ def sent_as_held(body: bytes) -> Sent | None:
     for its instances' ids only, with the text of its instances, which `held_exactly`
     compares with what the node holds (a space, a second key, anything but the held JSON
     fails that comparison); None for any other body."""
-    if not (body.startswith(_HEAD) and body.endswith(b"]}")):
+    if not _framed(body):
         return None
     try:
         ids = _IDS.decode(body).instances
@@ -171,7 +180,7 @@ async def _decode_in_steps(request: Request) -> InstancesRequest:
     every error is answered exactly as before."""
     body = request.body
     raws: list[msgspec.Raw] | None = None
-    if body.startswith(_HEAD) and body.endswith(b"]}"):
+    if _framed(body):
         with contextlib.suppress(msgspec.DecodeError):
             raws = _RAWS.decode(body).instances
     if not raws or len(body) != len(_HEAD) + 1 + len(raws) + sum(map(len, raws)):

@@ -89,32 +89,23 @@ class Request:
 class Pieces:
     """An answer in parts: sent part group by part group when large, never joined in one piece
     on the event loop (copying tens of megabytes at once stalls it for tens of milliseconds).
-    The parts may be made as they are sent (an iterable that is not a list: services.json is),
-    and a part may be a tuple of bytes sent one after another."""
+    The parts may be made as they are sent (services.json's are): any iterable that can be
+    iterated again, once per send."""
 
     __slots__ = ("gzipped", "parts", "size")
 
-    def __init__(self, parts: Iterable[bytes | tuple[bytes, ...]], size: int | None = None
-                 ) -> None:
+    def __init__(self, parts: Iterable[bytes], size: int | None = None) -> None:
         self.parts = parts
-        self.size = sum(map(len, self.flat())) if size is None else size
+        self.size = sum(map(len, parts)) if size is None else size
         self.gzipped: Pieces | None = None  # compressed once, kept as long as this answer
 
-    def flat(self) -> Iterator[bytes]:
-        """Every part, chunks opened."""
-        for part in self.parts:
-            if isinstance(part, tuple):
-                yield from part
-            else:
-                yield part
-
     def joined(self) -> bytes:
-        return b"".join(self.flat())
+        return b"".join(self.parts)
 
     def groups(self, target: int = STREAM_GROUP) -> Iterator[bytes]:
         group: list[bytes] = []
         size = 0
-        for part in self.flat():
+        for part in self.parts:
             group.append(part)
             size += len(part)
             if size >= target:
