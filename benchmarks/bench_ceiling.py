@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_node import REGION, ZONE, free_port, lua_rotating, node, wrk
+from bench_node import REGION, ZONE, free_port, lua_rotating, node, stop, wrk
 from bench_scale import instance_json
 
 HERE = Path(__file__).resolve().parent
@@ -70,12 +70,7 @@ def bare(answers: dict[str, Any]) -> Iterator[str]:
             time.sleep(0.05)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         os.unlink(handle.name)
 
 

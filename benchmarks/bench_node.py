@@ -85,12 +85,17 @@ def node(*extra: str, env: dict[str, str] | None = None, port: int | None = None
             time.sleep(0.05)
         yield base, psutil.Process(proc.pid), cmd
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process this benchmark started, by its pid: politely, then for sure."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def instance(service: str, i: int) -> dict[str, Any]:
