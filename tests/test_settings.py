@@ -66,6 +66,7 @@ def test_defaults() -> None:
         "metrics": True, "console": "on",
         "log_format": "console", "tls_cert": "", "tls_key": "", "tls_ca": "",
         "tls_min_version": "1.2",
+        "gc_freeze": True, "gc_thaw_interval": 3600.0,
         "shutdown_timeout": 5.0,
         "log_level": "info",
     } == dataclasses.asdict(Settings.load())

@@ -271,6 +271,7 @@ async def test_config_masks_the_admin_token(make_api: MakeApi) -> None:
         "self_preservation": "true", "self_preservation_min_count": "50",
         "self_preservation_percentage": "85", "self_preservation_reset_interval": "600.0",
         "self_preservation_window": "10.0", "shutdown_timeout": "5.0", "metrics": "true",
+        "gc_freeze": "true", "gc_thaw_interval": "3600.0",
         "console": "on",
         "log_format": "console", "tls_cert": "", "tls_key": "", "tls_ca": "",
         "tls_min_version": "1.2",

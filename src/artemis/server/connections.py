@@ -4,10 +4,12 @@ granian accepts connections in its own thread and tells Python nothing until a r
 so it cannot refuse a client that holds too many. Its sockets are this process's own file
 descriptors, though, and Linux lists them: every `connection_check_interval` a worker thread
 reads /proc/self/net/tcp{,6} (the connections of this process's network namespace, with their
-socket inode and peer address) and /proc/self/fd (which inodes this process holds), counts the
-established connections to the listening port per peer address, and shuts down the newest ones
-of an address above `max_connections_per_client` (`shutdown(2)` on a duplicate of the fd: granian
-sees the connection end, frees its slot and closes its own descriptor). A connection that never
+socket inode and peer address) and counts the established connections to the listening port per
+peer address. When an address holds more than `max_connections_per_client`, it also lists
+/proc/self/fd (which of those sockets this process holds: at 10,000 connections that listing is
+most of a scan's cost, so it is skipped when nobody is over) and shuts down the newest ones of
+that address above the limit (`shutdown(2)` on a duplicate of the fd: granian sees the
+connection end, frees its slot and closes its own descriptor). A connection that never
 speaks is closed by granian itself after `idle_timeout`; the total is bounded by granian's
 `max_connections` permits.
 
@@ -18,8 +20,10 @@ runs in a worker thread, so the event loop never waits on /proc.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +33,6 @@ __all__ = ["Connection", "ConnectionGuard", "ConnectionStats", "over_limit", "pa
 
 log = logging.getLogger("artemis.connections")
 
-_ESTABLISHED: Final = "01"
 _PROC_TABLES: Final = ("/proc/self/net/tcp", "/proc/self/net/tcp6")
 
 
@@ -43,16 +46,23 @@ class Connection:
 
 def parse_proc_tcp(text: str, port: int, six: bool) -> Iterator[Connection]:
     """The established connections to local `port` in one /proc/net/tcp or tcp6 table."""
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 10 or fields[3] != _ESTABLISHED:
-            continue
-        local, remote, inode = fields[1], fields[2], int(fields[9])
-        if int(local.rpartition(":")[2], 16) != port or inode == 0:
-            continue
-        yield Connection(inode, _address(remote.rpartition(":")[0], six))
+    rows = _rows(port).finditer(text)
+    for row in rows:
+        inode = int(row[2])
+        if inode:
+            yield Connection(inode, _address(row[1], six))
 
 
+@functools.lru_cache(maxsize=8)
+def _rows(port: int) -> re.Pattern[str]:
+    """A table's rows of established connections to local `port`: (peer address, inode). The
+    columns: sl, local address, peer address, state (01: established), tx:rx queues,
+    timer:when, retransmits, uid, timeout, inode."""
+    return re.compile(rf"^ *\d+: [0-9A-F]+:{port:04X} ([0-9A-F]+):[0-9A-F]{{4}} 01 "
+                      r"(?:\S+ +){5}(\d+)", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=4096)
 def _address(hexed: str, six: bool) -> str:
     """An address as /proc writes it (32-bit words in host order, little-endian here)."""
     raw = bytes.fromhex(hexed)
@@ -108,8 +118,14 @@ class ConnectionGuard:
         self._scan += 1
         self.stats.scans += 1
         try:
-            held = self._held_sockets()
-            connections = [c for c in self._connections() if c.inode in held]
+            connections = list(self._connections())
+            held: dict[int, int] = {}
+            if self.limit and _busiest(connections) > self.limit:
+                # Someone may be over the limit: which of these sockets are this process's own
+                # (a descriptor to shut down)? Listing every descriptor is the scan's dearest
+                # part, so it is done only then.
+                held = self._held_sockets()
+                connections = [c for c in connections if c.inode in held]
         except OSError as exc:
             self.stats.failed_scans += 1
             log.warning("cannot count connections per client: %s", exc)
@@ -126,7 +142,7 @@ class ConnectionGuard:
         self.stats.open = len(connections)
         self.stats.clients = len(per_client)
         self.stats.busiest_client = max(per_client.values(), default=0)
-        if not self.limit:
+        if not held:
             return []
         closed = [c for c in over_limit(connections, seen, self.limit)
                   if _shutdown(held[c.inode], c.inode)]
@@ -164,6 +180,14 @@ class ConnectionGuard:
     def __repr__(self) -> str:
         return (f"ConnectionGuard(port={self.port}, limit={self.limit}, "
                 f"open={self.stats.open}, closed={self.stats.closed_over_limit})")
+
+
+def _busiest(connections: Iterable[Connection]) -> int:
+    """The most connections one client address holds."""
+    per_client: dict[str, int] = {}
+    for c in connections:
+        per_client[c.client] = per_client.get(c.client, 0) + 1
+    return max(per_client.values(), default=0)
 
 
 def _shutdown(fd: int, inode: int) -> bool:

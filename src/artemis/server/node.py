@@ -40,6 +40,7 @@ from artemis.core.ratelimit import ClientLimiter, RateLimiter
 from artemis.core.registry import Registry, RegistryConfig
 from artemis.core.versions import Change, Versions
 from artemis.server.connections import ConnectionStats
+from artemis.server.observability.collector import Collector
 from artemis.server.observability.loop import LoopLag, StepTimes, drive_async, percentiles_ms
 from artemis.server.settings import CLIENT_RATE_LIMIT_FAMILIES, Settings
 
@@ -123,6 +124,7 @@ class Node:
         self.lag = LoopLag()
         self.connections = ConnectionStats()  # counted by the runner's connection guard
         self.steps = StepTimes()
+        self.collector: Collector | None = None  # the process's collector policy (runner.py)
         # Large registry batches run one at a time behind this gate (server/api/registry.py).
         self.batch_gate = asyncio.Lock()
         self._subscribers: list[Subscriber] = []

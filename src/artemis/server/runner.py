@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gc
 import logging
 import resource
 import signal
@@ -39,6 +38,7 @@ import uvloop
 from artemis.server import compose
 from artemis.server.connections import ConnectionGuard, ConnectionStats
 from artemis.server.observability import tracing
+from artemis.server.observability.collector import Collector
 from artemis.server.observability.logs import logging_config, setup_logging
 from artemis.server.settings import Settings
 
@@ -66,10 +66,15 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
     raise_open_files(settings.max_connections)
     parts = compose.build(settings, tracing=traces)
     node, push = parts.node, parts.push
-    # Everything loaded so far (modules, the app) lives as long as the process: keep it out of
-    # the garbage collector's full passes, which would otherwise walk it every time.
-    gc.collect()
-    gc.freeze()
+    # Everything loaded so far (modules, the app) lives as long as the process, and so do most
+    # objects that survive two passes of the collector (sessions, caches): keep them out of its
+    # full passes, which would otherwise walk them every time (observability/collector.py).
+    if settings.gc_freeze:
+        collector = node.collector = Collector()
+        collector.install()
+        if settings.gc_thaw_interval > 0:
+            node.add_loop("collector thaw", settings.gc_thaw_interval,
+                          lambda: node.steps.record("thaw", *collector.thaw()))
     server = Server(
         parts.app,
         address=settings.host,

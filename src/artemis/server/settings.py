@@ -288,6 +288,13 @@ class Settings:
         "certificates asked."))
     tls_min_version: str = field(default="1.2", metadata=_doc(
         "Oldest TLS version accepted: 1.2 (older Java clients) or 1.3.", choices=("1.2", "1.3")))
+    gc_freeze: bool = field(default=True, metadata=_doc(
+        "Move what survives the garbage collector's middle-generation passes out of its full "
+        "passes (gc.freeze), so 10,000 WebSocket sessions do not make one pass stall the node "
+        "for hundreds of milliseconds; see docs/operations.md."))
+    gc_thaw_interval: float = field(default=3600.0, metadata=_doc(
+        "Seconds between two full passes over everything frozen, which collect any cycle that "
+        "died frozen (0: never).", lo=0.0, hi=604_800.0))
     shutdown_timeout: float = field(default=5.0, metadata=_doc(
         "Seconds a stopping node waits for requests in flight before it closes them.",
         lo=0.1, hi=600.0))

@@ -81,6 +81,7 @@ class RuntimeResponse(_Wire, kw_only=True, frozen=True):
     `responseStatus`."""
 
     change_log_size: int = 0
+    collector: dict[str, float] | None = None  # the collector policy's figures; {} when off
     connections: dict[str, int] | None = None
     evicted_total: int = 0
     instances: int = 0

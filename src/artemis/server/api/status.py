@@ -291,6 +291,7 @@ class Status:
         versions = node.versions
         return _sorted.encode({
             "changeLogSize": len(node.registry.log),
+            "collector": node.collector.summary() if node.collector is not None else {},
             "connections": _connections(node),
             "evictedTotal": node.registry.evicted_total,
             "instances": node.registry.instance_count,

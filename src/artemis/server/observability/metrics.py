@@ -8,6 +8,7 @@ asks for /metrics.
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
@@ -325,6 +326,12 @@ class NodeCollector(Collector):
         for name, longest in sorted(self.node.steps.longest_cpu.items()):
             steps.add_metric([name], longest)
         yield steps
+        collector = self.node.collector
+        if collector is not None:
+            yield GaugeMetricFamily("artemis_gc_frozen_objects", "Objects moved out of the "
+                                    "garbage collector's full passes", value=gc.get_freeze_count())
+            yield CounterMetricFamily("artemis_gc_thaws", "Full passes over every frozen "
+                                      "object", value=collector.thaws)
         yield from self._connections()
 
     def _connections(self) -> Iterator[Metric]:
