@@ -52,6 +52,7 @@ from tests.server.harness import (
     service,
     stamp,
 )
+from tests.server.test_push_sessions import FakeWebSocket
 
 START_MS = 1_700_000_000_000  # FakeClock's wall time when a test's node is built
 M = "/api/management"
@@ -256,32 +257,7 @@ async def until(predicate: Callable[[], bool], what: str, within: float = 3.0) -
 # --- nodes with other settings, and push sessions ---------------------------------------------
 
 
-class Socket:
-    """A WebSocket as the push server sees one: messages in from a queue, texts out to a list."""
-
-    def __init__(self) -> None:
-        self.incoming: asyncio.Queue[str | None] = asyncio.Queue()
-        self.sent: list[str] = []
-        self.code: int | None = None
-
-    async def receive(self) -> str | bytes | None:
-        if self.code is not None:
-            return None
-        message = await self.incoming.get()
-        return None if self.code is not None else message
-
-    async def send(self, text: str) -> None:
-        if self.code is not None:
-            raise ConnectionError("the WebSocket is closed")
-        self.sent.append(text)
-
-    def close(self, code: int) -> None:
-        if self.code is None:
-            self.code = code
-            self.incoming.put_nowait(None)
-
-    def frames(self) -> list[Any]:
-        return [json.loads(text) for text in self.sent]
+Socket = FakeWebSocket  # a WebSocket as the push server sees one
 
 
 @dataclass

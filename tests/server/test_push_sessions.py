@@ -77,6 +77,11 @@ class FakeWebSocket:
             await asyncio.Event().wait()
         self.sent.append(text)
 
+    def start_send(self, text: str) -> asyncio.Future[None]:
+        if self.code is not None:
+            raise ConnectionError("the WebSocket is closed")
+        return asyncio.ensure_future(self.send(text))
+
     def close(self, code: int) -> None:
         if self.code is None:
             self.code = code

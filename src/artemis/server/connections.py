@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -111,10 +112,18 @@ class ConnectionGuard:
         self.stats = stats
         self._scan = 0
         self._first_seen: dict[int, int] = {}
+        self.last_cpu = 0.0  # CPU seconds the last scan took
 
     def scan(self) -> list[Connection]:
         """One count (blocking I/O on /proc: run it in a worker thread); the connections it
         closed."""
+        started = time.thread_time()
+        try:
+            return self._scan_once()
+        finally:
+            self.last_cpu = time.thread_time() - started
+
+    def _scan_once(self) -> list[Connection]:
         self._scan += 1
         self.stats.scans += 1
         try:

@@ -49,6 +49,7 @@ log = logging.getLogger("artemis.server")
 # Granian sends a close frame from its own thread once the session's handler has returned, and
 # tells Python nothing when it is out: this is how long it gets before granian stops.
 CLOSE_FRAMES_GRACE = 0.1
+GUARD_SHARE = 0.02  # of the process's time, at most, spent counting connections per client
 
 
 async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
@@ -164,17 +165,22 @@ async def serve(settings: Settings, *, traces: tracing.Tracing | None = None,
 
 async def guard_connections(settings: Settings, stats: ConnectionStats) -> None:
     """Count connections per client address and close the excess, every
-    connection_check_interval, in a worker thread (Linux only: elsewhere only granian's total
-    and idle limits apply)."""
+    connection_check_interval (or longer, see GUARD_SHARE), in a worker thread (Linux only:
+    elsewhere only granian's total and idle limits apply)."""
     if not sys.platform.startswith("linux") or not settings.port:
         return
     guard = ConnectionGuard(settings.port, settings.max_connections_per_client, stats)
+    pause = settings.connection_check_interval
     while True:
-        await asyncio.sleep(settings.connection_check_interval)
+        await asyncio.sleep(pause)
         try:
             await asyncio.to_thread(guard.scan)
         except Exception:  # a scan that fails unexpectedly must not end the guard
             log.exception("counting connections per client failed")
+        # A scan reads every connection of the host's table while holding the interpreter
+        # (about 40 ms at 20,000 rows): the pause grows with it, so scans take at most
+        # GUARD_SHARE of the process's time, whatever the number of connections.
+        pause = max(settings.connection_check_interval, guard.last_cpu / GUARD_SHARE)
 
 
 class PortInUse(OSError):

@@ -108,7 +108,8 @@ class Settings:
         "Most connections one client address may hold; the newest above it are closed within "
         "connection_check_interval (0: no limit; Linux only).", lo=0))
     connection_check_interval: float = field(default=1.0, metadata=_doc(
-        "Seconds between two counts of the connections per client address.",
+        "Seconds between two counts of the connections per client address (longer when one "
+        "count takes over 2 % of it, as at tens of thousands of connections).",
         lo=0.1, hi=60.0))
     idle_timeout: float = field(default=20.0, metadata=_doc(
         "Seconds a connection may stay silent before its request's headers are complete, and "

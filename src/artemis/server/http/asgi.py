@@ -156,6 +156,11 @@ class _AsgiWebSocket:
         except Exception as exc:
             raise ConnectionError(str(exc)) from None
 
+    def start_send(self, text: str) -> asyncio.Future[None]:
+        if self._closed:
+            raise ConnectionError("the WebSocket is closed")
+        return asyncio.ensure_future(self.send(text))
+
     def close(self, code: int) -> None:
         if not self._closed:
             self._closed = True

@@ -19,6 +19,7 @@ __all__ = [
     "Pieces",
     "Request",
     "Response",
+    "SendFuture",
     "WebSocket",
     "WsHandler",
     "fail_body",
@@ -130,6 +131,14 @@ class Response:
 
 
 
+class SendFuture(Protocol):
+    """What `WebSocket.start_send` returns: an asyncio future or one like it (granian's)."""
+
+    def add_done_callback(self, callback: Callable[[Any], object], /) -> None: ...
+
+    def exception(self) -> BaseException | None: ...
+
+
 class WebSocket(Protocol):
     """One accepted WebSocket, whatever the interface: text and binary messages in, text out."""
 
@@ -138,6 +147,11 @@ class WebSocket(Protocol):
 
     async def send(self, text: str) -> None:
         """Send a text frame; raises ConnectionError once the socket is closed."""
+
+    def start_send(self, text: str) -> SendFuture:
+        """Start sending a text frame without waiting: its future is done once the frame is
+        written (its exception() set when it could not be); raises ConnectionError at once when
+        the socket is closed."""
 
     def close(self, code: int) -> None:
         """Close with `code` (the reason travels in a last frame: RSGI carries none)."""

@@ -165,6 +165,15 @@ class _RsgiWebSocket:
         except Exception as exc:
             raise ConnectionError(str(exc)) from None
 
+    def start_send(self, text: str) -> Any:
+        transport = self._transport
+        if self._closed or transport is None:
+            raise ConnectionError("the WebSocket is closed")
+        try:
+            return transport.send_str(text)  # granian's future: sent whether awaited or not
+        except Exception as exc:
+            raise ConnectionError(str(exc)) from None
+
     def close(self, code: int) -> None:
         if not self._closed:
             self._closed = True

@@ -23,26 +23,37 @@ itself (clients see 1005, "no status"), so the error frame is where a client rea
 shutdown closes send no frame, since the Java SDK reads every frame as an InstanceChange.
 A malformed or refused subscription gets an error frame and the session goes on.
 
-Each push session has a sender task that drains its queue; the core decides what is queued
-(artemis.core.subscriptions). A resume is replayed by the session's handler in bounded steps,
-the loop given back between them, before it reads the next frame. Stuck senders and sessions
-past their age are closed by a sweeper every second.
+The core decides what is queued for each push session (artemis.core.subscriptions); the server
+sends it, one frame under way per session, from callbacks rather than a task per session (see
+the sending section of PushServer). A resume is replayed by the session's handler in bounded
+steps, the loop given back between them, before it reads the next frame. Sessions stuck in a
+send and sessions past their age are closed by a sweeper every second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Final
 
 from artemis import wire
-from artemis.core.subscriptions import DISCOVERY, EVERYTHING, PushHub, PushSession, Refused
+from artemis.core.subscriptions import (
+    DISCOVERY,
+    EVERYTHING,
+    Frame,
+    PushHub,
+    PushSession,
+    Refused,
+)
 from artemis.core.versions import Change
 from artemis.server.api.registry import InstancesOperation, client_address
-from artemis.server.http import BadRequest, WebSocket, WsHandler, status_bytes
+from artemis.server.http import BadRequest, SendFuture, WebSocket, WsHandler, status_bytes
 from artemis.server.node import Node
 from artemis.wire import ErrorCode
 
@@ -57,6 +68,7 @@ CLOSE_TOO_BIG: Final = 1009
 CLOSE_FULL: Final = 1013
 CLOSE_TOO_SLOW: Final = 4008
 CLOSE_FORBIDDEN: Final = 4003
+SEND_STEP: Final = 0.004  # seconds of sends started before the loop is given back
 
 
 def error_frame(code: str, message: str, close: int | None = None) -> str:
@@ -67,10 +79,12 @@ def error_frame(code: str, message: str, close: int | None = None) -> str:
 
 
 class _Session:
-    """The shell's side of one WebSocket session: its socket and, for push, its sender."""
+    """The shell's side of one WebSocket session: its socket and, for push, where its sending
+    stands. A push session has no task of its own: the server sends its frames one at a time
+    from callbacks (see PushServer's sending section), so an idle session is a few objects."""
 
-    __slots__ = ("closed", "closing", "created", "kind", "push", "sender", "sending_since",
-                 "sent", "wake", "ws")
+    __slots__ = ("at", "batch", "closed", "closing", "created", "idle", "kind", "push", "ready",
+                 "sending_since", "ws")
 
     def __init__(self, ws: WebSocket, kind: str, push: PushSession | None,
                  created: float = 0.0) -> None:
@@ -78,11 +92,11 @@ class _Session:
         self.kind = kind
         self.push = push
         self.created = created  # the node's monotonic clock when the session opened
-        self.wake = asyncio.Event()
-        self.sender: asyncio.Task[None] | None = None
-        self.sending_since = 0.0  # monotonic time the pending send started, 0 when none
-        self.sent = asyncio.Event()  # set while no send is under way
-        self.sent.set()
+        self.batch: Sequence[Frame] = ()  # frames drained from the hub, sent from `at` on
+        self.at = 0
+        self.ready = False  # waiting in the server's ready queue (or its coalescing timer)
+        self.sending_since = 0.0  # monotonic time the send under way started, 0 when none
+        self.idle: asyncio.Future[None] | None = None  # resolved when the send under way ends
         self.closed = False
         self.closing: asyncio.Task[None] | None = None  # last words being sent before a close
 
@@ -92,23 +106,25 @@ class _Session:
         if self.closed:
             return
         self.closed = True
+        self.batch = ()
         if frame is not None:
             self.closing = asyncio.ensure_future(self._last_words(code, frame))
             self.closing.add_done_callback(lambda t: t.cancelled() or t.exception())
             return
         self.ws.close(code)
-        self.wake.set()
 
     async def _last_words(self, code: int, frame: str) -> None:
         try:
             async with asyncio.timeout(1.0):
-                await self.sent.wait()  # the sender stops after the frame it is sending
+                if self.sending_since:  # the frame goes after the one being sent
+                    self.idle = asyncio.get_running_loop().create_future()
+                    await self.idle
                 await self.ws.send(frame)
         except (ConnectionError, TimeoutError):
             pass
         finally:
+            self.idle = None
             self.ws.close(code)
-            self.wake.set()
 
 
 class PushServer:
@@ -125,6 +141,8 @@ class PushServer:
                            max_subscriptions=s.ws_max_subscriptions)
         self.sessions: set[_Session] = set()
         self._by_push: dict[int, _Session] = {}
+        self._ready: deque[_Session] = deque()  # sessions with frames to send, in turn
+        self._flushing = False  # a callback taking sessions off _ready is scheduled
         self.frames_sent = 0
         self.closed_too_slow = 0
         self.heartbeat_frames = 0
@@ -152,7 +170,7 @@ class PushServer:
             if push.too_slow:
                 self._too_slow(session, f"{push.waiting} changes queued and still behind")
             else:
-                session.wake.set()
+                self._wake(session)
 
     def _too_slow(self, session: _Session, why: str) -> None:
         if not session.closed:
@@ -161,28 +179,81 @@ class PushServer:
             session.close(CLOSE_TOO_SLOW, error_frame("too-slow", f"too slow: {why}",
                                                       CLOSE_TOO_SLOW))
 
-    async def _send_loop(self, session: _Session, push: PushSession) -> None:
-        coalesce = self.node.settings.ws_coalesce_ms / 1000
-        while not session.closed:
-            await session.wake.wait()
-            session.wake.clear()
-            if coalesce and not session.closed:
-                await asyncio.sleep(coalesce)
-            while push.waiting and not session.closed:
-                for frame in self.hub.drain(push, coalesce > 0):
-                    if session.closed:  # closed meanwhile: its last words go next
-                        break
-                    session.sending_since = self.node.clock.monotonic()
-                    session.sent.clear()
-                    try:
-                        await session.ws.send(frame.text)
-                    except ConnectionError:
-                        session.closed = True
-                        return
-                    finally:
-                        session.sending_since = 0.0
-                        session.sent.set()
-                    self.frames_sent += 1
+    # --- sending ---------------------------------------------------------------------------
+    # A session with frames waiting joins the ready queue; one callback at a time takes
+    # sessions off it for up to SEND_STEP seconds (then gives the loop back) and starts each
+    # one's next send without waiting for it. When a send ends, its callback starts the
+    # session's next one. So each session has at most one send under way (its frames leave in
+    # order), a slow reader holds up only itself, and a fan-out to 1,000 sessions is 1,000
+    # calls into the socket layer in a few steps of the loop, not 1,000 tasks woken.
+
+    def _wake(self, session: _Session) -> None:
+        """Frames may wait for `session`: queue it, unless it is queued or a send is under way
+        (whose end looks again)."""
+        if session.ready or session.sending_since or session.closed:
+            return
+        session.ready = True
+        coalesce = self.node.settings.ws_coalesce_ms
+        if coalesce:
+            asyncio.get_running_loop().call_later(coalesce / 1000, self._queue, session)
+        else:
+            self._queue(session)
+
+    def _queue(self, session: _Session) -> None:
+        self._ready.append(session)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        ready = self._ready
+        deadline = time.perf_counter() + SEND_STEP
+        while ready:
+            session = ready.popleft()
+            session.ready = False
+            self._send_next(session)
+            if ready and time.perf_counter() > deadline:
+                asyncio.get_running_loop().call_soon(self._flush)
+                return
+        self._flushing = False
+
+    def _send_next(self, session: _Session) -> None:
+        """Start the session's next send, if a frame waits and none is under way."""
+        push = session.push
+        if session.closed or session.sending_since or push is None:
+            return
+        if session.at >= len(session.batch):
+            session.batch, session.at = (), 0
+            if not push.waiting:
+                return
+            session.batch = self.hub.drain(push, self.node.settings.ws_coalesce_ms > 0)
+            if not session.batch:
+                return
+        frame = session.batch[session.at]
+        session.at += 1
+        try:
+            sending = session.ws.start_send(frame.text)
+        except ConnectionError:
+            session.closed = True
+            return
+        session.sending_since = self.node.clock.monotonic()
+        sending.add_done_callback(functools.partial(self._sent, session))
+
+    def _sent(self, session: _Session, sending: SendFuture) -> None:
+        session.sending_since = 0.0
+        try:
+            failed = sending.exception() is not None
+        except BaseException:  # cancelled: the socket is gone
+            failed = True
+        if failed:
+            session.closed = True
+            session.batch = ()
+        else:
+            self.frames_sent += 1
+        idle = session.idle
+        if idle is not None and not idle.done():
+            idle.set_result(None)  # a close's last words go now
+        self._send_next(session)
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -208,8 +279,6 @@ class PushServer:
         self.sessions.add(session)
         if push is not None:
             self._by_push[push.id] = session
-            session.sender = asyncio.create_task(self._send_loop(session, push),
-                                                 name="push sender")
         return session
 
     async def _end(self, session: _Session) -> None:
@@ -222,11 +291,8 @@ class PushServer:
             self._by_push.pop(session.push.id, None)
             self.hub.close(session.push)
         session.close(CLOSE_AGE)  # nothing if a close is already under way
-        sender, closing = session.sender, session.closing
-        session.sender = session.closing = None  # no cycle left through the tasks
-        if sender is not None:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+        closing = session.closing
+        session.closing = None  # no cycle left through the task
         if closing is not None:
             await asyncio.gather(closing, return_exceptions=True)
 
@@ -267,7 +333,7 @@ class PushServer:
                 problem = self._subscribe(session, push, frames[0])
                 if problem is not None:
                     await self._reply(session, problem)
-                session.wake.set()
+                self._wake(session)
                 await self._replay(session, push)
         finally:
             await self._end(session)
@@ -280,7 +346,7 @@ class PushServer:
             await asyncio.sleep(0)
             self.hub.replay(push, registry.log, registry.revision, self.node.clock.wall_ms(),
                             self._services())
-            session.wake.set()
+            self._wake(session)
         if push.too_slow:
             self._too_slow(session, "the changes it asked to be replayed do not fit")
 
