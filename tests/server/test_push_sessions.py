@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+import artemis.server.push as push_module
 from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.versions import ChangeLog
@@ -289,6 +290,34 @@ async def test_subscriber_gets_only_its_services_in_revision_order(server: Serve
                                       server.token(2)),
                            push_frame("new", wall, instance("10.0.0.3:80"), server.token(3)))
     assert ([first, third], [first, other, third]) == (mine.sent, everything.sent)
+
+
+async def test_fan_out_is_started_in_steps_and_each_session_gets_its_frames_in_order(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no time per step, each step of the sending starts one session's send and gives the
+    loop back: 200 sessions woken by one change take 200 steps, and every session still gets
+    both changes, in order, one send under way at a time."""
+    monkeypatch.setattr(push_module, "SEND_STEP", 0.0)
+    steps = 0
+    flush = server.push._flush
+
+    def counted() -> None:
+        nonlocal steps
+        steps += 1
+        flush()
+
+    monkeypatch.setattr(server.push, "_flush", counted)
+    sockets = [server.connect(ALL_CHANGES) for _ in range(200)]
+    await server.sessions(200)
+    wall = server.clock.wall_ms()
+    server.publish_register(instance("10.0.0.1:80"))
+    server.publish_register(instance("10.0.0.2:80"))
+    for ws in sockets:
+        await server.idle(ws, 2)
+    expected = [push_frame("new", wall, instance("10.0.0.1:80"), server.token(1)),
+                push_frame("new", wall, instance("10.0.0.2:80"), server.token(2))]
+    assert ([expected] * 200, [expected] * 200, True) == (
+        [ws.sent for ws in sockets], [ws.attempted for ws in sockets], steps >= 200)
 
 
 async def test_unregister_is_pushed_as_delete(server: Server) -> None:
