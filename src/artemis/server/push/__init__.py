@@ -83,8 +83,8 @@ class _Session:
     stands. A push session has no task of its own: the server sends its frames one at a time
     from callbacks (see PushServer's sending section), so an idle session is a few objects."""
 
-    __slots__ = ("at", "batch", "closed", "closing", "created", "idle", "kind", "push", "ready",
-                 "sending_since", "ws")
+    __slots__ = ("at", "batch", "closed", "closing", "created", "hooked", "kind", "push",
+                 "ready", "sending", "sending_since", "ws")
 
     def __init__(self, ws: WebSocket, kind: str, push: PushSession | None,
                  created: float = 0.0) -> None:
@@ -95,8 +95,9 @@ class _Session:
         self.batch: Sequence[Frame] = ()  # frames drained from the hub, sent from `at` on
         self.at = 0
         self.ready = False  # waiting in the server's ready queue (or its coalescing timer)
-        self.sending_since = 0.0  # monotonic time the send under way started, 0 when none
-        self.idle: asyncio.Future[None] | None = None  # resolved when the send under way ends
+        self.sending: SendFuture | None = None  # the last send started, until it is settled
+        self.sending_since = 0.0  # monotonic time it started
+        self.hooked = False  # its end calls the server back (to send what waits behind it)
         self.closed = False
         self.closing: asyncio.Task[None] | None = None  # last words being sent before a close
 
@@ -116,15 +117,21 @@ class _Session:
     async def _last_words(self, code: int, frame: str) -> None:
         try:
             async with asyncio.timeout(1.0):
-                if self.sending_since:  # the frame goes after the one being sent
-                    self.idle = asyncio.get_running_loop().create_future()
-                    await self.idle
+                sending = self.sending
+                if sending is not None and not sending.done():  # it goes after that frame
+                    idle = asyncio.get_running_loop().create_future()
+                    sending.add_done_callback(functools.partial(_resolve, idle))
+                    await idle
                 await self.ws.send(frame)
         except (ConnectionError, TimeoutError):
             pass
         finally:
-            self.idle = None
             self.ws.close(code)
+
+
+def _resolve(idle: asyncio.Future[None], _: object) -> None:
+    if not idle.done():
+        idle.set_result(None)
 
 
 class PushServer:
@@ -182,15 +189,17 @@ class PushServer:
     # --- sending ---------------------------------------------------------------------------
     # A session with frames waiting joins the ready queue; one callback at a time takes
     # sessions off it for up to SEND_STEP seconds (then gives the loop back) and starts each
-    # one's next send without waiting for it. When a send ends, its callback starts the
-    # session's next one. So each session has at most one send under way (its frames leave in
-    # order), a slow reader holds up only itself, and a fan-out to 1,000 sessions is 1,000
-    # calls into the socket layer in a few steps of the loop, not 1,000 tasks woken.
+    # one's next send without waiting for it. A send with more frames behind it calls back
+    # when it ends, to start the next; the last one is looked at only when the session has
+    # something new (hooked then if still under way). So each session has at most one send under
+    # way (its frames leave in order), a slow reader holds up only itself, and a fan-out to
+    # 1,000 sessions is 1,000 calls into the socket layer in a few steps of the loop: no task
+    # woken, no callback when the frames have left.
 
     def _wake(self, session: _Session) -> None:
         """Frames may wait for `session`: queue it, unless it is queued or a send is under way
         (whose end looks again)."""
-        if session.ready or session.sending_since or session.closed:
+        if session.ready or session.closed or self._under_way(session):
             return
         session.ready = True
         coalesce = self.node.settings.ws_coalesce_ms
@@ -217,10 +226,40 @@ class PushServer:
                 return
         self._flushing = False
 
+    def _under_way(self, session: _Session) -> bool:
+        """Whether the session's last send is still under way (then hooked, so that its end
+        sends what waits); a finished one is settled."""
+        sending = session.sending
+        if sending is None:
+            return False
+        if not sending.done():
+            if not session.hooked:
+                session.hooked = True
+                sending.add_done_callback(functools.partial(self._sent, session))
+            return True
+        self._settle(session, sending)
+        return False
+
+    @staticmethod
+    def _settle(session: _Session, sending: SendFuture) -> None:
+        session.sending, session.sending_since, session.hooked = None, 0.0, False
+        try:
+            failed = sending.exception() is not None
+        except BaseException:  # cancelled: the socket is gone
+            failed = True
+        if failed:
+            session.closed = True
+            session.batch = ()
+
+    def _sent(self, session: _Session, sending: SendFuture) -> None:
+        if session.sending is sending:
+            self._settle(session, sending)
+        self._send_next(session)
+
     def _send_next(self, session: _Session) -> None:
         """Start the session's next send, if a frame waits and none is under way."""
         push = session.push
-        if session.closed or session.sending_since or push is None:
+        if session.closed or push is None or self._under_way(session):
             return
         if session.at >= len(session.batch):
             session.batch, session.at = (), 0
@@ -236,24 +275,11 @@ class PushServer:
         except ConnectionError:
             session.closed = True
             return
-        session.sending_since = self.node.clock.monotonic()
-        sending.add_done_callback(functools.partial(self._sent, session))
-
-    def _sent(self, session: _Session, sending: SendFuture) -> None:
-        session.sending_since = 0.0
-        try:
-            failed = sending.exception() is not None
-        except BaseException:  # cancelled: the socket is gone
-            failed = True
-        if failed:
-            session.closed = True
-            session.batch = ()
-        else:
-            self.frames_sent += 1
-        idle = session.idle
-        if idle is not None and not idle.done():
-            idle.set_result(None)  # a close's last words go now
-        self._send_next(session)
+        self.frames_sent += 1
+        session.sending, session.sending_since = sending, self.node.clock.monotonic()
+        if session.at < len(session.batch) or push.waiting:  # its end sends the next
+            session.hooked = True
+            sending.add_done_callback(functools.partial(self._sent, session))
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -437,7 +463,8 @@ class PushServer:
                 continue
             if now - session.created >= s.ws_session_ttl:
                 session.close(CLOSE_AGE)
-            elif session.sending_since and now - session.sending_since >= s.ws_send_timeout:
+            elif (session.sending is not None and not session.sending.done()
+                  and now - session.sending_since >= s.ws_send_timeout):
                 self._too_slow(session, f"one frame took over {s.ws_send_timeout}s to send")
 
     def close_sessions(self, code: int = CLOSE_AGE) -> None:
