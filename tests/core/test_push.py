@@ -670,6 +670,43 @@ def test_service_unchanged_since_the_token_reads_no_log(world: World) -> None:
                                                              quiet.replay)
 
 
+def resume(world: World, session: PushSession, service: str, token: str) -> int:
+    """Subscribe as the push server does: with what the service's state knows of its changes."""
+    state = world.registry.services[service]
+    return world.hub.subscribe(session, service, token, world.registry.log,
+                               world.registry.revision, RELOAD_WALL, changed_at=state.revision,
+                               recent=(state.recent, state.known_since))
+
+
+def test_a_resume_its_services_recent_changes_cover_reads_no_log() -> None:
+    """A resume from a revision after which the service's state knows every change of it is
+    sent exactly those changes, in order, at once, without reading the log (which other
+    services' changes fill meanwhile); one from before that replays from the log, with the same
+    frames a resume reading the log would send."""
+    world = World()
+    world.registry.log = UnreadableLog(200_000)
+    world.register(inst("svc-a", "i1"))  # revision 1
+    world.register(*(inst(f"svc-{n}", "i1") for n in range(200)))  # 2-201
+    later = world.register(inst("svc-a", "i2")) + world.unregister(inst("svc-a", "i1"))
+    covered = world.hub.open(DISCOVERY, world.now)
+    count = resume(world, covered, "svc-a", "run1.1")
+    assert (2, [change_text(change) for change in later], None) == (
+        count, queued(covered), covered.replay)
+
+
+def test_a_resume_from_before_what_the_state_knows_replays_the_log() -> None:
+    world = World()
+    first = world.register(inst("svc-a", "i0"))
+    changes = [world.register(inst("svc-a", f"i{n}"))[0] for n in range(1, 21)]
+    state = world.registry.services["svc-a"]
+    session = world.hub.open(DISCOVERY, world.now)
+    count = resume(world, session, "svc-a", "run1.1")
+    while session.replay is not None:
+        count += world.step(session)
+    assert (16, changes[3].revision, 20, [change_text(change) for change in changes], 1) == (
+        len(state.recent), state.known_since, count, queued(session), first[0].revision)
+
+
 def test_all_changes_resume_with_too_many_services_stops_at_the_queue(
         decodes: list[str]) -> None:
     """An unusable all-changes token with more services than the queue holds reloads until it

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+import artemis.core.service_state as service_state
 import artemis.server.push as push_module
 from artemis import wire
 from artemis.clock import FakeClock
@@ -373,10 +374,13 @@ async def test_all_changes_session_resumes_from_a_token(server: Server) -> None:
     assert [push_frame("new", wall, other, server.token(2))] == ws.sent
 
 
-async def test_resume_is_replayed_in_steps_with_live_changes_in_order(server: Server) -> None:
+async def test_resume_is_replayed_in_steps_with_live_changes_in_order(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """A replay read one log entry per step, with a change of its service registered between
     two steps, sends every change of the service after the token once, in revision order,
-    then live ones; the other service's changes are not sent."""
+    then live ones; the other service's changes are not sent. (The service's state keeps only
+    its last change, so the resume reads the log.)"""
+    monkeypatch.setattr(service_state, "RECENT", 1)
     hub = server.push.hub
     hub.replay_chunk = 1
     wall = server.clock.wall_ms()

@@ -442,7 +442,7 @@ class Registry:
         if state is None:
             state = self.services[key] = ServiceState(
                 key, instance.service_id, rules=self.view.rules_of(key),  # type: ignore[arg-type]
-                logic=self.view.logic_of(key))
+                logic=self.view.logic_of(key), known_since=self.revision)
         legacy = is_legacy(instance)
         cfg = self.config  # tombstones (core/merge.py) outlive the longest lease granted
         ttl = lease_ttl(instance, cfg.lease_ttl, cfg.legacy_lease_ttl, cfg.max_lease_ttl)

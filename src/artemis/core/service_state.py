@@ -119,6 +119,9 @@ def same_data(lease: Lease, instance: Instance) -> bool:
     return instance.metadata is None or instance.metadata == held.metadata
 
 
+RECENT: Final = 16  # revisions of a service's latest changes it keeps
+
+
 class ServiceState(msgspec.Struct, gc=False):
     """The live instances of one service, with its checksum and its encoded answer.
 
@@ -136,6 +139,11 @@ class ServiceState(msgspec.Struct, gc=False):
     visible: int = 0  # how many leases discovery shows
     rules: bytes = b"[]"  # its encoded routeRules, from management
     logic: bytes = b"[]"  # its encoded logicInstances, from management
+    # The revisions of its latest changes (at most RECENT, oldest first): every change of this
+    # service after `known_since` is one of them, so a resume from a revision not older than
+    # that finds them without reading the log (core/subscriptions.py).
+    recent: tuple[int, ...] = ()
+    known_since: int = 0  # the registry's revision when this state was made, or later
 
     def body(self) -> bytes:
         """The Service JSON of this service as discovery shows it, encoded once per revision."""
@@ -154,8 +162,15 @@ class ServiceState(msgspec.Struct, gc=False):
                 *(lease.encoded for lease in self.leases.values() if not lease.hidden))
 
     def touched(self, revision: int) -> None:
+        """A change of this service was recorded at `revision`."""
         self.revision = revision
         self.cached_body = None
+        recent = self.recent
+        if len(recent) >= RECENT:
+            drop = len(recent) - RECENT + 1
+            self.known_since = recent[drop - 1]  # changes after it are still all in `recent`
+            recent = recent[drop:]
+        self.recent = (*recent, revision)
 
 
 def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b"[]",

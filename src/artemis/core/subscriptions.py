@@ -41,11 +41,14 @@ from artemis.core.versions import Change, ChangeLog
 from artemis.wire import Instance
 
 __all__ = ["DISCOVERY", "EVERYTHING", "REPLAY_CHUNK", "Frame", "PushHub", "PushSession",
-           "Refused", "reload_instance"]
+           "Recent", "Refused", "reload_instance"]
 
 DISCOVERY: Final = "discovery"
 EVERYTHING: Final = "all"
 REPLAY_CHUNK: Final = 2000  # log entries a replay reads per step
+# A service's latest changes' revisions and the revision after which they are all of its changes
+# (ServiceState.recent and known_since).
+Recent = tuple[tuple[int, ...], int]
 
 
 class Refused(Exception):
@@ -202,11 +205,14 @@ class PushHub:
 
     def subscribe(self, session: PushSession, service_id: str, token: str | None,
                   log: ChangeLog, revision: int, wall_ms: int,
-                  changed_at: int | None = None) -> int:
+                  changed_at: int | None = None, recent: Recent | None = None) -> int:
         """Subscribe `session` to a service and queue what it missed since `token`: the
         service's changes from the log, or a reload. `changed_at`, when known, is the revision
-        of the service's latest change (a token not older needs no replay). The replay's first
-        step runs now (`replay` runs the others); returns how many frames were queued."""
+        of the service's latest change (a token not older needs no replay); `recent`, when
+        known, the revisions of its latest changes and since when they are all of them (then a
+        session with no replay under way is sent them at once, without reading the log).
+        Otherwise the replay's first step runs now (`replay` runs the others). Returns how many
+        frames were queued."""
         key = service_id.lower()
         if key not in session.services:
             if len(session.services) >= self.max_subscriptions:
@@ -225,6 +231,16 @@ class PushHub:
         if start >= revision or (changed_at is not None and changed_at <= start
                                  and not (replay is not None and key in replay.starts)):
             return 0
+        if replay is None and recent is not None and start >= recent[1]:
+            changes = [log.at(r) for r in recent[0] if r > start]
+            if None not in changes:
+                count = 0
+                for change in changes:
+                    count += self._enqueue(session, self.frame(change))  # type: ignore[arg-type]
+                    if session.too_slow:
+                        break
+                self.frames_replayed += count
+                return count
         replay = self._replay_from(session, start, everything=False)
         replay.starts[key] = (start, service_id)
         return self.replay(session, log, revision, wall_ms)

@@ -125,6 +125,14 @@ class ChangeLog:
             return None
         return islice(entries, max(0, revision - first + 1), None)
 
+    def at(self, revision: int) -> Change | None:
+        """The change recorded at `revision`, if the log still has it."""
+        entries = self._entries
+        if not entries:
+            return None
+        index = revision - entries[0].revision
+        return entries[index] if 0 <= index < len(entries) else None
+
     def newest_first(self) -> Iterator[Change]:
         """The kept changes, newest first (the Eureka API's delta reads back to a time); the
         log must not change while this is iterated."""
