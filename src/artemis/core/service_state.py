@@ -13,6 +13,7 @@ core/lease.py).
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable
 from hashlib import blake2b
 from typing import TYPE_CHECKING, Final
@@ -119,7 +120,7 @@ def same_data(lease: Lease, instance: Instance) -> bool:
     return instance.metadata is None or instance.metadata == held.metadata
 
 
-RECENT: Final = 16  # revisions of a service's latest changes it keeps
+RECENT: Final = 8  # revisions of a service's latest changes it keeps
 
 
 class ServiceState(msgspec.Struct, gc=False):
@@ -139,10 +140,11 @@ class ServiceState(msgspec.Struct, gc=False):
     visible: int = 0  # how many leases discovery shows
     rules: bytes = b"[]"  # its encoded routeRules, from management
     logic: bytes = b"[]"  # its encoded logicInstances, from management
-    # The revisions of its latest changes (at most RECENT, oldest first): every change of this
-    # service after `known_since` is one of them, so a resume from a revision not older than
-    # that finds them without reading the log (core/subscriptions.py).
-    recent: tuple[int, ...] = ()
+    # The revisions of its latest changes (at most RECENT, oldest first, 8 bytes each, made at
+    # its first change): every change of this service after `known_since` is one of them, so a
+    # resume from a revision not older than that finds them without reading the log
+    # (core/subscriptions.py).
+    recent: array[int] | None = None
     known_since: int = 0  # the registry's revision when this state was made, or later
 
     def body(self) -> bytes:
@@ -166,11 +168,13 @@ class ServiceState(msgspec.Struct, gc=False):
         self.revision = revision
         self.cached_body = None
         recent = self.recent
-        if len(recent) >= RECENT:
+        if recent is None:
+            recent = self.recent = array("q")
+        elif len(recent) >= RECENT:
             drop = len(recent) - RECENT + 1
             self.known_since = recent[drop - 1]  # changes after it are still all in `recent`
-            recent = recent[drop:]
-        self.recent = (*recent, revision)
+            del recent[:drop]
+        recent.append(revision)
 
 
 def encode_service(service_id: str, instances: Iterable[bytes], rules: bytes = b"[]",

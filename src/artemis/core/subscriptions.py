@@ -48,7 +48,7 @@ EVERYTHING: Final = "all"
 REPLAY_CHUNK: Final = 2000  # log entries a replay reads per step
 # A service's latest changes' revisions and the revision after which they are all of its changes
 # (ServiceState.recent and known_since).
-Recent = tuple[tuple[int, ...], int]
+Recent = tuple[Sequence[int], int]
 
 
 class Refused(Exception):

@@ -409,7 +409,7 @@ class PushServer:
                                f"{node.settings.region}")
         state = registry.service(service_id)  # its revision: its latest change, if it had one
         changed_at = state.revision if state is not None and state.revision > 0 else None
-        recent = (state.recent, state.known_since) if state is not None else None
+        recent = ((state.recent or (), state.known_since) if state is not None else None)
         try:
             self.hub.subscribe(push, service_id, sub.revision, registry.log, registry.revision,
                                wall, changed_at, recent)
