@@ -88,11 +88,11 @@ def node(*extra: str, env: dict[str, str] | None = None, port: int | None = None
         stop(proc)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes], wait: float = 10) -> None:
     """Stop a process this benchmark started, by its pid: politely, then for sure."""
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(wait)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

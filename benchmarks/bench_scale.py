@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench_node import REGION, ZONE, free_port, lua_rotating, node, wrk
+from bench_node import REGION, ZONE, free_port, lua_rotating, node, stop, wrk
 
 SECRET = "bench-cluster-secret-0123456789"  # noqa: S105 - a benchmark's own secret
 PER_SERVICE = 10
@@ -238,12 +238,7 @@ def restart_copy(first_port: int, total: int, node_args: list[str]) -> dict[str,
         return {"up_seconds": round(up_s, 2), "checksum": checksum(base),
                 "rss_mb": round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)  # a million leases take a while to let go of
 
 
 def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
