@@ -221,7 +221,7 @@ class PushServer:
             session = ready.popleft()
             session.ready = False
             self._send_next(session)
-            if ready and time.perf_counter() > deadline:
+            if ready and time.perf_counter() >= deadline:
                 asyncio.get_running_loop().call_soon(self._flush)
                 return
         self._flushing = False
