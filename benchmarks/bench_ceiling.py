@@ -15,9 +15,13 @@ drift of the machine hits both alike (64 connections, 2 threads):
   heartbeat   POST /api/registry/heartbeat.json, one instance per request, rotating over 1,000,
               each sent as registered (the node renews it without decoding it)
 
-Reported: requests/s of each round, the medians, and the node's share of the bare app's rate.
+Reported: requests/s of each round, the medians, and the node's share of the bare app's rate,
+two ways: the ratio of the two medians (`share`), and the median of each round's ratio, the node's
+run over the bare app's run right after it (`share_of_pairs`): the machine's speed drifts by 10-20 %
+between runs a minute apart, and a pair sees the same drift.
 `--profile DIR` also records the node under each load with py-spy (`--native`-free, 250 Hz,
-`raw` format) and prints the functions with the most samples, by own time and with callees.
+`raw` format), in a run of its own before the rounds (not counted: sampling slows the node), and
+prints the functions with the most samples, by own time and with callees.
 """
 
 from __future__ import annotations
@@ -142,17 +146,17 @@ def main() -> None:
             answers = {LOOKUP: captured(client.post(base + LOOKUP, content=lookup_body)),
                        HEARTBEAT: captured(client.post(base + HEARTBEAT,
                                                        content=heartbeat_bodies[0]))}
+        if args.profile is not None:  # a run of its own: the sampling slows the node down
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for name, (path, script) in scripts.items():
+                spy = profile(proc.pid, args.profile / f"{name}.txt", args.duration)
+                wrk(base + path, args.duration, args.connections, script, proc)
+                spy.wait(args.duration + 30)
+                profiles[name] = top(args.profile / f"{name}.txt")
         with bare(answers) as bare_base:
             for round_ in range(args.rounds):
                 for name, (path, script) in scripts.items():
-                    spy = None
-                    if args.profile is not None and round_ == 0:
-                        args.profile.mkdir(parents=True, exist_ok=True)
-                        spy = profile(proc.pid, args.profile / f"{name}.txt", args.duration)
                     ran = wrk(base + path, args.duration, args.connections, script, proc)
-                    if spy is not None:
-                        spy.wait(args.duration + 30)
-                        profiles[name] = top(args.profile / f"{name}.txt")  # type: ignore[operator]
                     results[name]["node"].append(ran["requests_per_s"])
                     ran = wrk(bare_base + path, args.duration, args.connections, script)
                     results[name]["bare"].append(ran["requests_per_s"])
@@ -164,8 +168,11 @@ def main() -> None:
     summary: dict[str, Any] = {"command": cmd, "answer_bytes": len(answers[LOOKUP]["body"])}
     for name, runs in results.items():
         mine, ceiling = statistics.median(runs["node"]), statistics.median(runs["bare"])
+        pairs = [node / bare for node, bare in zip(runs["node"], runs["bare"], strict=True)]
         summary[name] = {"node_req_s": round(mine), "bare_req_s": round(ceiling),
-                         "share": round(mine / ceiling, 3), "rounds": runs}
+                         "share": round(mine / ceiling, 3),
+                         "share_of_pairs": round(statistics.median(pairs), 3),
+                         "pairs": [round(pair, 3) for pair in pairs], "rounds": runs}
     if profiles:
         summary["profiles"] = profiles
     text = json.dumps(summary, indent=2)

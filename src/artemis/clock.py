@@ -44,8 +44,8 @@ class SystemClock:
 
     __slots__ = ()
 
-    def monotonic(self) -> float:
-        return time.monotonic()
+    # time.monotonic itself, no Python frame around it: read twice on every request's path
+    monotonic = staticmethod(time.monotonic)
 
     def wall_ms(self) -> int:
         return time.time_ns() // 1_000_000

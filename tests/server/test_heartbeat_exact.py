@@ -17,6 +17,7 @@ from tests.server.harness import (
     NOT_EXISTING,
     OK_BODY,
     RATE_LIMITED,
+    REGISTER,
     SERVICE,
     Api,
     canonical,
@@ -123,3 +124,33 @@ async def test_the_batch_limit_holds_for_a_heartbeat_sent_as_held(make_api: Make
 def test_json_of_the_fleet_is_what_the_node_holds(api: Api) -> None:
     """The premise of these tests: `canonical` is the JSON the node keeps of an instance."""
     assert json.loads(canonical(FLEET[0])) == FLEET[0]
+
+
+async def test_a_heartbeat_sent_as_held_meets_the_writers_rules(make_api: MakeApi) -> None:
+    """Only a request without a token, on a node where one is not needed, is renewed before its
+    writer is resolved: in token mode the same bytes without a token are refused and renew
+    nothing, with a token they renew; in open mode an unknown token is refused."""
+    secret = "orders-secret-0123456789"  # noqa: S105 (a test token)
+    api = await make_api(registration_mode="token", tokens=f"orders:register=orders.*:{secret}")
+    mine = instance("10.0.0.1:8080", serviceId="orders.api")
+    bearer = {"authorization": f"Bearer {secret}"}
+    assert OK_BODY == (await api.post(REGISTER, {"instances": [mine]}, headers=bearer)).json()
+    api.clock.advance(5)
+    refused = {"failedInstances": None, "responseStatus": {
+        "errorCode": "no-permission", "status": "fail",
+        "message": "registration_mode is token: register, heartbeat and unregister need a "
+                   "bearer token with the register role"}}
+    assert refused == await beat(api, as_held(mine))
+    state = api.node.registry.service("orders.api")
+    assert api.clock.monotonic() - 5 == (state.leases["10.0.0.1:8080"].renewed if state else 0)
+    answer = await api.post(HEARTBEAT, content=as_held(mine), headers=bearer)
+    assert OK_BODY == answer.json()
+    assert api.clock.monotonic() == state.leases["10.0.0.1:8080"].renewed
+
+    other = await make_api()
+    assert OK_BODY == await other.register(FLEET[0])
+    other.clock.advance(5)
+    answer = await other.post(HEARTBEAT, content=as_held(FLEET[0]),
+                              headers={"authorization": "Bearer not-a-token-of-this-node"})
+    assert "no-permission" == answer.json()["responseStatus"]["errorCode"]
+    assert other.clock.monotonic() - 5 == renewed(other)["10.0.0.1:8080"]

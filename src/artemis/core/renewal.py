@@ -115,7 +115,10 @@ def renew(reg: Registry, leases: Sequence[Lease], now: float) -> None:
     for lease in leases:
         lease.renewed = now
         legacy_renewed += lease.legacy
-    _count(reg, now, len(leases) - legacy_renewed, legacy_renewed)
+    if legacy_renewed:
+        _count(reg, now, len(leases) - legacy_renewed, legacy_renewed)
+    else:  # the usual batch: counted in one window, one call
+        reg.safe.renewed(now, len(leases))
 
 
 def _home(reg: Registry, check_zone: bool) -> str | None:

@@ -252,13 +252,16 @@ class Node:
         async with self._build_lock:
             return await drive_async(build(), self.steps, name)
 
-    def allowed(self, limiter: str, identity: str, client: str | None = None) -> bool:
-        """Whether a call to operation `identity` of `limiter`'s family may go on, counted if so.
+    def allowed(self, limiter: str, identity: str, client: str | None = None,
+                now: float | None = None) -> bool:
+        """Whether a call to operation `identity` of `limiter`'s family may go on, counted if so
+        (at `now`, the clock's time if None).
 
         `client` (core.ratelimit.client_key: the caller's address, or its token) is held to its
         own limit in the family first; None (peers, calls not limited per client) skips that.
         A call refused by either limit is counted by neither."""
-        now = self.clock.monotonic()
+        if now is None:
+            now = self.clock.monotonic()
         per_client = None
         if client is not None:
             per_client = self.client_limiters.get(limiter)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import time
@@ -52,6 +53,7 @@ class Replicate(Protocol):
                  ) -> None: ...
 
 
+@functools.lru_cache(maxsize=4096)  # every request reads it; a connection's peer repeats
 def client_address(peer: str) -> str:
     """The address of a request's TCP peer without its port: `10.0.0.5:51234` -> `10.0.0.5`,
     `[::1]:51234` -> `::1`."""
@@ -75,6 +77,11 @@ class Writers:
                         for name, (_, secret) in settings.api_tokens().items()]
         self._scopes = settings.register_scopes()
         self._anyone = self._mode is not Mode.TOKEN
+
+    @property
+    def open(self) -> bool:
+        """Whether a request without a token writes as its address (every mode but `token`)."""
+        return self._anyone
 
     def resolve(self, authorization: str | None, client: str) -> Writer | str:
         """The writer of a request with this Authorization header from this address."""
@@ -219,9 +226,19 @@ class InstancesOperation:
         # Peers' batches follow their own replication_batch, not this node's max_batch (the
         # body size limit still applies to them).
         self.max_batch = node.settings.max_batch if limit_batch else None
+        self._open = writers is not None and writers.open  # a client may write without a token
         self.route = bind(endpoint, self)
 
     def handle(self, request: Request) -> Answer:
+        if (self.exact and self._open and len(request.body) <= GATED_BODY
+                and request.header("authorization") is None):
+            # The usual heartbeat: no token, on a node that needs none (the writer could only
+            # be Writer(address), unscoped), sent as the node holds it.
+            sent = sent_as_held(request.body)
+            if sent is not None:
+                renewed = self._renew_held(sent, client_address(request.client), None, None)
+                if renewed is not None:
+                    return renewed
         client = client_address(request.client)
         writer = (None if self.writers is None
                   else self.writers.resolve(request.header("authorization"), client))
@@ -256,7 +273,7 @@ class InstancesOperation:
         leases = registry.held_exactly(ids, text, now)
         if leases is None:
             return None
-        refusal = self._admit(len(leases), client, token, writer)
+        refusal = self._admit(len(leases), client, token, writer, now)
         if refusal is not None:
             return refusal
         registry.renew_leases(leases, now)
@@ -297,16 +314,16 @@ class InstancesOperation:
         return self._execute(instances or [], client, writer, owners, gated)  # type: ignore[arg-type]
 
     def _admit(self, count: int, client: str, token: str | None,
-               writer: Writer | str | None) -> bytes | None:
+               writer: Writer | str | None, now: float | None = None) -> bytes | None:
         """The checks of a whole batch of `count` instances, in order: the rate limits (the
-        call is counted when it passes them), the writer's refusal, an empty or too large
-        batch (BadRequest), a node not serving; the failure answer, or None."""
+        call is counted when it passes them, at `now`), the writer's refusal, an empty or too
+        large batch (BadRequest), a node not serving; the failure answer, or None."""
         node = self.node
         # Limited per client too (its token's name when it sends one: the hook for scoped
         # tokens, else its address); a peer's replicated write never is (no "replication"
         # family in node.client_limiters).
         if not node.allowed(self.limiter, self.identity,
-                            client_key(client, token) if client or token else None):
+                            client_key(client, token) if client or token else None, now):
             return self.route.fail(ErrorCode.RATE_LIMITED, "Request is rate limited.")
         if isinstance(writer, str):
             return self.route.fail(ErrorCode.NO_PERMISSION, writer)

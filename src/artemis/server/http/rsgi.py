@@ -29,24 +29,27 @@ __all__ = ["RsgiFace"]
 class RsgiFace(Router):
     """The RSGI callable of an `App`."""
 
-    async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        # The hot path: a known sync endpoint, a plain body of known small size, a small answer.
+    async def __rsgi__(self, scope: Any, proto: Any, traced: bool = False) -> int:
+        """Answer one RSGI request; the HTTP status it was answered with (granian ignores it).
+        With tracing on, an HTTP request is answered again inside its span (`traced`); without,
+        the hot path below is the only coroutine the request runs in the node."""
         started = perf_counter()
-        if self.tracing is not None and scope.proto == "http":
+        if self.tracing is not None and not traced and scope.proto == "http":
             span = self.tracing.start(scope.method, scope.path, scope.headers)
             if span is not None:
                 with trace.use_span(span, end_on_exit=False):
-                    status = await self._rsgi_traced(scope, proto, started)
+                    status = await self.__rsgi__(scope, proto, True)
                 self.tracing.end(span, status)
-                return
-        await self._rsgi_traced(scope, proto, started)
-
-    async def _rsgi_traced(self, scope: Any, proto: Any, started: float) -> int:
-        """Answer one RSGI request; the HTTP status it was answered with."""
-        route = self.routes.get(scope.path)
+                return status
+        # The hot path: a known sync endpoint, a plain body of known small size, a small answer.
+        # Each of granian's scope attributes is made anew when read (the path percent-decoded,
+        # the headers copied): each is read once.
+        path = scope.path
+        kind = scope.proto
+        route = self.routes.get(path)
         if route is None and self.prefixes:
-            route = self.match(scope.path)
-        if route is not None and route.handler is not None and scope.proto == "http":
+            route = self.match(path)
+        if route is not None and route.handler is not None and kind == "http":
             method = scope.method
             headers = scope.headers
             length = headers.get("content-length")
@@ -54,7 +57,7 @@ class RsgiFace(Router):
                     and length.isdigit() and int(length) <= self.max_body_bytes
                     and "content-encoding" not in headers):
                 body = await proto() if route.reads_body and method != "GET" else b""
-                request = Request(method, scope.path, scope.query_string, headers, body,
+                request = Request(method, path, scope.query_string, headers, body,
                                   scope.client)
                 try:
                     answered = route.handler(request)
@@ -65,7 +68,7 @@ class RsgiFace(Router):
                     result = route.fail(ErrorCode.BAD_REQUEST, str(exc))
                 except Exception:
                     with request_id(headers.get("x-request-id")) as rid:
-                        log.exception("internal error on %s %s", method, scope.path)
+                        log.exception("internal error on %s %s", method, path)
                     result = Response(route.fail(ErrorCode.INTERNAL_SERVICE_ERROR,
                                                  INTERNAL_ERROR),
                                       headers=[("x-request-id", rid)])
@@ -84,8 +87,8 @@ class RsgiFace(Router):
                     route.stats.observe(perf_counter() - started)
                 return status
         status = await self._rsgi_general(scope, proto)
-        if scope.proto == "http":
-            self._observe(scope.path, started)
+        if kind == "http":
+            self._observe(path, started)
         return status
 
     async def _rsgi_general(self, scope: Any, proto: Any) -> int:
