@@ -34,11 +34,13 @@ Scenarios, in this order on one cluster, then `fast` on a second one:
             the node its instances registered at) for --load-seconds, over the fleet in turn;
             meanwhile (1) each node's replication.json is read every second: the lag of every
             link, client write accepted here -> acknowledged by the peer, over its last 20,000
-            writes (about a second at this rate), and (2) bench_cluster's probe: every 100 ms
-            an instance registers at one node (in turn) and a subscriber of each other node
-            times its `new` push from just before the register call. Also each node's CPU, its
-            event-loop lag over the load and longest background steps (runtime.json), and how
-            many anti-entropy rounds found the checksums different
+            writes (about a second at this rate); and every write acknowledged meanwhile,
+            counted by lag in the links' buckets (`lagBuckets`, read before and after): the
+            share within 100 ms and the p99 over the whole run; (2) bench_cluster's probe:
+            every 100 ms an instance registers at one node (in turn) and a subscriber of each
+            other node times its `new` push from just before the register call. Also each
+            node's CPU, its event-loop lag over the load and longest background steps
+            (runtime.json), and how many anti-entropy rounds found the checksums different
   restart   the same renewals continue at A and C (B's batches go to them, as its clients
             would fail over); B is killed (SIGKILL) and stays down --down seconds while
             --churn instances are unregistered and as many new ones registered at A and C; B
@@ -471,6 +473,7 @@ def scenario_lag(cluster: Cluster, args: argparse.Namespace, count: int) -> dict
         load = Renewals(urls, count, args.hb_batch, args.rate, args.load_seconds)
         time.sleep(3)  # the load settles (the generator builds its bodies first)
         before = cpu(procs)
+        buckets_before = lag_buckets(client, urls)
         cpu_started = time.monotonic()
         samples: list[dict[str, Any]] = []
         stop = threading.Event()
@@ -481,6 +484,7 @@ def scenario_lag(cluster: Cluster, args: argparse.Namespace, count: int) -> dict
         probe_lags = asyncio.run(probe(urls, max(5.0, args.load_seconds - 8)))
         stop.set()
         sampler.join()
+        over_run = lag_over_run(buckets_before, lag_buckets(client, urls))
         cpu_elapsed = time.monotonic() - cpu_started
         used = [a - b for a, b in zip(cpu(procs), before, strict=True)]
         loops = [runtime(client, url, cpu_elapsed) for url in urls]
@@ -490,11 +494,51 @@ def scenario_lag(cluster: Cluster, args: argparse.Namespace, count: int) -> dict
     return {
         "renewals": renewals,
         "replication_lag_ms": lag_figures(samples),
+        "replication_lag_over_run": over_run,
         "probe_push_ms": percentiles(probe_lags) if probe_lags else {"count": 0},
         "cpu_percent_of_a_core_per_node": [round(100 * u / cpu_elapsed, 1) for u in used],
         "runtime_per_node": loops,
         "links": links,
     }
+
+
+def lag_buckets(client: httpx.Client, urls: list[str]) -> dict[str, dict[str, Any]]:
+    """Every link's acknowledged writes by lag since its node started (replication.json)."""
+    return {f"{url} -> {peer['url']}": peer["lagBuckets"]
+            for url in urls for peer in replication(client, url)["peers"]}
+
+
+def lag_over_run(before: dict[str, dict[str, Any]],
+                 after: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The lag of every write acknowledged between two readings of the links' buckets, all
+    links together and per link: how many, the share within 100 ms, and the p99 read off the
+    buckets (linear within its bucket, as Prometheus' histogram_quantile)."""
+    def between(link: str) -> tuple[list[float], list[int], int]:
+        old, new = before[link], after[link]
+        return (new["leMs"], [n - o for n, o in zip(new["cumulative"], old["cumulative"],
+                                                    strict=True)], new["count"] - old["count"])
+
+    def summed(bounds: list[float], cumulative: list[int], count: int) -> dict[str, Any]:
+        if not count:
+            return {"writes": 0}
+        rank, below, lower = 0.99 * count, 0, 0.0
+        p99: float | None = None  # None: above the last bound
+        for bound, at in zip(bounds, cumulative, strict=True):
+            if at >= rank:
+                p99 = lower + (bound - lower) * (rank - below) / max(1, at - below)
+                break
+            below, lower = at, bound
+        within = cumulative[bounds.index(100.0)]
+        return {"writes": count, "within_100ms": round(within / count, 5),
+                "p99_ms": None if p99 is None else round(p99, 1)}
+
+    links = {link: between(link) for link in after if link in before}
+    if not links:
+        return {"writes": 0}
+    bounds = next(iter(links.values()))[0]
+    total = [sum(c[1][i] for c in links.values()) for i in range(len(bounds))]
+    return {**summed(bounds, total, sum(c[2] for c in links.values())),
+            "per_link": {link: summed(*parts) for link, parts in sorted(links.items())}}
 
 
 def lag_figures(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from artemis import wire
 from artemis.clock import FakeClock
-from artemis.core.membership import parse_peers
+from artemis.core.membership import PeerSpec, parse_peers
+from artemis.core.replication import PeerQueue, QueueConfig
 from artemis.server.cluster import repair as repair_module
+from artemis.server.cluster.links import PeerLink
 from artemis.server.settings import Settings, SettingsError
 from tests.server.cluster_harness import (
     CLUSTER_SECRET,
@@ -118,12 +120,20 @@ def peer(host: str, status: str = "unknown", can: bool | None = None, zone: str 
             "lastError": "", "queued": 0, "submitted": 0, "coalesced": 0, "sent": 0,
             "retried": 0, "droppedOverflow": 0, "droppedExpired": 0, "droppedFailed": 0,
             "sendFailures": 0, "skipped": 0, "requests": 0, "backoffFailures": 0,
-            "unansweredForMs": None, "lag": NO_LAG, "repair": NO_REPAIR, **counters}
+            "unansweredForMs": None, "lag": NO_LAG,
+            "lagBuckets": lag_buckets(counters.get("lag", NO_LAG)["samples"]),
+            "repair": NO_REPAIR, **counters}
 
 
 def lag(samples: int) -> dict[str, Any]:
     """The lag of `samples` writes acknowledged while the fake clock stood still."""
     return {"samples": samples, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0}
+
+
+def lag_buckets(samples: int) -> dict[str, Any]:
+    """The same writes counted since the start: all in the first bucket (a lag of 0)."""
+    return {"leMs": [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                     5000.0], "cumulative": [samples] * 12, "count": samples, "sumMs": 0.0}
 
 
 def steady(status: dict[str, Any]) -> dict[str, Any]:
@@ -1187,11 +1197,29 @@ async def test_replication_metrics_per_peer(nodes: Nodes) -> None:
             ("artemis_anti_entropy_rounds_total", peer): 0.0,
             **{("artemis_replication_dropped_total", (("peer", peer[0][1]), ("reason", r))): 0.0
                for r in ("expired", "failed", "overflow")},
+            # every acknowledged write by its lag (0 on the fake clock: all in the first bucket)
+            **{("artemis_replication_ack_seconds_bucket", (("le", le), ("peer", peer[0][1]))):
+               sent for le in ("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+                               "0.25", "0.5", "1.0", "2.5", "5.0", "+Inf")},
+            ("artemis_replication_ack_seconds_count", peer): sent,
+            ("artemis_replication_ack_seconds_sum", peer): 0.0,
         })
     cpu = samples.pop(("artemis_replication_cpu_seconds_total", ()))
     expected.update({("artemis_peer_auth_refused_total", (("reason", reason),)): 0.0
                      for reason in ("alone", "missing", "wrong")})
     assert (expected, True) == (samples, cpu >= 0.0)
+
+
+def test_each_acknowledged_write_is_counted_by_its_lag() -> None:
+    """A write counts in the first bucket whose bound it does not exceed (a bound is
+    inclusive, as Prometheus' `le`); one later than every bound counts only in the total."""
+    link = PeerLink(PeerSpec("zone-1", url("b")), PeerQueue(QueueConfig()))
+    link.acknowledged(100.0, [100.0, 99.9995, 99.9])  # lags 0, 0.5 ms, 100 ms
+    link.acknowledged(200.0, [199.7, 190.0])  # 300 ms, 10 s
+    assert {"leMs": [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                     5000.0], "cumulative": [2, 2, 2, 2, 2, 2, 3, 3, 4, 4, 4, 4], "count": 5,
+            "sumMs": 10400.5} == link.lag_buckets()
+    assert 5 == len(link.lag)
 
 
 # --- the cluster credential --------------------------------------------------------------------

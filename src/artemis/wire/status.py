@@ -13,6 +13,7 @@ __all__ = [
     "ConnectionsResponse",
     "DeploymentResponse",
     "HealthResponse",
+    "LagBuckets",
     "LeaseStatus",
     "LeasesStatusRequest",
     "LeasesStatusResponse",
@@ -127,6 +128,17 @@ class ReplicationLag(_Wire, kw_only=True, frozen=True):
     samples: int
 
 
+class LagBuckets(_Wire, kw_only=True, frozen=True):
+    """Every write acknowledged by the peer since this node started, by its lag: how many took
+    at most each bound of `leMs` (cumulative), how many in all, and the sum of their lags.
+    Two readings give the distribution between them."""
+
+    count: int
+    cumulative: list[int]
+    le_ms: list[float]
+    sum_ms: float
+
+
 class RepairStatus(_Wire, kw_only=True, frozen=True):
     """Anti-entropy with one peer: checksum rounds, rounds found in sync, services fetched,
     instances changed here, instances unregistered there."""
@@ -149,6 +161,7 @@ class PeerReplicationStatus(_Wire, kw_only=True, frozen=True):
     dropped_failed: int
     dropped_overflow: int
     lag: ReplicationLag
+    lag_buckets: LagBuckets
     last_answer_time: int
     last_error: str
     queued: int

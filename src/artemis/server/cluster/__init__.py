@@ -180,7 +180,7 @@ class Cluster:
                 "droppedFailed": stats.dropped_failed, "sendFailures": stats.send_failures,
                 "skipped": link.skipped, "requests": link.requests,
                 "backoffFailures": link.queue.failures,
-                "lag": link.lag_summary(now),
+                "lag": link.lag_summary(now), "lagBuckets": link.lag_buckets(),
                 "repair": {"rounds": link.repair_rounds, "inSync": link.in_sync_rounds,
                            "services": link.repaired_services,
                            "instances": link.repaired_instances,

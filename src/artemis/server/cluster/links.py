@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from artemis.core.replication import PeerQueue, QueueConfig
 from artemis.server.cluster.peers import PeerAnswer, PeerClient, PeerError
 from artemis.server.node import Node
 from artemis.server.observability.loop import percentiles_ms
+from artemis.server.observability.metrics import LAG_BUCKETS
 
 __all__ = ["NODE_ID_HEADER", "REPLICATION", "PeerLink", "Peers", "failure_text", "guarded"]
 
@@ -59,6 +61,10 @@ class PeerLink:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
     lag: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_LAG_KEEP))
+    # every acknowledged write's lag, counted by LAG_BUCKETS (the last: above them all) since
+    # the node started, and their sum: the distribution over any span of time
+    lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    lag_seconds: float = 0.0
     skipped: int = 0  # instances not queued because the peer did not answer or was down
     requests: int = 0
     repair_rounds: int = 0
@@ -79,6 +85,26 @@ class PeerLink:
 
     def lag_summary(self, now: float, window: float = 60.0) -> dict[str, float]:
         return percentiles_ms(lag for when, lag in self.lag if now - when <= window)
+
+    def acknowledged(self, now: float, submitted: Sequence[float]) -> None:
+        """Writes submitted at these times were acknowledged by the peer at `now`."""
+        lags = [now - when for when in submitted]
+        self.lag.extend((now, lag) for lag in lags)
+        counts = self.lag_counts
+        for lag in lags:
+            counts[bisect_left(LAG_BUCKETS, lag)] += 1
+        self.lag_seconds += sum(lags)
+
+    def lag_buckets(self) -> dict[str, object]:
+        """The acknowledged writes' lags since the node started, as replication.json shows
+        them: cumulative counts at each bound of LAG_BUCKETS (in ms), their count and sum."""
+        cumulative, total = [], 0
+        for count in self.lag_counts[:-1]:
+            total += count
+            cumulative.append(total)
+        return {"leMs": [round(bound * 1000, 1) for bound in LAG_BUCKETS],
+                "cumulative": cumulative, "count": total + self.lag_counts[-1],
+                "sumMs": round(self.lag_seconds * 1000, 3)}
 
     def stop_sender(self) -> None:
         if self.sender is not None:

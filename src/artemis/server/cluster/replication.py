@@ -169,7 +169,7 @@ class ReplicationSender:
             else:
                 link.queue.give_up(tasks)
         link.queue.done(done)
-        link.lag.extend((now, now - t.submitted) for t in done)
+        link.acknowledged(now, [t.submitted for t in done])
         peers.cpu_seconds += time.thread_time() - cpu
         return ok
 

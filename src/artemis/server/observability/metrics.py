@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     from artemis.server.node import Node
     from artemis.server.push import PushServer
 
-__all__ = ["BUCKETS", "CONTENT_TYPE", "EndpointStats", "NodeCollector", "render",
+__all__ = ["BUCKETS", "CONTENT_TYPE", "LAG_BUCKETS", "EndpointStats", "NodeCollector", "render",
            "scrape_registry"]
 
 BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                   5.0)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+# Replication lag buckets (seconds): each peer link counts its acknowledged writes in them
+LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class EndpointStats:
@@ -264,6 +266,9 @@ class NodeCollector(Collector):
         lag = GaugeMetricFamily("artemis_replication_lag_seconds", "Time from a write here to "
                                 "its acknowledgement by the peer, over the last minute",
                                 labels=["peer", "quantile"])
+        acknowledged = HistogramMetricFamily(
+            "artemis_replication_ack_seconds", "Time from a write here to its acknowledgement "
+            "by the peer, every acknowledged write", labels=["peer"])
         repairs = CounterMetricFamily("artemis_anti_entropy_repaired_instances", "Instances "
                                       "changed here by comparing with a peer", labels=["peer"])
         rounds = CounterMetricFamily("artemis_anti_entropy_rounds", "Checksum comparisons "
@@ -285,10 +290,15 @@ class NodeCollector(Collector):
             summary = link.lag_summary(now)
             for quantile, key in (("0.5", "p50Ms"), ("0.99", "p99Ms"), ("1", "maxMs")):
                 lag.add_metric([link.url, quantile], summary[key] / 1000)
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LAG_BUCKETS, float("inf")), link.lag_counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            acknowledged.add_metric(peer, buckets, link.lag_seconds)
             repairs.add_metric(peer, link.repaired_instances)
             rounds.add_metric(peer, link.repair_rounds)
         yield from (up, queued, sent, coalesced, retried, dropped, skipped, failures, lag,
-                    repairs, rounds)
+                    acknowledged, repairs, rounds)
         yield CounterMetricFamily("artemis_replication_cpu_seconds", "CPU time spent on "
                                   "replication, repair and bootstrap", value=cluster.cpu_seconds)
 
