@@ -503,9 +503,10 @@ def scenario_lag(cluster: Cluster, args: argparse.Namespace, count: int) -> dict
 
 
 def lag_buckets(client: httpx.Client, urls: list[str]) -> dict[str, dict[str, Any]]:
-    """Every link's acknowledged writes by lag since its node started (replication.json)."""
+    """Every link's acknowledged writes by lag since its node started (replication.json; none
+    from a node too old to count them)."""
     return {f"{url} -> {peer['url']}": peer["lagBuckets"]
-            for url in urls for peer in replication(client, url)["peers"]}
+            for url in urls for peer in replication(client, url)["peers"] if "lagBuckets" in peer}
 
 
 def lag_over_run(before: dict[str, dict[str, Any]],

@@ -1216,10 +1216,11 @@ def test_each_acknowledged_write_is_counted_by_its_lag() -> None:
     link = PeerLink(PeerSpec("zone-1", url("b")), PeerQueue(QueueConfig()))
     link.acknowledged(100.0, [100.0, 99.9995, 99.9])  # lags 0, 0.5 ms, 100 ms
     link.acknowledged(200.0, [199.7, 190.0])  # 300 ms, 10 s
+    link.acknowledged(300.0, [299.0, 299.999])  # out of order (a retried write): 1 s, 1 ms
     assert {"leMs": [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
-                     5000.0], "cumulative": [2, 2, 2, 2, 2, 2, 3, 3, 4, 4, 4, 4], "count": 5,
-            "sumMs": 10400.5} == link.lag_buckets()
-    assert 5 == len(link.lag)
+                     5000.0], "cumulative": [3, 3, 3, 3, 3, 3, 4, 4, 5, 6, 6, 6], "count": 7,
+            "sumMs": 11401.5} == link.lag_buckets()
+    assert 7 == len(link.lag)
 
 
 # --- the cluster credential --------------------------------------------------------------------
