@@ -154,3 +154,25 @@ async def test_a_heartbeat_sent_as_held_meets_the_writers_rules(make_api: MakeAp
                               headers={"authorization": "Bearer not-a-token-of-this-node"})
     assert "no-permission" == answer.json()["responseStatus"]["errorCode"]
     assert other.clock.monotonic() - 5 == renewed(other)["10.0.0.1:8080"]
+
+
+async def test_a_heartbeat_not_as_held_is_compared_once(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A canonical body whose text is not what the node holds is compared with it once, then
+    decoded and answered by the whole path (which renews it: the data is the same)."""
+    assert OK_BODY == await api.register(FLEET[0])
+    api.clock.advance(5)
+    registry = api.node.registry
+    compared = []
+    original = registry.held_exactly
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        compared.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "held_exactly", counted)
+    reordered = json.dumps(dict(reversed(FLEET[0].items())), separators=(",", ":")).encode()
+    assert reordered != canonical(FLEET[0])  # the same data, its keys in another order
+    assert OK_BODY == await beat(api, b'{"instances":[' + reordered + b"]}")
+    assert ([reordered], api.clock.monotonic()) == (
+        [bytes(text) for text in compared], renewed(api)["10.0.0.1:8080"])

@@ -230,10 +230,12 @@ class InstancesOperation:
         self.route = bind(endpoint, self)
 
     def handle(self, request: Request) -> Answer:
-        if (self.exact and self._open and len(request.body) <= GATED_BODY
-                and request.header("authorization") is None):
+        quick = (self.exact and self._open and len(request.body) <= GATED_BODY
+                 and request.header("authorization") is None)
+        if quick:
             # The usual heartbeat: no token, on a node that needs none (the writer could only
-            # be Writer(address), unscoped), sent as the node holds it.
+            # be Writer(address), unscoped), sent as the node holds it. Tried once: when it is
+            # not that, the whole path below decodes it.
             sent = sent_as_held(request.body)
             if sent is not None:
                 renewed = self._renew_held(sent, client_address(request.client), None, None)
@@ -245,7 +247,7 @@ class InstancesOperation:
         token = writer.identity if isinstance(writer, Writer) and writer.token else None
         if len(request.body) > GATED_BODY:
             return self._decode_gated(request, client, token, writer)
-        if self.exact:
+        if self.exact and not quick:
             renewed = self._renew_exact(request.body, client, token, writer)
             if renewed is not None:
                 return renewed
