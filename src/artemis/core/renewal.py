@@ -115,10 +115,7 @@ def renew(reg: Registry, leases: Sequence[Lease], now: float) -> None:
     for lease in leases:
         lease.renewed = now
         legacy_renewed += lease.legacy
-    if legacy_renewed:
-        _count(reg, now, len(leases) - legacy_renewed, legacy_renewed)
-    else:  # the usual batch: counted in one window, one call
-        reg.safe.renewed(now, len(leases))
+    _count(reg, now, len(leases) - legacy_renewed, legacy_renewed)
 
 
 def _home(reg: Registry, check_zone: bool) -> str | None:

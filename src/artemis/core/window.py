@@ -44,12 +44,8 @@ class SlidingWindow:
         return self._head % self._size
 
     def add(self, now: float, n: int = 1) -> int:
-        """Count `n` events at `now`; return the window's new total (a call in the newest
-        bucket, most calls, costs one division, as `admit`)."""
-        if math.floor(now / self._bucket) > self._head:
-            slot = self._advance(now)
-        else:
-            slot = self._head % self._size
+        """Count `n` events at `now`; return the window's new total."""
+        slot = self._advance(now)
         self._counts[slot] += n
         self._total += n
         return self._total

@@ -230,6 +230,7 @@ class InstancesOperation:
         self.route = bind(endpoint, self)
 
     def handle(self, request: Request) -> Answer:
+        client = client_address(request.client)
         quick = (self.exact and self._open and len(request.body) <= GATED_BODY
                  and request.header("authorization") is None)
         if quick:
@@ -238,10 +239,9 @@ class InstancesOperation:
             # not that, the whole path below decodes it.
             sent = sent_as_held(request.body)
             if sent is not None:
-                renewed = self._renew_held(sent, client_address(request.client), None, None)
+                renewed = self._renew_held(sent, client, None, None)
                 if renewed is not None:
                     return renewed
-        client = client_address(request.client)
         writer = (None if self.writers is None
                   else self.writers.resolve(request.header("authorization"), client))
         token = writer.identity if isinstance(writer, Writer) and writer.token else None

@@ -14,6 +14,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Final
 
 from artemis.core.membership import PeerSpec, PeerState, split_self
@@ -103,12 +104,9 @@ class PeerLink:
     def lag_buckets(self) -> dict[str, object]:
         """The acknowledged writes' lags since the node started, as replication.json shows
         them: cumulative counts at each bound of LAG_BUCKETS (in ms), their count and sum."""
-        cumulative, total = [], 0
-        for count in self.lag_counts[:-1]:
-            total += count
-            cumulative.append(total)
+        cumulative = list(accumulate(self.lag_counts))
         return {"leMs": [round(bound * 1000, 1) for bound in LAG_BUCKETS],
-                "cumulative": cumulative, "count": total + self.lag_counts[-1],
+                "cumulative": cumulative[:-1], "count": cumulative[-1],
                 "sumMs": round(self.lag_seconds * 1000, 3)}
 
     def stop_sender(self) -> None:

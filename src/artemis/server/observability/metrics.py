@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -37,6 +38,13 @@ BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 # Replication lag buckets (seconds): each peer link counts its acknowledged writes in them
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """A histogram's samples: the cumulative count at each bound, then at +Inf, from the
+    counts of each bucket (the last: above every bound)."""
+    labels = [*map(repr, bounds), "+Inf"]
+    return list(zip(labels, accumulate(counts), strict=True))
 
 
 class EndpointStats:
@@ -99,12 +107,7 @@ class NodeCollector(Collector):
                 requests.add_metric([name, code], count)
                 errors += count
             requests.add_metric([name, "success"], max(0, stats.count - errors))
-            cumulative = 0
-            buckets = []
-            for bound, count in zip((*BUCKETS, float("inf")), stats.buckets, strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            latency.add_metric([name], buckets, stats.total_seconds)
+            latency.add_metric([name], _buckets(BUCKETS, stats.buckets), stats.total_seconds)
         yield requests
         yield latency
 
@@ -290,11 +293,8 @@ class NodeCollector(Collector):
             summary = link.lag_summary(now)
             for quantile, key in (("0.5", "p50Ms"), ("0.99", "p99Ms"), ("1", "maxMs")):
                 lag.add_metric([link.url, quantile], summary[key] / 1000)
-            cumulative, buckets = 0, []
-            for bound, count in zip((*LAG_BUCKETS, float("inf")), link.lag_counts, strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            acknowledged.add_metric(peer, buckets, link.lag_seconds)
+            acknowledged.add_metric(peer, _buckets(LAG_BUCKETS, link.lag_counts),
+                                    link.lag_seconds)
             repairs.add_metric(peer, link.repaired_instances)
             rounds.add_metric(peer, link.repair_rounds)
         yield from (up, queued, sent, coalesced, retried, dropped, skipped, failures, lag,
