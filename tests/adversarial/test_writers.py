@@ -146,7 +146,8 @@ def test_token_mode_refuses_no_token_and_writes_outside_the_scope(start_node: St
 def test_a_heartbeat_sent_exactly_as_held_is_still_held_to_the_token_scope(
         start_node: StartNode) -> None:
     """A heartbeat of canonical JSON, each instance exactly as the node holds it, is renewed
-    without being decoded, but never for a token whose scope does not cover the service."""
+    without being decoded, but never without a token in token mode, nor for a token whose
+    scope does not cover the service."""
     node = token_node(start_node)
     payments = instance(service="payments")
     held = wire.encode(wire.decode(json.dumps(payments).encode(), wire.Instance))
@@ -154,6 +155,9 @@ def test_a_heartbeat_sent_exactly_as_held_is_still_held_to_the_token_scope(
     with node.client() as client:
         assert [] == failures(client.post(REGISTER, json=body(payments), headers={
             "Authorization": f"Bearer {OTHER_SECRET}"}))
+        anonymous = client.post(HEARTBEAT, content=exact).json()
+        assert ("no-permission", None) == (anonymous["responseStatus"]["errorCode"],
+                                           anonymous["failedInstances"])
         ((code, message),) = failures(client.post(HEARTBEAT, content=exact, headers={
             "Authorization": f"Bearer {SECRET}"}))
         assert ("no-permission", True) == (code, "may not write service 'payments'" in message)
