@@ -25,7 +25,11 @@ Phases, in order:
             already open) to the last of the hot subscribers' receipt of its `new`, per round
             (and to every receipt, and the register call's own answer); the loop lag meanwhile.
             A receipt is read by a niced client process sharing the cores with the node, so
-            the figure is an upper bound of the node's own fan-out time
+            the figure is an upper bound of the node's own fan-out time. With --wire (auto: when
+            tcpdump is installed and the run is root's), the loopback interface is captured
+            meanwhile (benchmarks/wire_capture.py) and the same figures are read from the
+            kernel's packet times: from the register request's first packet to each frame's,
+            that is when the frame was in the subscriber's socket, before its client read it
   resume    every client closes its session; while they are away, each service loses one
             instance and gains one; then they reconnect (spread over --spread seconds) with the
             revision of the last frame they saw, and the node replays what each missed from its
@@ -91,9 +95,11 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_node import REGION, ZONE, free_port, instance, node, register, runtime
 from bench_push import SUBSCRIBE, percentiles
+from wire_capture import Capture, fanout_rounds, unavailable
 
 HOT = "push.hot"
 PATH = "/ws/discovery/instance-change"
+REGISTER = "/api/registry/register.json"
 CONVERGE_S = 120.0
 CONNECT_ERRORS = (OSError, TimeoutError, EOFError, WebSocketException)
 COUNTS = ("frames", "reloads", "lookups", "connects", "connect_failures", "lookup_failures",
@@ -506,23 +512,32 @@ def phase_memory(base: str, proc: psutil.Process, clients: Clients, total: int,
             "bytes_per_idle_session": round((rss_after - rss_before) / total)}
 
 
-def phase_fanout(base: str, clients: Clients, rounds: int, first_id: int) -> dict[str, Any]:
+def phase_fanout(base: str, clients: Clients, rounds: int, first_id: int,
+                 wire: bool) -> dict[str, Any]:
     clients.ask("receipts")  # forget what came before
     sent: dict[str, float] = {}
     answer_ms: list[float] = []
+    capture = None
+    if wire:
+        capture = Capture(int(base.rsplit(":", 1)[1]))
+        capture.start()
     started = time.monotonic()
-    with httpx.Client(timeout=10) as client:
-        client.get(base + "/health").raise_for_status()  # the connection is open before
-        for r in range(rounds):
-            inst = instance(HOT, first_id + r)
-            body = json.dumps({"instances": [inst]}).encode()
-            at = time.monotonic()  # the clock starts before the request is sent
-            client.post(base + "/api/registry/register.json", content=body,
-                        headers={"Content-Type": "application/json"}).raise_for_status()
-            answer_ms.append((time.monotonic() - at) * 1000)
-            sent[inst["instanceId"]] = at
-            time.sleep(0.1)  # one registration at a time: rounds do not overlap
-    time.sleep(1.0)
+    try:
+        with httpx.Client(timeout=10) as client:
+            client.get(base + "/health").raise_for_status()  # the connection is open before
+            for r in range(rounds):
+                inst = instance(HOT, first_id + r)
+                body = json.dumps({"instances": [inst]}).encode()
+                at = time.monotonic()  # the clock starts before the request is sent
+                client.post(base + REGISTER, content=body,
+                            headers={"Content-Type": "application/json"}).raise_for_status()
+                answer_ms.append((time.monotonic() - at) * 1000)
+                sent[inst["instanceId"]] = at
+                time.sleep(0.1)  # one registration at a time: rounds do not overlap
+        time.sleep(1.0)
+    finally:
+        if capture is not None:
+            capture.stop()
     lag = lag_since(base, started)
     receipts: dict[str, list[float]] = {}
     for part in clients.ask("receipts"):
@@ -531,11 +546,30 @@ def phase_fanout(base: str, clients: Clients, rounds: int, first_id: int) -> dic
     counts = [len(receipts.get(k, [])) for k in sent]
     last = [(max(receipts[k]) - sent[k]) * 1000 for k in sent if receipts.get(k)]
     every = [(t - sent[k]) * 1000 for k in sent for t in receipts.get(k, [])]
-    return {"rounds": rounds, "receipts_per_round_min": min(counts),
-            "receipts_per_round_max": max(counts),
-            "last_subscriber_ms": percentiles(last), "every_subscriber_ms": percentiles(every),
-            "register_answer_ms": percentiles(answer_ms), "loop_lag": lag["loop_lag"],
-            "longest_step_ms_since_node_start": lag["longest_step_ms"]}
+    result: dict[str, Any] = {
+        "rounds": rounds, "receipts_per_round_min": min(counts),
+        "receipts_per_round_max": max(counts),
+        "last_subscriber_ms": percentiles(last), "every_subscriber_ms": percentiles(every),
+        "register_answer_ms": percentiles(answer_ms), "loop_lag": lag["loop_lag"],
+        "longest_step_ms_since_node_start": lag["longest_step_ms"], "wire": None}
+    if capture is not None:
+        try:
+            on_wire = fanout_rounds(capture.packets(), capture.port,
+                                    f"POST {REGISTER} ".encode())
+        finally:
+            capture.close()
+        result["wire"] = {
+            "rounds": len(on_wire),
+            "frames_per_round_min": min(map(len, on_wire), default=0),
+            "frames_per_round_max": max(map(len, on_wire), default=0),
+            "last_subscriber_ms": some_percentiles([max(r) for r in on_wire if r]),
+            "first_subscriber_ms": some_percentiles([min(r) for r in on_wire if r]),
+            "every_subscriber_ms": some_percentiles([at for r in on_wire for at in r])}
+    return result
+
+
+def some_percentiles(values: list[float]) -> dict[str, float] | None:
+    return percentiles(values) if values else None
 
 
 def churn_batch(held: dict[str, dict[str, Any]], services: list[str], first_id: int
@@ -583,6 +617,12 @@ def summary(results: dict[str, Any]) -> str:
                      f"p99 {f['last_subscriber_ms']['p99']} max {f['last_subscriber_ms']['max']} "
                      f"ms; receipts per round {f['receipts_per_round_min']}-"
                      f"{f['receipts_per_round_max']}; loop lag max {f['loop_lag']['maxMs']} ms")
+        if f["wire"] is not None and f["wire"]["last_subscriber_ms"] is not None:
+            w = f["wire"]
+            lines.append(f"fanout   on the wire, last frame of a round p50 "
+                         f"{w['last_subscriber_ms']['p50']} p99 {w['last_subscriber_ms']['p99']} "
+                         f"max {w['last_subscriber_ms']['max']} ms; frames per round "
+                         f"{w['frames_per_round_min']}-{w['frames_per_round_max']}")
     for name, key in (("resume", "loop_lag"), ("restart", "loop_lag_since_start")):
         if name in results:
             r = results[name]
@@ -610,11 +650,18 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=12.0,
                         help="seconds before each RSS reading")
     parser.add_argument("--only", default="memory,fanout,resume,restart")
+    parser.add_argument("--wire", choices=("auto", "on", "off"), default="auto",
+                        help="capture the fan-out on loopback (auto: when tcpdump and root are "
+                             "there)")
     parser.add_argument("--node-arg", dest="node_args", action="append", default=[],
                         help="an extra flag for the node (repeat for more)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     total, phases = args.sessions, set(args.only.split(","))
+    why_not = unavailable()
+    if args.wire == "on" and why_not:
+        raise SystemExit(f"--wire on: {why_not}")
+    wire = args.wire == "on" or (args.wire == "auto" and why_not is None)
     limit = raise_open_files(total + 2048)
     cold = [cold_service(k) for k in range(args.services)]
     services = [HOT, *cold]
@@ -660,7 +707,8 @@ def main() -> None:
             if not warm["converged"]:
                 raise RuntimeError(f"the sessions did not take the first change: {warm}")
             if "fanout" in phases:
-                emit("fanout", phase_fanout(base, clients, args.rounds, fresh(args.rounds)))
+                emit("fanout", phase_fanout(base, clients, args.rounds, fresh(args.rounds),
+                                            wire))
             if "resume" in phases:
                 emit("resume", phase_resume(base, clients, services, fresh(len(services)),
                                             args.spread))
