@@ -13,8 +13,9 @@ pushed change (`new`, `delete`; `reload` looks it up again), keep the revision o
 and resubscribe with it after a reconnect. A client whose session ends tries again after a random
 0 to --spread (1) seconds, and while the node does not answer every --retry (2) seconds +-50%, the
 project's DiscoveryClient's interval. The sessions live in --processes (8) client processes,
-niced (`nice -n 10`), so that what is measured is the node; the controller that registers and
-reads the node's figures is not niced (the node it starts inherits its priority).
+niced (--client-nice, 19: the least CPU the scheduler gives them while the node wants it; runs
+before 2026-12-07 used 10), so that what is measured is the node; the controller that registers
+and reads the node's figures is not niced (the node it starts inherits its priority).
 
 Phases, in order:
   memory    the node's RSS with the registry filled and no session, then with every session open,
@@ -61,6 +62,12 @@ for many clients is the benchmark's shape, not what the cap is for. `ws_max_sess
 --sessions. Open files: the controller raises its soft limit (inherited by the node and the client
 processes) to --sessions plus 2,048 when the hard limit allows, and stops otherwise.
 
+The machine's steal (benchmarks/steal.py: CPU time the hypervisor took from this virtual
+machine, when it is one) is sampled all along and reported with every loop-lag figure: over the
+same span, and the most within any 100 ms. A stall the node's thread spent runnable while the
+hypervisor ran something else is the machine's, not the node's; the fan-out also counts its
+rounds with any steal and gives the on-the-wire figures of the others apart.
+
 Clock readings from different processes are comparable: they all read the machine's monotonic
 clock. Every process started is stopped by its pid. Each phase prints one JSON line as it ends,
 --out writes them all as one document, and a few lines of summary go to standard error.
@@ -95,6 +102,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_node import REGION, ZONE, free_port, instance, node, register, runtime
 from bench_push import SUBSCRIBE, percentiles
+from steal import StealWatch
 from wire_capture import Capture, fanout_rounds, unavailable
 
 HOT = "push.hot"
@@ -373,8 +381,9 @@ class _Client:
                 return
 
 
-def _client_process(http_base: str, services: list[str], commands: Any, out: Any) -> None:
-    os.nice(10)  # the node is what is measured: the clients yield the CPU to it
+def _client_process(http_base: str, services: list[str], commands: Any, out: Any,
+                    nice: int) -> None:
+    os.nice(nice)  # the node is what is measured: the clients yield the CPU to it
     gc.disable()  # a client's own full collections would show in the figures (it lives minutes)
     with contextlib.suppress(ImportError):
         import uvloop  # the clients' own CPU time is not what is measured
@@ -386,13 +395,14 @@ def _client_process(http_base: str, services: list[str], commands: Any, out: Any
 class Clients:
     """The client processes, and one command to all of them at a time."""
 
-    def __init__(self, base: str, services: list[str], processes: int) -> None:
+    def __init__(self, base: str, services: list[str], processes: int, nice: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.out: Any = ctx.Queue()
         self.inboxes: list[Any] = [ctx.Queue() for _ in range(processes)]
         # session n goes to process n % processes: the hot sessions are spread evenly
         self.procs = [ctx.Process(target=_client_process,
-                                  args=(base, services[n::processes], self.inboxes[n], self.out))
+                                  args=(base, services[n::processes], self.inboxes[n], self.out,
+                                        nice))
                       for n in range(processes)]
         for proc in self.procs:
             proc.start()
@@ -485,10 +495,14 @@ def converge(clients: Clients, base: str, services: list[str], since: float,
     return result
 
 
+STEAL = StealWatch()  # started by main(): what the hypervisor took, next to each loop lag
+
+
 def lag_since(base: str, since: float) -> dict[str, Any]:
     with httpx.Client(timeout=30) as client:
         status = runtime(client, base, time.monotonic() - since + 0.5)
-    return {"loop_lag": status["loopLag"], "longest_step_ms": status["longestStepMs"],
+    return {"loop_lag": {**status["loopLag"], "steal": STEAL.span(since - 0.5)},
+            "longest_step_ms": status["longestStepMs"],
             "push": status["push"], "uptime_s": status["uptimeSeconds"]}
 
 
@@ -544,6 +558,8 @@ def phase_fanout(base: str, clients: Clients, rounds: int, first_id: int,
         for key, times in part.items():
             receipts.setdefault(key, []).extend(times)
     counts = [len(receipts.get(k, [])) for k in sent]
+    # a round the hypervisor took CPU time during (from its request until 0.1 s later)
+    stolen = [STEAL.span(at, at + 0.1)["stolen_ms"] > 0 for at in sent.values()]
     last = [(max(receipts[k]) - sent[k]) * 1000 for k in sent if receipts.get(k)]
     every = [(t - sent[k]) * 1000 for k in sent for t in receipts.get(k, [])]
     result: dict[str, Any] = {
@@ -551,7 +567,8 @@ def phase_fanout(base: str, clients: Clients, rounds: int, first_id: int,
         "receipts_per_round_max": max(counts),
         "last_subscriber_ms": percentiles(last), "every_subscriber_ms": percentiles(every),
         "register_answer_ms": percentiles(answer_ms), "loop_lag": lag["loop_lag"],
-        "longest_step_ms_since_node_start": lag["longest_step_ms"], "wire": None}
+        "longest_step_ms_since_node_start": lag["longest_step_ms"],
+        "rounds_with_steal": sum(stolen), "wire": None}
     if capture is not None:
         try:
             on_wire = fanout_rounds(capture.packets(), capture.port,
@@ -564,7 +581,11 @@ def phase_fanout(base: str, clients: Clients, rounds: int, first_id: int,
             "frames_per_round_max": max(map(len, on_wire), default=0),
             "last_subscriber_ms": some_percentiles([max(r) for r in on_wire if r]),
             "first_subscriber_ms": some_percentiles([min(r) for r in on_wire if r]),
-            "every_subscriber_ms": some_percentiles([at for r in on_wire for at in r])}
+            "every_subscriber_ms": some_percentiles([at for r in on_wire for at in r]),
+            # the rounds the hypervisor took no CPU time during (the rounds are in order)
+            "last_subscriber_ms_rounds_without_steal": some_percentiles(
+                [max(r) for r, hit in zip(on_wire, stolen, strict=False) if r and not hit])
+            if len(on_wire) == len(stolen) else None}
     return result
 
 
@@ -616,19 +637,26 @@ def summary(results: dict[str, Any]) -> str:
         lines.append(f"fanout   last of the hot subscribers p50 {f['last_subscriber_ms']['p50']} "
                      f"p99 {f['last_subscriber_ms']['p99']} max {f['last_subscriber_ms']['max']} "
                      f"ms; receipts per round {f['receipts_per_round_min']}-"
-                     f"{f['receipts_per_round_max']}; loop lag max {f['loop_lag']['maxMs']} ms")
+                     f"{f['receipts_per_round_max']}; loop lag max {f['loop_lag']['maxMs']} ms; "
+                     f"rounds with steal {f['rounds_with_steal']}")
         if f["wire"] is not None and f["wire"]["last_subscriber_ms"] is not None:
             w = f["wire"]
             lines.append(f"fanout   on the wire, last frame of a round p50 "
                          f"{w['last_subscriber_ms']['p50']} p99 {w['last_subscriber_ms']['p99']} "
                          f"max {w['last_subscriber_ms']['max']} ms; frames per round "
                          f"{w['frames_per_round_min']}-{w['frames_per_round_max']}")
+            quiet = w["last_subscriber_ms_rounds_without_steal"]
+            if quiet is not None:
+                lines.append(f"fanout   on the wire, rounds without steal ({quiet['count']}): "
+                             f"p50 {quiet['p50']} p99 {quiet['p99']} max {quiet['max']} ms")
     for name, key in (("resume", "loop_lag"), ("restart", "loop_lag_since_start")):
         if name in results:
             r = results[name]
             lines.append(f"{name:8} converged {r['converged']} in {r['all_caught_up_s']} s; "
                          f"{r['check']['equal_to_node']}/{r['check']['sessions']} sessions "
-                         f"equal to the node; loop lag max {r[key]['maxMs']} ms")
+                         f"equal to the node; loop lag max {r[key]['maxMs']} ms "
+                         f"(the machine's steal: {r[key]['steal']['stolen_ms']} ms, at most "
+                         f"{r[key]['steal']['most_in_100ms_ms']} ms in 100 ms)")
     return "\n".join(lines)
 
 
@@ -641,6 +669,8 @@ def main() -> None:
                         help="services the other sessions are spread over")
     parser.add_argument("--per-service", type=int, default=3, help="instances per service")
     parser.add_argument("--processes", type=int, default=8, help="client processes")
+    parser.add_argument("--client-nice", type=int, default=19,
+                        help="niceness of the client processes (earlier runs used 10)")
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--spread", type=float, default=1.0,
                         help="seconds over which clients reconnect after losing their session")
@@ -657,6 +687,7 @@ def main() -> None:
                         help="an extra flag for the node (repeat for more)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    STEAL.start()
     total, phases = args.sessions, set(args.only.split(","))
     why_not = unavailable()
     if args.wire == "on" and why_not:
@@ -693,7 +724,7 @@ def main() -> None:
             results["command"] = cmd
             fleet = [instance(s, fresh(1)) for s in services for _ in range(args.per_service)]
             register(base, fleet, batch=500)
-            clients = Clients(base, per_session, args.processes)
+            clients = Clients(base, per_session, args.processes, args.client_nice)
             clients.ask("timers", args.spread, args.retry)
             if "memory" in phases:
                 emit("memory", phase_memory(base, proc, clients, total, args.settle))

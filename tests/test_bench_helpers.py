@@ -1,5 +1,5 @@
-"""benchmarks/wire_capture.py: reading a loopback capture and cutting it into fan-out rounds
-(the benchmark's figure of when pushed frames reached their subscribers)."""
+"""Helpers of the push benchmark: reading a loopback capture and cutting it into fan-out rounds
+(benchmarks/wire_capture.py), and summing the machine's steal over a span (benchmarks/steal.py)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ def test_frames_are_counted_in_the_round_of_the_request_before_them() -> None:
     ]))
     rounds = fanout_rounds(packets, NODE, b"POST /api/registry/register.json ")
     assert [[3.0, 12.0], [4.0, 105.0]] == [[round(at, 3) for at in r] for r in rounds]
+
+
+def test_steal_is_summed_over_a_span_and_its_worst_100_ms_found() -> None:
+    from steal import StealWatch
+
+    watch = StealWatch()
+    watch._seen = [(10.00, 1), (10.05, 2), (10.12, 1), (10.30, 4), (11.00, 3)]  # ticks
+    assert {"stolen_ms": 80, "most_in_100ms_ms": 40} == watch.span(10.0, 10.5)
+    assert {"stolen_ms": 30, "most_in_100ms_ms": 30} == watch.span(10.01, 10.2)
+    assert {"stolen_ms": 0, "most_in_100ms_ms": 0} == watch.span(10.5, 10.9)
