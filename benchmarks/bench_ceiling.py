@@ -18,7 +18,9 @@ drift of the machine hits both alike (64 connections, 2 threads):
 Reported: requests/s of each round, the medians, and the node's share of the bare app's rate,
 two ways: the ratio of the two medians (`share`), and the median of each round's ratio, the node's
 run over the bare app's run right after it (`share_of_pairs`): the machine's speed drifts by 10-20 %
-between runs a minute apart, and a pair sees the same drift.
+between runs a minute apart, and a pair sees the same drift. Each run's steal (CPU time the
+hypervisor took from this virtual machine, benchmarks/steal.py) is recorded with its rate: a rate
+loses the share of its run that was taken.
 `--profile DIR` also records the node under each load with py-spy (`--native`-free, 250 Hz,
 `raw` format), in a run of its own before the rounds (not counted: sampling slows the node), and
 prints the functions with the most samples, by own time and with callees.
@@ -45,6 +47,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_node import REGION, ZONE, free_port, lua_rotating, node, stop, wrk
 from bench_scale import instance_json
+from steal import StealWatch
 
 HERE = Path(__file__).resolve().parent
 LOOKUP = "/api/discovery/lookup.json"
@@ -111,6 +114,9 @@ def top(raw: Path, count: int = 15) -> dict[str, list[tuple[str, float]]]:
             for kind, counter in (("own", own), ("with_callees", total))}
 
 
+STEAL = StealWatch()  # what the hypervisor took from each run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -120,6 +126,7 @@ def main() -> None:
     parser.add_argument("--node-arg", dest="node_args", action="append", default=[])
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
+    STEAL.start()
 
     lookup_body = json.dumps({"discoveryConfigs": [{"discoveryData": None, "regionId": None,
                                                     "serviceId": "lookup.service",
@@ -132,7 +139,8 @@ def main() -> None:
     scripts = {"lookup": (LOOKUP, lua_rotating(LOOKUP, [lookup_body])),
                "heartbeat": (HEARTBEAT, lua_rotating(HEARTBEAT, heartbeat_bodies))}
     results: dict[str, dict[str, list[float]]] = {
-        name: {"node": [], "bare": []} for name in scripts}
+        name: {"node": [], "bare": [], "steal_ms_node": [], "steal_ms_bare": []}
+        for name in scripts}
     profiles: dict[str, Any] = {}
     # leases of 600 s: the heartbeat's instances outlive the lookup's rounds between its own
     with node("--lease-ttl", "600", "--max-lease-ttl", "600", *args.node_args) as (base, proc,
@@ -156,10 +164,14 @@ def main() -> None:
         with bare(answers) as bare_base:
             for round_ in range(args.rounds):
                 for name, (path, script) in scripts.items():
+                    since = time.monotonic()
                     ran = wrk(base + path, args.duration, args.connections, script, proc)
                     results[name]["node"].append(ran["requests_per_s"])
+                    results[name]["steal_ms_node"].append(STEAL.span(since)["stolen_ms"])
+                    since = time.monotonic()
                     ran = wrk(bare_base + path, args.duration, args.connections, script)
                     results[name]["bare"].append(ran["requests_per_s"])
+                    results[name]["steal_ms_bare"].append(STEAL.span(since)["stolen_ms"])
                 print(json.dumps({"round": round_ + 1, **results}), file=sys.stderr)
         with httpx.Client() as client:  # the node's heartbeats were renewals, not failures
             held = [client.post(base + HEARTBEAT, content=body).content == answers[HEARTBEAT][
