@@ -85,6 +85,7 @@ from bench_cluster import PEER, Cluster, probe
 from bench_node import REGION
 from bench_push import percentiles
 from bench_scale import instance_json, post_all, service_of
+from steal import StealWatch
 
 REGISTER_BATCH = 5_000  # instances per register request (the node's --max-batch)
 NODE_ARGS = ("--lease-ttl", "3600", "--max-lease-ttl", "3600",
@@ -453,6 +454,9 @@ def full_checksums(cluster: Cluster, times: int) -> dict[str, Any]:
             "wall_ms_each": round(1000 * elapsed / times, 1)}
 
 
+STEAL = StealWatch()  # started by main()
+
+
 def _sample_lag(client: httpx.Client, urls: list[str], stop: threading.Event,
                 samples: list[dict[str, Any]]) -> None:
     while not stop.wait(1.0):
@@ -497,6 +501,8 @@ def scenario_lag(cluster: Cluster, args: argparse.Namespace, count: int) -> dict
         "replication_lag_over_run": over_run,
         "probe_push_ms": percentiles(probe_lags) if probe_lags else {"count": 0},
         "cpu_percent_of_a_core_per_node": [round(100 * u / cpu_elapsed, 1) for u in used],
+        # CPU time the hypervisor took from this virtual machine meanwhile (benchmarks/steal.py)
+        "steal": STEAL.span(cpu_started),
         "runtime_per_node": loops,
         "links": links,
     }
@@ -687,6 +693,7 @@ def main() -> None:
                         help="profile (diagnosis, not figures): node A for 20 s of the lag "
                              "load, and B and A for 35 s from B's restart, raw stacks in DIR")
     args = parser.parse_args()
+    STEAL.start()
     if args.py_spy:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     if REGISTER_BATCH % args.hb_batch:

@@ -215,9 +215,9 @@ def _paced(table: BinaryIO) -> Iterator[bytes]:
     interpreter. Parsing a table of 20,000 rows at once held it for 26 ms of CPU (longer when
     this thread was descheduled meanwhile), and the loop waited all that time; reading it in
     pieces without a pause was worse: each read gives the interpreter up and takes it back at
-    once, so the loop's thread, waiting for it, never saw the holder made to let go (measured
-    with a 1 ms timer on the loop while scanning such a table: p99 lag 15 ms at once, 46 ms in
-    pieces, 0.6 ms in pieces with the pause)."""
+    once, so the loop's thread, waiting for it, never saw the holder made to let go. The loop's
+    lag beside scans of such a table (benchmarks/bench_guard.py, p99): 13 ms at once, 42 ms in
+    pieces, 1.6 ms in pieces with the pause."""
     while piece := table.read(PROC_PIECE):
         yield piece
         time.sleep(PROC_PAUSE)
