@@ -25,7 +25,9 @@ expires during the run), and:
                 folding and the garbage collector during registration and churn (runtime.json);
                 services.json's gzipped size and the time of one fetch; RSS after churn
   restart copy  a second node started with the first as its peer: seconds until it is up,
-                having copied the whole registry (leases.json), and its checksum equal
+                having copied the whole registry (leases.json, a page of services a request),
+                its checksum equal, its RSS then and at its peak, and the loop lag of both
+                nodes during the copy
 
 The load generator runs niced (the 2 cores are shared): what is measured is the node. Bodies are
 encoded before the clock starts. Every process started is stopped by its pid.
@@ -235,10 +237,22 @@ def restart_copy(first_port: int, total: int, node_args: list[str]) -> dict[str,
                                    f"{proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
             time.sleep(0.05)
         up_s = time.monotonic() - started
+        copying = runtime(base, up_s + 1)
         return {"up_seconds": round(up_s, 2), "checksum": checksum(base),
-                "rss_mb": round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)}
+                "rss_mb": round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1),
+                "peak_rss_mb": peak_rss_mb(proc.pid),
+                "loop_lag": copying["loopLag"], "steps": copying["longestStepMs"],
+                "source_loop_lag": runtime(f"http://127.0.0.1:{first_port}", up_s + 1)["loopLag"]}
     finally:
         stop(proc, 30)  # a million leases take a while to let go of
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's largest resident set so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
 
 
 def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:

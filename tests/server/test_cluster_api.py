@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -704,7 +705,7 @@ async def test_bootstrap_falls_back_to_another_up_peer(nodes: Nodes) -> None:
     apis = await nodes.build({"b": "zone-2", "a": ZONE, "c": ZONE}, starting=("a",))
     assert OK_BODY == await apis["b"].call(f"{REPLICATE}/register.json", {"instances": [OTHER]})
     nodes.router.faults["c.test"] = lambda r: (httpx.Response(500, text="Internal Server Error")
-                                               if r.url.path == LEASES else None)
+                                               if r.url.path in (CHECKSUMS, LEASES) else None)
     await nodes.poll("a")
 
     done = await nodes.cluster("a").bootstrap_step(0.0)
@@ -716,9 +717,95 @@ async def test_bootstrap_falls_back_to_another_up_peer(nodes: Nodes) -> None:
         await apis["a"].call(LEASES, {"regionId": REGION}))
 
 
+def fleet(services: int) -> list[dict[str, Any]]:
+    """An instance in each of `services` services."""
+    return [instance(f"10.0.1.{n}:8080", serviceId=f"paged.service.{n}")
+            for n in range(services)]
+
+
+async def test_bootstrap_copies_a_registry_a_page_of_services_at_a_time(
+        nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy asks for the peer's services (checksums.json), then their leases a page of
+    _COPY_SERVICES services a request, and ends with the peer's registry."""
+    monkeypatch.setattr(repair_module, "_COPY_SERVICES", 2)
+    apis = await nodes.build(starting=("a",))
+    assert OK_BODY == await apis["b"].call(f"{REPLICATE}/register.json",
+                                           {"instances": fleet(5)})
+    asked: list[list[str]] = []
+
+    def record(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path == LEASES:
+            asked.append(sorted(msgspec.json.decode(request.content)["serviceIds"]))
+        return None  # let it through
+
+    nodes.router.faults["b.test"] = record
+    await nodes.poll("a")
+
+    done = await nodes.cluster("a").bootstrap_step(0.0)
+
+    assert (True, "copied 5 instances from http://b.test", 3,
+            sorted(f"paged.service.{n}" for n in range(5))) == (
+        done, nodes.cluster("a").bootstrap["reason"], len(asked),
+        sorted(key for page in asked for key in page))
+    assert [2, 2, 1] == [len(page) for page in asked]
+    assert (await apis["b"].call(LEASES, {"regionId": REGION})) == await apis["a"].call(
+        LEASES, {"regionId": REGION})
+    assert apis["b"].node.registry.checksum == apis["a"].node.registry.checksum
+
+
+async def test_a_copy_whose_page_fails_is_tried_again_and_keeps_what_it_merged(
+        nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page that fails ends the copy as failed (the node stays starting and tries again);
+    the pages merged before it stay, and the next attempt copies the rest."""
+    monkeypatch.setattr(repair_module, "_COPY_SERVICES", 2)
+    apis = await nodes.build(starting=("a", "c"))  # b is the only up peer
+    assert OK_BODY == await apis["b"].call(f"{REPLICATE}/register.json",
+                                           {"instances": fleet(5)})
+    pages = 0
+
+    def second_page_fails(request: httpx.Request) -> httpx.Response | None:
+        nonlocal pages
+        if request.url.path == LEASES:
+            pages += 1
+            if pages == 2:
+                return httpx.Response(500, text="Internal Server Error")
+        return None
+
+    nodes.router.faults["b.test"] = second_page_fails
+    await nodes.poll("a")
+
+    failed = (await nodes.cluster("a").bootstrap_step(0.0), apis["a"].node.state.status,
+              apis["a"].node.registry.instance_count)
+    assert (False, "starting", 2) == failed
+    assert (True, "up", 5) == (await nodes.cluster("a").bootstrap_step(1.0),
+                               apis["a"].node.state.status,
+                               apis["a"].node.registry.instance_count)
+    assert apis["b"].node.registry.checksum == apis["a"].node.registry.checksum
+
+
+async def test_a_copy_reads_a_leases_answer_not_written_as_our_nodes_write_it(
+        nodes: Nodes) -> None:
+    """A page whose answer is valid JSON in another form (spaces, keys in another order) is
+    read whole, leniently, and copied all the same."""
+    apis = await nodes.build(starting=("a",))
+    assert OK_BODY == await apis["b"].call(f"{REPLICATE}/register.json",
+                                           {"instances": fleet(3)})
+    answer = await apis["b"].call(LEASES, {"regionId": REGION})
+    spaced = json.dumps({"responseStatus": answer["responseStatus"],
+                         "leases": answer["leases"]}, indent=1)
+    nodes.router.faults["b.test"] = lambda r: (httpx.Response(200, text=spaced)
+                                               if r.url.path == LEASES else None)
+    await nodes.poll("a")
+
+    assert (True, "copied 3 instances from http://b.test") == (
+        await nodes.cluster("a").bootstrap_step(0.0), nodes.cluster("a").bootstrap["reason"])
+    assert apis["b"].node.registry.checksum == apis["a"].node.registry.checksum
+
+
 async def test_bootstrap_retries_when_every_up_peer_fails(nodes: Nodes) -> None:
     """When every up peer's copy fails the node stays starting and says it will try again."""
     apis = await nodes.build(starting=("a", "c"))
+    assert OK_BODY == await apis["b"].call(f"{REPLICATE}/register.json", {"instances": [OTHER]})
     nodes.router.faults["b.test"] = lambda r: (httpx.Response(500, text="Internal Server Error")
                                                if r.url.path == LEASES else None)
     await nodes.poll("a")
@@ -1237,6 +1324,7 @@ async def test_every_call_to_a_peer_carries_the_cluster_secret(nodes: Nodes) -> 
                      request.headers.get("x-artemis-node-id")))
         return None  # let it through
 
+    assert OK_BODY == await apis["b"].call(f"{REPLICATE}/register.json", {"instances": [OTHER]})
     nodes.router.faults["b.test"] = record
     await nodes.poll("a")
     assert await nodes.cluster("a").bootstrap_step(0.0)
