@@ -25,6 +25,7 @@ from artemis.core.membership import PeerSpec, parse_peers
 from artemis.core.replication import PeerQueue, QueueConfig
 from artemis.server.cluster import repair as repair_module
 from artemis.server.cluster.links import PeerLink
+from artemis.server.http import Request
 from artemis.server.settings import Settings, SettingsError
 from tests.server.cluster_harness import (
     CLUSTER_SECRET,
@@ -597,6 +598,36 @@ async def test_a_heartbeat_sent_as_held_is_replicated_as_held(nodes: Nodes) -> N
             [leases_answer(copy(instance(), 0))] * 2) == (
         [[(t.operation, t.instance, t.key) for t in tasks] for tasks in taken.values()],
         [await apis[p].call(LEASES, {"regionId": REGION}) for p in "bc"])
+
+
+async def test_a_peers_heartbeat_as_held_here_is_renewed_without_being_decoded(
+        nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replicated heartbeat whose JSON is what this node holds (what a peer sends: its own
+    held JSON) is renewed without being decoded, whatever zone the node is in (region only);
+    one that is not (an instance unknown here) takes the whole path, which registers it."""
+    apis = await nodes.build({"a": ZONE, "b": "zone-2"},
+                             settings={"b": {"allow_registry_from_other_zone": False}})
+    await nodes.poll("a")
+    assert OK_BODY == await apis["a"].register(instance())
+    await nodes.cluster("a").flush()
+    nodes.clock.advance(15)
+    held = canonical(instance())
+
+    def refuse(*_: Any) -> None:
+        raise AssertionError("the body was decoded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Request, "json", refuse)
+        assert OK_BODY == await apis["b"].call(f"{REPLICATE}/heartbeat.json",
+                                               content=b'{"instances":[' + held + b"]}")
+    assert leases_answer(copy(instance(), 0)) == await apis["b"].call(
+        LEASES, {"regionId": REGION})
+
+    assert OK_BODY == await apis["b"].call(f"{REPLICATE}/heartbeat.json",
+                                           content=b'{"instances":[' + held + b","
+                                           + canonical(OTHER) + b"]}")
+    assert leases_answer(copy(instance(), 0), copy(OTHER, 0, START_MS + 15000, owner=None)
+                         ) == await apis["b"].call(LEASES, {"regionId": REGION})
 
 
 async def test_unregister_is_replicated(nodes: Nodes) -> None:

@@ -213,9 +213,10 @@ class InstancesOperation:
                  limiter: str = "registry", needs_up: bool = True,
                  replicate: Replicate | None = None, limit_batch: bool = True,
                  per_client: bool = False, writers: Writers | None = None,
-                 exact: bool = False) -> None:
+                 exact: bool = False, check_zone: bool = True) -> None:
         self.node = node
         self.exact = exact  # a heartbeat: try `renew_exact` on the body before decoding it
+        self.check_zone = check_zone  # the zone rule of `held_exactly` (a peer's: region only)
         self.writers = writers  # a client write's (None: a peer's, never checked here)
         self.identity = identity
         self.operation = operation
@@ -272,7 +273,7 @@ class InstancesOperation:
                     token: str | None, writer: Writer | str | None) -> bytes | None:
         registry, now = self.node.registry, self.node.clock.monotonic()
         ids, text = sent
-        leases = registry.held_exactly(ids, text, now)
+        leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone)
         if leases is None:
             return None
         refusal = self._admit(len(leases), client, token, writer, now)

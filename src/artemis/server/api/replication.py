@@ -57,7 +57,7 @@ _SUCCESS: Final = status_bytes(ErrorCode.SUCCESS, "", "success")
 _STATUS: Final = wire.ResponseStatus(error_code=ErrorCode.SUCCESS, message="", status="success")
 _MAX_SERVICES: Final = 100_000
 _STEP_LEASES: Final = 2_000  # leases per step of a large answer (a few ms of work)
-_STEP_SERVICES: Final = 5_000  # services per step of the checksums answer
+_STEP_SERVICES: Final = 1_000  # services per step of the checksums answer (a few ms)
 _INSTANCES_OPEN: Final = b'{"instances":['
 
 
@@ -110,8 +110,11 @@ class Replication:
         self.routes: dict[str, Route] = {}
         batch = max(node.settings.max_batch, node.settings.replication_batch)
         for endpoint, name, operation in operations:
+            # A peer's heartbeat carries each instance's JSON as the peer holds it: when this
+            # node holds the same, it is renewed without being decoded (core/renewal.py).
             write = InstancesOperation(node, dataclasses.replace(endpoint, role=Role.NONE), name,
-                                       operation, limiter="replication", needs_up=False)
+                                       operation, limiter="replication", needs_up=False,
+                                       exact=endpoint is HEARTBEAT, check_zone=False)
             write.max_batch = batch  # a peer's batches follow its replication_batch
             write.route = bind(endpoint, PeerWrite(write, owned=endpoint is REGISTER), access)
             self.routes[endpoint.path] = write.route

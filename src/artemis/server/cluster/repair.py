@@ -43,7 +43,7 @@ _COPY_SERVICES: Final = 1_000  # services a page of a copy (10,000 instances: so
 _MERGE_CHUNK: Final = 500  # copies merged between two yields to the event loop (some 10 ms)
 _REPAIR_SERVICES: Final = 2_000  # services repaired from one peer per round
 RECHECK_DELAY: Final = 0.2  # seconds before the total is asked again, when it differed
-_COMPARE_STEP: Final = 5_000  # services compared between two yields to the event loop
+_COMPARE_STEP: Final = 2_000  # services compared between two yields to the event loop
 
 
 def _checksum_text(value: int) -> str:
