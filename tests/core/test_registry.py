@@ -453,6 +453,28 @@ def test_replication_heartbeat_replaces_expired_lease(registry: Registry) -> Non
     assert {"svc": {"i1": (fresh, T0 + 30, 20.0, False)}} == lease_view(registry)
 
 
+def test_replication_heartbeat_while_copying_passes_over_unknown_and_expired(
+        registry: Registry) -> None:
+    """While the node copies a peer's registry (`copying`), an unknown instance and one whose
+    lease expired succeed without being registered or renewed (the copy brings them); a live
+    lease is renewed and one held with other data is replaced, as at any other time."""
+    held, other, gone = inst(instance="held"), inst(instance="other"), inst(instance="gone")
+    unknown = inst(instance="unknown")
+    registry.register([held, other, gone], T0, WALL)
+    registry.heartbeat([held, other], T0 + 15, WALL)  # `gone` is left to expire
+    changed = inst(instance="other", port=9999)
+
+    result = registry.heartbeat([held, unknown, gone, changed], T0 + 25, WALL + 1,
+                                register_unknown=True, copying=True)
+
+    assert ([], [held, unknown, gone, changed]) == (result.failed, result.succeeded)
+    assert [new(4, changed, wall=WALL + 1, prev=h(other),
+                service_checksum=(h(held) + h(changed) + h(gone)) & (2**64 - 1))
+            ] == result.changes
+    assert {"svc": {"held": (held, T0 + 25, 20.0, False), "other": (changed, T0 + 25, 20.0, False),
+                    "gone": (gone, T0, 20.0, False)}} == lease_view(registry)
+
+
 def test_replication_heartbeat_of_live_lease_only_renews(registry: Registry) -> None:
     """With register_unknown=True a live lease is renewed and its data kept."""
     i = inst()

@@ -630,6 +630,26 @@ async def test_a_peers_heartbeat_as_held_here_is_renewed_without_being_decoded(
                          ) == await apis["b"].call(LEASES, {"regionId": REGION})
 
 
+async def test_a_starting_node_leaves_a_peers_heartbeat_of_an_unknown_instance_to_its_copy(
+        nodes: Nodes) -> None:
+    """While a node is starting (it copies a peer's registry), a replicated heartbeat of an
+    instance it does not hold succeeds and registers nothing: the copy brings the instance with
+    its lease's age. Once the node is up, the same heartbeat registers it (a lost register
+    heals)."""
+    apis = await nodes.build(starting=("a",))
+    beat = b'{"instances":[' + canonical(OTHER) + b"]}"
+
+    assert OK_BODY == await apis["a"].call(f"{REPLICATE}/heartbeat.json", content=beat)
+    assert (leases_answer(), "starting") == (
+        await apis["a"].call(LEASES, {"regionId": REGION}), apis["a"].node.state.status)
+
+    await nodes.poll("a")
+    assert await nodes.cluster("a").bootstrap_step(0.0)
+    assert OK_BODY == await apis["a"].call(f"{REPLICATE}/heartbeat.json", content=beat)
+    assert leases_answer(copy(OTHER, 0, owner=None)) == await apis["a"].call(
+        LEASES, {"regionId": REGION})
+
+
 async def test_unregister_is_replicated(nodes: Nodes) -> None:
     """A client's unregister on A removes the instance from B and C once flushed."""
     apis = await nodes.build()

@@ -12,7 +12,8 @@ Rules
     the duration the instance states, else the node's (`lease_ttl`, rules in core/lease.py).
   * heartbeat renews a live lease and never changes stored data (`renew` does the same by key
     alone); an unknown or expired lease answers `data-not-found` so the client registers again.
-    On the replication path an unknown instance is registered instead, so lost writes heal. What
+    On the replication path an unknown instance is registered instead, so lost writes heal
+    (except while the node copies a peer's registry, `copying`: the copy brings it). What
     an instance heartbeats with is the truth: a lease holding other data than a field the
     heartbeat carries (a heartbeat may carry only the key; metadata order and the case of ids
     do not count) went stale (a lost write, a merge during a partition) and is never renewed;
@@ -210,11 +211,12 @@ class Registry:
 
     def heartbeat(self, instances: Sequence[Instance | None], now: float, wall_ms: int, *,
                   check_zone: bool = True, register_unknown: bool = False,
-                  writer: Writer | None = None) -> BatchResult:
+                  writer: Writer | None = None, copying: bool = False) -> BatchResult:
         """Renew a batch (rules in the module doc and core/renewal.py); `writer` is held to its
-        token's scope."""
+        token's scope; `copying`: the node is copying a peer's registry, so an instance it does
+        not hold (or holds expired) succeeds without being registered or renewed."""
         return _renewal.heartbeat(self, instances, now, wall_ms, check_zone, register_unknown,
-                                  writer)
+                                  writer, copying)
 
     def held_exactly(self, ids: Sequence[_renewal.Ids], sent: bytes, now: float,
                      *, check_zone: bool = True) -> list[Lease] | None:

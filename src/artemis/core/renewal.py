@@ -37,7 +37,8 @@ OTHER_DATA: Final = "Instance data differs from the registered instance. Need re
 
 
 def heartbeat(reg: Registry, instances: Sequence[Instance | None], now: float, wall_ms: int,
-              check_zone: bool, register_unknown: bool, writer: Writer | None) -> BatchResult:
+              check_zone: bool, register_unknown: bool, writer: Writer | None,
+              copying: bool = False) -> BatchResult:
     """Renew a batch (rules above and in core/registry.py)."""
     from artemis.core.registry import BatchResult
 
@@ -66,7 +67,8 @@ def heartbeat(reg: Registry, instances: Sequence[Instance | None], now: float, w
                 continue
         for valid in reg._valid((instance,), check_zone, result, writer):
             lease = reg._held(valid)
-            if _renew_checked(reg, valid, lease, now, wall_ms, result, register_unknown):
+            if _renew_checked(reg, valid, lease, now, wall_ms, result, register_unknown,
+                              copying):
                 if lease.legacy:  # type: ignore[union-attr]
                     legacy_renewed += 1
                 else:
@@ -132,10 +134,14 @@ def _count(reg: Registry, now: float, renewed: int, legacy_renewed: int) -> None
 
 
 def _renew_checked(reg: Registry, instance: Instance, lease: Lease | None, now: float,
-                   wall_ms: int, result: BatchResult, register_unknown: bool) -> bool:
+                   wall_ms: int, result: BatchResult, register_unknown: bool,
+                   copying: bool = False) -> bool:
     """One checked instance of a heartbeat: whether `lease` was renewed (else it failed, or was
-    registered on the replication path)."""
+    registered on the replication path, or passed over while the node copies its registry)."""
     if lease is None or now > lease.renewed + lease.ttl:
+        if copying:  # the copy brings it, with its lease's age: registering it is work twice
+            result.succeeded.append(instance)
+            return False
         if register_unknown:
             if not reg._refused(instance, None, result):
                 reg._register(instance, now, wall_ms, result.changes)

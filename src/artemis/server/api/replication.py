@@ -30,12 +30,13 @@ joined. Each lease copy's age is as of the step that wrote it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from functools import partial
 from typing import Final
 
 from artemis import wire
-from artemis.core.registry import encode_service, lease_copy
+from artemis.core.node_status import STARTING
+from artemis.core.registry import BatchResult, encode_service, lease_copy
 from artemis.server.api.endpoint import (
     GET_POST,
     POST,
@@ -102,8 +103,7 @@ class Replication:
         operations = (
             (REGISTER, "register", partial(registry.register, check_zone=False,
                                            same_renews=True)),
-            (HEARTBEAT, "heartbeat", partial(registry.heartbeat, check_zone=False,
-                                             register_unknown=True)),
+            (HEARTBEAT, "heartbeat", self._heartbeat),
             (UNREGISTER, "unregister", partial(registry.unregister, check_zone=False,
                                                from_peer=True)),
         )
@@ -120,6 +120,16 @@ class Replication:
             self.routes[endpoint.path] = write.route
         for endpoint in (SERVICES, CHECKSUMS, LEASES):
             self.routes[endpoint.path] = bind(endpoint, self, access)
+
+    def _heartbeat(self, instances: Sequence[wire.Instance | None], now: float,
+                   wall_ms: int) -> BatchResult:
+        """A peer's heartbeat: an instance not held here is registered (a lost register heals),
+        except while the node is starting: it is copying a peer's registry, which brings the
+        instance with its lease's age, and registering each one its peers renew meanwhile (at
+        a million instances all of them, in half a minute) would do the copy's work twice."""
+        return self.node.registry.heartbeat(instances, now, wall_ms, check_zone=False,
+                                            register_unknown=True,
+                                            copying=self.node.state.status == STARTING)
 
     def _region_problem(self, region: str | None) -> str | None:
         mine = self.node.settings.region
