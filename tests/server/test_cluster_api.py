@@ -834,6 +834,25 @@ async def test_a_copy_whose_page_fails_is_tried_again_and_keeps_what_it_merged(
     assert apis["b"].node.registry.checksum == apis["a"].node.registry.checksum
 
 
+async def test_a_copy_whose_page_holds_a_copy_that_does_not_decode_fails_cleanly(
+        nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page whose copies are found but one does not decode fails the copy when that chunk is
+    merged (the next page, asked for meanwhile, is let go); the node stays starting."""
+    monkeypatch.setattr(repair_module, "_COPY_SERVICES", 1)
+    apis = await nodes.build(starting=("a", "c"))
+    assert OK_BODY == await apis["b"].call(f"{REPLICATE}/register.json",
+                                           {"instances": fleet(3)})
+    bad = ('{"leases":[{"ageMs":"soon","createdMs":1,"instance":{}}],"responseStatus":'
+           '{"errorCode":"success","message":"","status":"success"}}')
+    nodes.router.faults["b.test"] = lambda r: (httpx.Response(200, text=bad)
+                                               if r.url.path == LEASES else None)
+    await nodes.poll("a")
+
+    assert (False, "starting", 0) == (await nodes.cluster("a").bootstrap_step(0.0),
+                                      apis["a"].node.state.status,
+                                      apis["a"].node.registry.instance_count)
+
+
 async def test_a_copy_reads_a_leases_answer_not_written_as_our_nodes_write_it(
         nodes: Nodes) -> None:
     """A page whose answer is valid JSON in another form (spaces, keys in another order) is

@@ -171,8 +171,10 @@ class AntiEntropy:
                         exc)
             return None
         finally:
-            if pending is not None:
-                pending[1].cancel()
+            if pending is not None:  # a page asked for ahead of a failure: not wanted now
+                unwanted = pending[1]
+                unwanted.cancel()
+                unwanted.add_done_callback(lambda done: done.cancelled() or done.exception())
         return copied
 
     async def _leases(self, link: PeerLink, services: list[str]) -> Copies:
