@@ -82,7 +82,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster import PEER, Cluster, probe
-from bench_node import REGION
+from bench_node import REGION, peak_rss_mb
 from bench_push import percentiles
 from bench_scale import instance_json, post_all, service_of
 from steal import StealWatch
@@ -320,14 +320,6 @@ def cpu(procs: list[psutil.Process | None]) -> list[float]:
 
 def rss_mb(proc: psutil.Process) -> float:
     return round(proc.memory_info().rss / 2**20, 1)
-
-
-def peak_rss_mb(proc: psutil.Process) -> float:
-    """The process's peak resident set (VmHWM)."""
-    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def runtime(client: httpx.Client, url: str, window: float) -> dict[str, Any]:
@@ -612,7 +604,7 @@ def scenario_restart(cluster: Cluster, args: argparse.Namespace, count: int) -> 
             "start_to_equal_s": round(equal_at - restarted, 2),
             "bootstrap": status["bootstrap"],
             "instances": [instances(client, u) for u in urls],
-            "b_rss_mb": rss_mb(proc), "b_peak_rss_mb": peak_rss_mb(proc),
+            "b_rss_mb": rss_mb(proc), "b_peak_rss_mb": peak_rss_mb(proc.pid),
             "renewals_at_a_and_c": renewals,
         }
 

@@ -48,6 +48,14 @@ ZONE = "z1"
 HIGH_LIMITS = "registry=1000000000,replication=1000000000,cluster=1000000000,status=1000000"
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's largest resident set so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

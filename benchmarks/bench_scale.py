@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench_node import REGION, ZONE, free_port, lua_rotating, node, stop, wrk
+from bench_node import REGION, ZONE, free_port, lua_rotating, node, peak_rss_mb, stop, wrk
 
 SECRET = "bench-cluster-secret-0123456789"  # noqa: S105 - a benchmark's own secret
 PER_SERVICE = 10
@@ -245,14 +245,6 @@ def restart_copy(first_port: int, total: int, node_args: list[str]) -> dict[str,
                 "source_loop_lag": runtime(f"http://127.0.0.1:{first_port}", up_s + 1)["loopLag"]}
     finally:
         stop(proc, 30)  # a million leases take a while to let go of
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's largest resident set so far (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return -1.0
 
 
 def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -9,6 +9,7 @@ without a secret.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from artemis import wire
 from tests.process.cluster import (
     CLUSTER_SECRET,
     REGION,
@@ -111,6 +113,46 @@ def test_a_forged_replication_call_is_refused_and_counted(
     assert (before, ["genuine"], {"alone": 0.0, "missing": 0.0, "wrong": 0.0} | {reason: 6.0},
             instance("genuine")["url"]) == (
         after, instance_ids(a), _refused(a.url),
+        httpx.post(a.url + "/api/discovery/service.json", json={"discoveryConfig": {
+            "serviceId": SERVICE, "regionId": REGION, "zoneId": ZONE}}, timeout=5.0
+        ).json()["service"]["instances"][0]["url"])
+
+
+def test_a_peers_heartbeat_framed_as_held_is_checked_as_any_other(
+        start_cluster: StartCluster) -> None:
+    """A peer's heartbeat (with the secret) framed as the nodes write it but not exactly what
+    the node holds, or more than a batch may hold, is answered as the whole path answers it and
+    changes nothing on any node; the held JSON itself renews. The node goes on serving."""
+    cluster = start_cluster()
+    a = cluster["A"]
+    register(a, "genuine")
+    wait_for(lambda: {instance_ids(cluster[n]) == ["genuine"] for n in cluster.names},
+             lambda seen: seen == {True}, DEADLINE, "every node holding the genuine instance")
+    before = {n: checksum(cluster[n]) for n in cluster.names}
+    # what the node holds: the instance as it decoded and encoded it when it was registered
+    held = wire.encode(wire.decode(json.dumps(instance("genuine")).encode(), wire.Instance))
+    bodies = [
+        b'{"instances":[' + held + b"]}",
+        b'{"instances":[' + held[:-1] + b',"url":"http://attacker:1/"}]}',  # url named twice
+        b'{"instances":[' + held + b",]}",  # not JSON
+        b'{"instances":[{"serviceId":5}]}',  # an id that is not a string
+        b'{"instances":[' + b",".join([held] * 5001) + b"]}",  # one more than a batch holds
+    ]
+    answers = [httpx.post(f"{a.url}{REPLICATE}/heartbeat.json", content=body, timeout=30.0,
+                          headers={SECRET_HEADER: CLUSTER_SECRET,
+                                   "content-type": "application/json"}).json()
+               for body in bodies]
+
+    assert (["success", "bad-request", "bad-request", "bad-request", "bad-request"],
+            [True, True, True],
+            "request.instances has 5001 instances; at most 5000 are accepted in one request.") == (
+        [answer["responseStatus"]["errorCode"] for answer in answers],
+        ["duplicate key 'url'" in answers[1]["responseStatus"]["message"],
+         "malformed JSON" in answers[2]["responseStatus"]["message"],
+         "serviceId" in answers[3]["responseStatus"]["message"]],
+        answers[4]["responseStatus"]["message"])
+    assert (before, ["genuine"], instance("genuine")["url"]) == (
+        {n: checksum(cluster[n]) for n in cluster.names}, instance_ids(a),
         httpx.post(a.url + "/api/discovery/service.json", json={"discoveryConfig": {
             "serviceId": SERVICE, "regionId": REGION, "zoneId": ZONE}}, timeout=5.0
         ).json()["service"]["instances"][0]["url"])
