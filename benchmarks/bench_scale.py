@@ -17,10 +17,12 @@ expires during the run), and:
   churn         for --churn-seconds: every instance heartbeats once a round of --round-seconds
                 (10 s by default, as clients of a 20 s lease do; batches of 5,000),
                 1,000 new instances register and the 1,000 of the round before unregister (a
-                deploy), 1,000 of the fleet register again (as restarted clients do), a delta from
-                the oldest snapshot version the change log still covers is fetched (its size
-                recorded), every third round the whole services.json (gzip); meanwhile wrk runs
-                the same lookup: its rate during churn
+                deploy), 1,000 of the fleet register again (as restarted clients do), a client's
+                delta is fetched as the protocol has it, from the version of its last answer
+                (its size recorded), every third round the whole services.json (gzip);
+                meanwhile wrk runs the same lookup: its rate during churn
+  worst delta   after the churn, the delta from the oldest kept version whose changes the log
+                still holds (the largest the node gives), with the loop lag while it was made
   costs         the loop-lag timer's maximum and the longest steps of the snapshotter, delta
                 folding and the garbage collector during registration and churn (runtime.json);
                 services.json's gzipped size and the time of one fetch; RSS after churn
@@ -161,6 +163,7 @@ def churn(base: str, total: int, seconds: float, beats: list[bytes], round_secon
     delta_ms: list[float] = []
     delta_bytes: list[int] = []
     leaving: list[str] = []
+    version = runtime(base, 1)["snapshotVersions"][-1]  # as if services.json had just been read
     started = time.monotonic()
     with httpx.Client(timeout=300) as client:
         while time.monotonic() - started < seconds:
@@ -182,17 +185,18 @@ def churn(base: str, total: int, seconds: float, beats: list[bytes], round_secon
                                                                         min(1000, total))]
             post_all(base, "/api/registry/register.json",
                      [f'{{"instances":[{",".join(again)}]}}'.encode()])
-            # a delta from the oldest kept version whose changes the log still holds (at a
-            # million instances the registration's own versions are older than the log)
+            # a client's delta, as the protocol has it: from the version of its last answer
+            # (a fall back to the newest version where the node has none from it)
             asked = time.monotonic()
-            for version in runtime(base, 1)["snapshotVersions"][:-1]:
-                delta = client.post(base + "/api/discovery/services-delta.json",
-                                    json={"regionId": REGION, "zoneId": ZONE, "version": version})
-                if delta.json()["responseStatus"]["errorCode"] == "success":
-                    delta_bytes.append(len(delta.content))
-                    break
+            delta = client.post(base + "/api/discovery/services-delta.json",
+                                json={"regionId": REGION, "zoneId": ZONE, "version": version})
+            answer = delta.json()
+            if answer["responseStatus"]["errorCode"] == "success":
+                delta_bytes.append(len(delta.content))
+                version = answer["version"]
             else:
                 delta_bytes.append(-1)
+                version = runtime(base, 1)["snapshotVersions"][-1]
             delta_ms.append(round((time.monotonic() - asked) * 1000, 1))
             if rounds % 3 == 0:
                 services_json(base)
@@ -203,7 +207,25 @@ def churn(base: str, total: int, seconds: float, beats: list[bytes], round_secon
     elapsed = time.monotonic() - started
     return {"rounds": rounds, "rounds_overran": overran, "seconds": round(elapsed, 1),
             "renewals_per_s": round(rounds * total / elapsed), "delta_fetch_ms": delta_ms[:5],
-            "delta_bytes": delta_bytes[:5]}  # -1: no kept version had its changes in the log
+            "delta_bytes": delta_bytes[:5]}  # -1: data-not-found
+
+
+def worst_delta(base: str) -> dict[str, Any]:
+    """The largest delta the node gives: from the oldest kept version whose changes the log
+    still holds (at a million instances: the end of the registration itself), asked once
+    after the churn, with the loop lag's maximum while it was made and sent."""
+    started = time.monotonic()
+    with httpx.Client(timeout=300) as client:
+        for version in runtime(base, 1)["snapshotVersions"][:-1]:
+            asked = time.monotonic()
+            delta = client.post(base + "/api/discovery/services-delta.json",
+                                json={"regionId": REGION, "zoneId": ZONE, "version": version})
+            if delta.json()["responseStatus"]["errorCode"] == "success":
+                fetched = round((time.monotonic() - asked) * 1000, 1)
+                during = runtime(base, time.monotonic() - started + 1)
+                return {"bytes": len(delta.content), "fetch_ms": fetched,
+                        "loop_lag_max_ms": during["loopLag"]["maxMs"]}
+    return {"bytes": -1}
 
 
 def restart_copy(first_port: int, total: int, node_args: list[str]) -> dict[str, Any]:
@@ -285,6 +307,7 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
         churned = churn(base, total, args.churn_seconds, fleet, args.round_seconds)
         loaded.join()
         during_churn = runtime(base, churned["seconds"] + 1)
+        worst = worst_delta(base)
         size, fetch_s = services_json(base)
         copy = restart_copy(first_port, total, args.node_args)
         return {
@@ -302,6 +325,7 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
             "churn": churned,
             "loop_lag_churn": during_churn["loopLag"],
             "steps_churn": during_churn["longestStepMs"],
+            "worst_delta": worst,
             "services_json_gzip_bytes": size, "services_json_seconds": fetch_s,
             "restart_copy": copy, "checksum_equal": copy["checksum"] == checksum(base),
         }

@@ -16,6 +16,7 @@ from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.registry import Registry, RegistryConfig, instance_hash
 from artemis.core.versions import (
+    DELTA_PART,
     ENTRY_BYTES,
     Change,
     ChangeLog,
@@ -339,7 +340,8 @@ def test_chunked_build_is_exact_as_of_one_revision() -> None:
 
 def test_build_steps_are_bounded_by_leases_too() -> None:
     """A step of a snapshot takes `chunk` services or fewer large ones: three services of 100
-    instances with chunk 2 (40 leases a service, 80 a step) are taken one per step."""
+    instances with chunk 2 (40 leases a service, 80 a step) are taken one per step, after the
+    step that copies the snapshot before."""
     registry = Registry(RegistryConfig())
     versions = Versions(registry, 3, W0, chunk=2)
     registry.register([inst(f"s{n}", f"i{i}") for n in range(3) for i in range(100)], T0, W0)
@@ -352,7 +354,40 @@ def test_build_steps_are_bounded_by_leases_too() -> None:
             snapshot = stop.value
             break
         steps += 1
-    assert (3, 300) == (steps, snapshot.instance_count)
+    assert (4, 300) == (steps, snapshot.instance_count)
+
+
+def test_a_build_gains_on_writes_and_ends_with_a_step_of_at_most_chunk_services() -> None:
+    """Writes that change three new services at every step of a build (chunk 2) for its first
+    60 steps: the build keeps taking rounds, its steps growing up to four times the chunk,
+    until at most `chunk` services are left, taken with what is left of its round (fewer than
+    four chunks) in the last step, which ends exactly at the registry's revision with every
+    service in it."""
+    registry = Registry(RegistryConfig())
+    versions = Versions(registry, 3, W0, chunk=2)
+    registry.register([inst(f"s{n}", "a") for n in range(10)], T0, W0)
+    taken: list[str] = []
+    take_one = versions._take
+    versions._take = lambda services, key: (taken.append(key), take_one(services, key))[1]  # type: ignore[method-assign]
+    build = versions.build(W0 + 1)
+    steps = written = 0
+    at_last_yield = 0
+    while True:
+        try:
+            next(build)
+        except StopIteration as stop:
+            snapshot = stop.value
+            break
+        steps += 1
+        at_last_yield = len(taken)
+        if steps <= 60:
+            registry.register([inst(f"w{written + k}", "a") for k in range(3)], T0, W0)
+            written += 3
+    assert snapshot is not None
+    assert (registry.revision, 10 + written) == (snapshot.revision, snapshot.instance_count)
+    assert set(content(snapshot.body())[2]) == {f"s{n}" for n in range(10)} | {
+        f"w{n}" for n in range(written)}
+    assert len(taken) - at_last_yield <= 4 * 2 + 2
 
 
 # --- deltas ------------------------------------------------------------------------------------
@@ -514,6 +549,37 @@ def test_chunked_delta_starts_over_when_a_newer_snapshot_appears() -> None:
     delta = drive(delta_gen)
     assert delta is not None
     assert (v3, 26) == (delta.version, delta.changes)
+
+
+def test_a_large_delta_is_held_in_parts_of_about_delta_part_bytes() -> None:
+    """A delta of 600 services (about 150 KB) is the exact answer, held in a few parts of
+    about DELTA_PART bytes rather than a part or more per service, and with chunk 1 its maps
+    are let go of in steps."""
+    registry = Registry(RegistryConfig())
+    versions = Versions(registry, 3, W0, chunk=1)
+    added = [inst(f"svc{n:03d}", f"i{n}", port=n + 1) for n in range(600)]
+    registry.register(added, T0, W0 + 5)
+    version = take(versions, W0 + 1)
+    gen = versions.delta(W0)
+    steps = 0
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            delta = stop.value
+            break
+        steps += 1
+    expected = GetServicesDeltaResponse(
+        checksum=checksum_hex(sum(map(h, added)) & MASK),
+        delta={i.service_id: [InstanceChange(change_time=W0 + 5, change_type="new", instance=i)]
+               for i in added},
+        response_status=SUCCESS, version=version)
+    assert delta is not None
+    parts = delta.parts
+    assert (expected, 600, len(delta.body)) == (normalized(delta.body), delta.changes, delta.size)
+    assert 2 <= len(parts) <= delta.size // DELTA_PART + 2
+    assert all(len(part) < DELTA_PART + 1024 for part in parts)
+    assert steps >= 3 * 600 // 2  # folded, written and let go of in steps of 2 entries
 
 
 def test_repr_shows_versions_and_revision() -> None:

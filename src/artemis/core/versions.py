@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
@@ -40,6 +40,7 @@ SUCCESS_STATUS: Final = b'{"errorCode":"success","message":"","status":"success"
 DELTA_CACHE_BYTES: Final = 64 * 1024 * 1024  # deltas are cached until the next snapshot, up to this
 # A snapshot step takes `chunk` services, or fewer whose leases add up to `chunk` times this.
 _STEP_LEASES_PER_SERVICE: Final = 40
+_CATCH_UP: Final = 4  # a build behind the writes takes steps up to this many times larger
 
 
 _instance_decoder: Final = msgspec.json.Decoder(Instance)
@@ -232,6 +233,17 @@ class Delta:
 
 
 T = TypeVar("T")
+DELTA_PART: Final = 64 * 1024  # a delta answer is kept in parts of about this size
+
+
+def _released(*maps: dict[str, Any], step: int) -> Generator[None, None, None]:
+    """Empty these (large) maps `step` entries at a time, yielding between two: freeing a
+    hundred thousand entries at once, each a dict of its own, stalls the loop for milliseconds."""
+    for one in maps:
+        while one:
+            for _ in range(min(step, len(one))):
+                one.popitem()
+            yield
 
 
 def drive(gen: Generator[None, None, T]) -> T:
@@ -284,21 +296,27 @@ class Versions:
         if reg.revision == prev.revision:
             return None
         services = dict(prev.services or {})
+        yield  # the copy is a step of its own (100,000 services: a few milliseconds)
         chunk = self._chunk
-        budget = chunk * _STEP_LEASES_PER_SERVICE  # leases whose bytes one step joins
         rounds = 0
-        while reg.dirty and (rounds == 0 or len(reg.dirty) > chunk) and rounds < 3:
+        # Rounds take the services changed since the round before, yielding between steps,
+        # until few enough are left to take in one step that ends exactly at reg.revision.
+        # Writes go on meanwhile; from the fourth round a step takes twice as many services
+        # again, up to _CATCH_UP times the usual, so that the builder gains on a storm of them.
+        while reg.dirty and (rounds == 0 or len(reg.dirty) > chunk):
+            size = chunk * min(_CATCH_UP, 1 << max(0, rounds - 2))
+            budget = size * _STEP_LEASES_PER_SERVICE  # leases whose bytes one step joins
             pending, reg.dirty = reg.dirty, set()
             done = joined = 0
             for key in pending:
                 joined += self._take(services, key)
                 done += 1
-                if done >= chunk or joined >= budget:  # many services, or a few large ones
+                if done >= size or joined >= budget:  # many services, or a few large ones
                     done = joined = 0
                     yield
             rounds += 1
         pending, reg.dirty = reg.dirty, set()
-        for key in pending:  # the rest, without yielding: exact as of reg.revision
+        for key in pending:  # the rest (at most `chunk`), without yielding: exact as of now
             self._take(services, key)
         snapshot = Snapshot(max(prev.version + 1, wall_ms), reg.revision, services,
                             reg.visible_checksum, reg.visible_count)
@@ -350,10 +368,15 @@ class Versions:
             if i % step == 0:
                 yield
         if self.current is not target:  # a newer snapshot appeared meanwhile: start over
+            yield from _released(first, last_of, step=step)
             return (yield from self.delta(from_version))
         services = self._registry.services
-        parts = [b'{"checksum":"', checksum_hex(target.checksum).encode(), b'","delta":{']
+        # The answer in parts of about DELTA_PART bytes: a part per service would be hundreds of
+        # thousands of objects at a million instances, each counted, joined and freed.
+        parts = [b'{"checksum":"' + checksum_hex(target.checksum).encode() + b'","delta":{']
+        buf = bytearray()
         count = done = 0
+        written = False  # a service is in the answer: the next one follows a comma
         for service, positions in last_of.items():
             firsts = first[service]
             out = bytearray()
@@ -383,14 +406,28 @@ class Versions:
                 state = services.get(service)
                 name = (state.service_id if state is not None
                         else entries[next(iter(positions.values()))].instance.service_id or service)
-                parts += [b"," if len(parts) > 3 else b"", wire.encode(name), b":[", bytes(out),
-                          b"]"]
+                if written:
+                    buf += b","
+                written = True
+                buf += wire.encode(name)
+                buf += b":["
+                buf += out
+                buf += b"]"
+                if len(buf) >= DELTA_PART:
+                    parts.append(bytes(buf))
+                    buf.clear()
             if done >= step:
                 done = 0
                 yield
-        del first, last_of
-        parts += [b'},"responseStatus":', SUCCESS_STATUS, b',"version":',
-                  str(target.version).encode(), b"}"]
+        # Freed in steps too: at a million instances these are a hundred thousand dicts.
+        yield from _released(first, last_of, step=step)
+        del entries
+        buf += b'},"responseStatus":'
+        buf += SUCCESS_STATUS
+        buf += b',"version":'
+        buf += str(target.version).encode()
+        buf += b"}"
+        parts.append(bytes(buf))
         size = sum(map(len, parts))
         delta = Delta(from_version, target.version, parts, count, size)
         if self.current is target and self._delta_bytes + size <= DELTA_CACHE_BYTES:
