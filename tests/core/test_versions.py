@@ -18,6 +18,7 @@ from artemis.core.registry import Registry, RegistryConfig, instance_hash
 from artemis.core.versions import (
     DELTA_PART,
     ENTRY_BYTES,
+    SHARDS,
     Change,
     ChangeLog,
     Versions,
@@ -341,7 +342,7 @@ def test_chunked_build_is_exact_as_of_one_revision() -> None:
 def test_build_steps_are_bounded_by_leases_too() -> None:
     """A step of a snapshot takes `chunk` services or fewer large ones: three services of 100
     instances with chunk 2 (40 leases a service, 80 a step) are taken one per step, after the
-    step that copies the snapshot before."""
+    steps that copy the snapshot before, eight of its SHARDS maps a step."""
     registry = Registry(RegistryConfig())
     versions = Versions(registry, 3, W0, chunk=2)
     registry.register([inst(f"s{n}", f"i{i}") for n in range(3) for i in range(100)], T0, W0)
@@ -354,7 +355,7 @@ def test_build_steps_are_bounded_by_leases_too() -> None:
             snapshot = stop.value
             break
         steps += 1
-    assert (4, 300) == (steps, snapshot.instance_count)
+    assert (SHARDS // 8 + 3, 300) == (steps, snapshot.instance_count)
 
 
 def test_a_build_gains_on_writes_and_ends_with_a_step_of_at_most_chunk_services() -> None:
