@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from artemis import wire
 from artemis.clock import FakeClock
 from artemis.core.membership import PeerSpec, parse_peers
+from artemis.core.renewal import HELD_BATCH_MIN
 from artemis.core.replication import PeerQueue, QueueConfig
 from artemis.server.cluster import repair as repair_module
 from artemis.server.cluster.links import PeerLink
@@ -628,6 +629,27 @@ async def test_a_peers_heartbeat_as_held_here_is_renewed_without_being_decoded(
                                            + canonical(OTHER) + b"]}")
     assert leases_answer(copy(instance(), 0), copy(OTHER, 0, START_MS + 15000, owner=None)
                          ) == await apis["b"].call(LEASES, {"regionId": REGION})
+
+
+async def test_a_clients_large_batch_is_remembered_and_a_peers_is_not(nodes: Nodes) -> None:
+    """A client's batch of HELD_BATCH_MIN instances sent as held to A twice: the second is
+    found from its text (core/renewal.py held_again) and replicated as held all the same; B,
+    which gets both as a peer's heartbeats, renews them and remembers none."""
+    apis = await nodes.build()
+    await nodes.poll("a")
+    batch = [instance(f"10.0.3.{n + 1}:8080") for n in range(HELD_BATCH_MIN)]
+    assert OK_BODY == await apis["a"].register(*batch)
+    await nodes.cluster("a").flush()
+    body = b'{"instances":[' + b",".join(canonical(i) for i in batch) + b"]}"
+    for _ in range(2):
+        nodes.clock.advance(5)
+        assert OK_BODY == await apis["a"].call("/api/registry/heartbeat.json", content=body)
+        await nodes.cluster("a").flush()
+    a, b = apis["a"].node.registry, apis["b"].node.registry
+    assert ((1, 1), (0, 0)) == ((len(a.held_batches), a.held_batches.hits),
+                                (len(b.held_batches), b.held_batches.hits))
+    assert leases_answer(*(copy(i, 0) for i in batch)) == await apis["b"].call(
+        LEASES, {"regionId": REGION})
 
 
 async def test_a_starting_node_leaves_a_peers_heartbeat_of_an_unknown_instance_to_its_copy(

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from artemis.core.renewal import HELD_BATCH_MIN
+from artemis.server.api import registry as registry_api
 from artemis.server.api.registry import sent_as_held
 from artemis.server.http import Request
 from tests.server.conftest import MakeApi
@@ -176,3 +178,50 @@ async def test_a_heartbeat_not_as_held_is_compared_once(
     assert OK_BODY == await beat(api, b'{"instances":[' + reordered + b"]}")
     assert ([reordered], api.clock.monotonic()) == (
         [bytes(text) for text in compared], renewed(api)["10.0.0.1:8080"])
+
+
+BATCH = [instance(f"10.0.{n // 200}.{n % 200 + 1}:8080") for n in range(HELD_BATCH_MIN)]
+
+
+async def test_a_large_batch_renewed_before_is_renewed_again_without_its_ids_read(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client's batch of HELD_BATCH_MIN instances sent as held is remembered once renewed;
+    sent again, it is renewed from its text alone (neither its ids read nor the body decoded),
+    and once one of its instances is registered again it is read as before."""
+    assert OK_BODY == await api.register(*BATCH)
+    assert OK_BODY == await beat(api, as_held(*BATCH))
+    api.clock.advance(5)
+
+    def refuse(*_: Any) -> None:
+        raise AssertionError("the body was read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(registry_api, "sent_as_held", refuse)
+        patched.setattr(Request, "json", refuse)
+        assert OK_BODY == await beat(api, as_held(*BATCH))
+    now = api.clock.monotonic()
+    assert {i["instanceId"]: now for i in BATCH} == renewed(api)
+    assert (1, 1) == (api.node.registry.held_batches.hits, len(api.node.registry.held_batches))
+
+    assert OK_BODY == await api.register(BATCH[5])  # a new lease, the same data
+    api.clock.advance(5)
+    read: list[bytes] = []
+    with monkeypatch.context() as patched:
+        patched.setattr(registry_api, "sent_as_held",
+                        lambda body: read.append(body) or sent_as_held(body))
+        assert OK_BODY == await beat(api, as_held(*BATCH))
+    assert ([as_held(*BATCH)], {i["instanceId"]: api.clock.monotonic() for i in BATCH}) == (
+        read, renewed(api))
+
+
+async def test_a_batch_found_again_meets_the_same_limits(make_api: MakeApi) -> None:
+    """Found again, a batch is still admitted by the rate limit: the third is found and
+    refused, and renews nothing."""
+    api = await make_api(rate_limits={"registry.heartbeat": 2})
+    assert OK_BODY == await api.register(*BATCH)
+    assert [OK_BODY, OK_BODY] == [await beat(api, as_held(*BATCH)) for _ in range(2)]
+    api.clock.advance(1)
+    assert {"failedInstances": None, "responseStatus": RATE_LIMITED} == await beat(
+        api, as_held(*BATCH))
+    assert {i["instanceId"]: api.clock.monotonic() - 1 for i in BATCH} == renewed(api)
+    assert 2 == api.node.registry.held_batches.hits

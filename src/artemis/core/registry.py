@@ -151,6 +151,7 @@ class Registry:
         self.legacy_safe = SafeChecker(config.legacy_safe_checker)
         self.evicted_total = 0
         self.pauses = PauseWatch(config.pause_threshold)
+        self.held_batches = _renewal.HeldBatches()  # large heartbeats sent as held, by hash
         self.heartbeat_mismatches = 0  # heartbeats whose data differed from the lease's
         # (deadline, sequence, service key, instance key): atomic values only, so the tuples are
         # untracked by the garbage collector; `Lease.due` tells the live entry from stale ones.
@@ -219,11 +220,18 @@ class Registry:
                                   writer, copying)
 
     def held_exactly(self, ids: Sequence[_renewal.Ids], sent: bytes, now: float,
-                     *, check_zone: bool = True) -> list[Lease] | None:
+                     *, check_zone: bool = True, remember: bool = False) -> list[Lease] | None:
         """The live leases of a heartbeat's instances (`ids`) if `sent` is exactly the JSON
-        those leases hold, joined by commas, else None; `renew_leases` renews them
+        those leases hold, joined by commas, else None; `renew_leases` renews them; with
+        `remember` (a client's batch) a large batch is remembered for `held_again`
         (core/renewal.py)."""
-        return _renewal.held_exactly(self, ids, sent, now, check_zone)
+        return _renewal.held_exactly(self, ids, sent, now, check_zone, remember)
+
+    def held_again(self, sent: bytes, now: float, *, check_zone: bool = True
+                   ) -> list[Lease] | None:
+        """The leases of a large batch `held_exactly` remembered, if `sent` is still exactly
+        their JSON and they are still live, else None (core/renewal.py)."""
+        return _renewal.held_again(self, sent, now, check_zone)
 
     def renew_leases(self, leases: Sequence[Lease], now: float) -> None:
         _renewal.renew(self, leases, now)

@@ -14,6 +14,15 @@ Rules (the heartbeat's own are in core/registry.py's module doc)
     no space, no key named twice; one comparison of the whole text). Then the shell admits the
     batch (rate limits) and has them renewed (`renew`). Else nothing is renewed, and the shell
     decodes the batch and takes the whole path, which answers each failure as before.
+  * `held_again` finds it without reading the ids at all, for a client's large batch (at least
+    HELD_BATCH_MIN instances) that `held_exactly` found before: an agent that heartbeats for
+    many instances sends the same text every time. The leases it found are remembered by a
+    hash of the text's length and its first and last 4 KB (`batch_key`: hashing 2 MB would
+    cost a third of the rest); found again, each must still be the live lease of its
+    key (not expired, in the zone) and the text must be their JSON joined, compared in full, so
+    a batch that changed, a lease registered again or removed, or two texts of one key only
+    send the batch to `held_exactly`. A batch not used for the longest lease's time is
+    forgotten, and at most HELD_BATCH_LEASES leases are remembered (the oldest go first).
 """
 
 from __future__ import annotations
@@ -30,10 +39,13 @@ if TYPE_CHECKING:
     from artemis.core.ownership import Writer
     from artemis.core.registry import BatchResult, Registry
 
-__all__ = ["NOT_EXISTING", "OTHER_DATA", "Ids", "heartbeat", "held_exactly", "renew"]
+__all__ = ["HELD_BATCH_LEASES", "HELD_BATCH_MIN", "NOT_EXISTING", "OTHER_DATA", "HeldBatches",
+           "Ids", "batch_key", "heartbeat", "held_again", "held_exactly", "renew"]
 
 NOT_EXISTING: Final = "Instance is not exising! Need re-register."  # sic, the original's text
 OTHER_DATA: Final = "Instance data differs from the registered instance. Need re-register."
+HELD_BATCH_MIN: Final = 64  # instances a batch has, at least, to be remembered by held_exactly
+HELD_BATCH_LEASES: Final = 2_000_000  # leases remembered at most (a reference each: 16 MB)
 
 
 def heartbeat(reg: Registry, instances: Sequence[Instance | None], now: float, wall_ms: int,
@@ -89,10 +101,90 @@ class Ids(Protocol):
     def instance_id(self) -> str | None: ...
 
 
+_KEY_ENDS: Final = 4096
+
+
+def batch_key(sent: bytes) -> int:
+    """What `HeldBatches` files a batch's text under (rules above)."""
+    return hash((len(sent), sent[:_KEY_ENDS], sent[-_KEY_ENDS:]))
+
+
+class HeldBatches:
+    """Large batches `held_exactly` found, by `batch_key` of their text: their leases and when
+    they were last found, the least recently found first (rules above)."""
+
+    __slots__ = ("_entries", "forgotten", "hits", "leases", "max_leases")
+
+    def __init__(self, max_leases: int = HELD_BATCH_LEASES) -> None:
+        self._entries: dict[int, tuple[tuple[Lease, ...], float]] = {}
+        self.max_leases = max_leases
+        self.leases = 0  # remembered, over every batch
+        self.hits = 0
+        self.forgotten = 0  # batches dropped: stale when found, unused, or over max_leases
+
+    def take(self, key: int) -> tuple[Lease, ...] | None:
+        """The leases remembered under `key`, forgotten until `keep` keeps them again."""
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        self.leases -= len(entry[0])
+        return entry[0]
+
+    def keep(self, key: int, leases: tuple[Lease, ...], now: float, unused_for: float) -> None:
+        entries = self._entries
+        old = entries.pop(key, None)
+        if old is not None:
+            self.leases -= len(old[0])
+        entries[key] = (leases, now)
+        self.leases += len(leases)
+        while entries:  # the least recently found first
+            first = next(iter(entries))
+            kept, used = entries[first]
+            if self.leases <= self.max_leases and now - used <= unused_for:
+                break
+            del entries[first]
+            self.leases -= len(kept)
+            self.forgotten += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"HeldBatches({len(self._entries)} batches, {self.leases} leases)"
+
+
+def held_again(reg: Registry, sent: bytes, now: float, check_zone: bool) -> list[Lease] | None:
+    """The leases of a batch `held_exactly` found before if `sent` is still exactly their JSON
+    and each is still its key's live lease, or None (rules above). Renews nothing."""
+    batches = reg.held_batches
+    key = batch_key(sent)
+    leases = batches.take(key)
+    if leases is None:
+        return None
+    if now > reg.pauses.deadline:
+        reg._resume(now)
+    services = reg.services
+    home = _home(reg, check_zone)
+    for lease in leases:
+        state = services.get(lease.service)
+        if (state is None or state.leases.get(lease.key) is not lease
+                or now > lease.renewed + lease.ttl
+                or (home is not None and lease.zone != home)):
+            batches.forgotten += 1
+            return None
+    if b",".join([lease.encoded for lease in leases]) != sent:
+        batches.forgotten += 1
+        return None
+    batches.hits += 1
+    batches.keep(key, leases, now, reg.config.max_lease_ttl)
+    return list(leases)
+
+
 def held_exactly(reg: Registry, ids: Sequence[Ids], sent: bytes, now: float,
-                 check_zone: bool) -> list[Lease] | None:
+                 check_zone: bool, remember: bool = False) -> list[Lease] | None:
     """The live lease of every instance of `ids` if `sent` is exactly their JSON, the very
-    bytes those leases hold joined by commas, or None (rules above). Renews nothing."""
+    bytes those leases hold joined by commas, or None (rules above); with `remember`, a batch
+    of HELD_BATCH_MIN instances or more is remembered for `held_again`. Renews nothing."""
     if now > reg.pauses.deadline:
         reg._resume(now)
     services = reg.services
@@ -108,6 +200,8 @@ def held_exactly(reg: Registry, ids: Sequence[Ids], sent: bytes, now: float,
         leases.append(lease)
     if b",".join([lease.encoded for lease in leases]) != sent:
         return None
+    if remember and len(leases) >= HELD_BATCH_MIN:
+        reg.held_batches.keep(batch_key(sent), tuple(leases), now, reg.config.max_lease_ttl)
     return leases
 
 

@@ -28,6 +28,7 @@ from artemis import wire
 from artemis.core.ownership import Mode, Ownership, Writer
 from artemis.core.ratelimit import client_key
 from artemis.core.registry import BatchResult
+from artemis.core.service_state import Lease
 from artemis.server.api.endpoint import POST, Endpoint, bind
 from artemis.server.http import BadRequest, Request, status_bytes
 from artemis.server.node import Node
@@ -176,6 +177,8 @@ class _RawRequest(msgspec.Struct):
 
 
 _RAWS: Final = msgspec.json.Decoder(_RawRequest)
+# A body this large, at least, may be a batch `held_again` remembers (64 instances or more).
+HELD_AGAIN_BYTES: Final = 4096
 DECODE_SLICE: Final = 500  # instances of a large body decoded in one step (about 1 ms)
 
 
@@ -216,6 +219,8 @@ class InstancesOperation:
                  exact: bool = False, check_zone: bool = True) -> None:
         self.node = node
         self.exact = exact  # a heartbeat: try `renew_exact` on the body before decoding it
+        # a client's heartbeat: its large batches are remembered (core/renewal.py held_again)
+        self.remember = exact and writers is not None
         self.check_zone = check_zone  # the zone rule of `held_exactly` (a peer's: region only)
         self.writers = writers  # a client write's (None: a peer's, never checked here)
         self.identity = identity
@@ -238,6 +243,9 @@ class InstancesOperation:
             # The usual heartbeat: no token, on a node that needs none (the writer could only
             # be Writer(address), unscoped), sent as the node holds it. Tried once: when it is
             # not that, the whole path below decodes it.
+            again = self._renew_again(request.body, client, None, None)
+            if again is not None:
+                return again
             sent = sent_as_held(request.body)
             if sent is not None:
                 renewed = self._renew_held(sent, client, None, None)
@@ -259,6 +267,9 @@ class InstancesOperation:
         """A heartbeat whose every instance is sent with exactly the JSON its live lease holds
         (what clients send), renewed without decoding it (core/renewal.py); None when the body
         is not that: it is then decoded and run as any other."""
+        again = self._renew_again(body, client, token, writer)
+        if again is not None:
+            return again
         items = self._sent_as_held(body, writer)
         return None if items is None else self._renew_held(items, client, token, writer)
 
@@ -269,13 +280,31 @@ class InstancesOperation:
             return None
         return sent_as_held(body)
 
+    def _renew_again(self, body: bytes, client: str, token: str | None,
+                     writer: Writer | str | None) -> bytes | None:
+        """A client's large batch sent as held, as it was when renewed before, renewed
+        without its ids being read (core/renewal.py `held_again`); None when it is not that."""
+        if (not self.remember or len(body) < HELD_AGAIN_BYTES or not _framed(body)
+                or isinstance(writer, str) or (writer is not None and writer.scope is not None)):
+            return None
+        now = self.node.clock.monotonic()
+        leases = self.node.registry.held_again(body[len(_HEAD):-2], now,
+                                               check_zone=self.check_zone)
+        return None if leases is None else self._renew_leases(leases, client, token, writer, now)
+
     def _renew_held(self, sent: Sent, client: str,
                     token: str | None, writer: Writer | str | None) -> bytes | None:
         registry, now = self.node.registry, self.node.clock.monotonic()
         ids, text = sent
-        leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone)
+        leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone,
+                                       remember=self.remember)
         if leases is None:
             return None
+        return self._renew_leases(leases, client, token, writer, now)
+
+    def _renew_leases(self, leases: list[Lease], client: str, token: str | None,
+                      writer: Writer | str | None, now: float) -> bytes:
+        registry = self.node.registry
         refusal = self._admit(len(leases), client, token, writer, now)
         if refusal is not None:
             return refusal
@@ -291,6 +320,9 @@ class InstancesOperation:
         between reading it and the first slice."""
         async with self.node.batch_gate:
             if self.exact:
+                again = self._renew_again(request.body, client, token, writer)
+                if again is not None:
+                    return again
                 items = self._sent_as_held(request.body, writer)
                 if items is not None:
                     await asyncio.sleep(0)
