@@ -59,10 +59,10 @@ def test_a_large_batch_held_exactly_is_found_again_by_its_text_alone() -> None:
 
 
 def test_what_is_found_again_is_checked_as_held_exactly_checks_it() -> None:
-    """Found again, a batch must be the same text and each lease still its key's live one: a
-    lease registered again (even with the same data), removed, expired, or in another zone on a
-    node that refuses other zones gives None, and the batch is forgotten until `held_exactly`
-    finds it again."""
+    """Found again, a batch must be the same text and each lease still its key's live one, or
+    one registered again with the very same JSON, which takes its place: a lease registered
+    again with other data, removed, expired, or in another zone on a node that refuses other
+    zones gives None, and the batch is forgotten until `held_exactly` finds it again."""
     reg, clock = registry(allow_registry_from_other_zone=False, lease_ttl=20.0)
     now = clock.monotonic
     batch = [inst(n) for n in range(HELD_BATCH_MIN)]
@@ -72,8 +72,11 @@ def test_what_is_found_again_is_checked_as_held_exactly_checks_it() -> None:
         assert reg.held_exactly(batch, text(batch), now(), remember=True) is not None
 
     remembered()
-    reg.register([batch[7]], now(), WALL)  # the same data: a new lease
+    reg.register([batch[7]], now(), WALL)  # the same data: a new lease, found in its place
+    assert (live(reg, batch), 1) == (reg.held_again(text(batch), now()), len(reg.held_batches))
+    reg.register([inst(7, url="http://10.9.9.9:80")], now(), WALL)  # other data
     assert (None, 0) == (reg.held_again(text(batch), now()), len(reg.held_batches))
+    reg.register([batch[7]], now(), WALL)
     remembered()
     assert live(reg, batch) == reg.held_again(text(batch), now())
 
@@ -112,8 +115,8 @@ def test_batches_are_bounded_in_leases_and_forgotten_when_unused() -> None:
     """The least recently found go first: over `max_leases`, or unused for longer than the
     longest lease."""
     batches = HeldBatches(max_leases=100)
-    a = (Lease(b"{}", 0, "s", "a", 0, 0.0, 20.0, False),)
-    b = tuple(Lease(b"{}", 0, "s", f"b{n}", 0, 0.0, 20.0, False) for n in range(99))
+    a = [Lease(b"{}", 0, "s", "a", 0, 0.0, 20.0, False)]
+    b = [Lease(b"{}", 0, "s", f"b{n}", 0, 0.0, 20.0, False) for n in range(99)]
     batches.keep(1, a, 0.0, 300.0)
     batches.keep(2, b, 1.0, 300.0)
     assert (2, 100) == (len(batches), batches.leases)

@@ -18,10 +18,13 @@ Rules (the heartbeat's own are in core/registry.py's module doc)
     HELD_BATCH_MIN instances) that `held_exactly` found before: an agent that heartbeats for
     many instances sends the same text every time. The leases it found are remembered by a
     hash of the text's length and its first and last 4 KB (`batch_key`: hashing 2 MB would
-    cost a third of the rest); found again, each must still be the live lease of its
-    key (not expired, in the zone) and the text must be their JSON joined, compared in full, so
-    a batch that changed, a lease registered again or removed, or two texts of one key only
-    send the batch to `held_exactly`. A batch not used for the longest lease's time is
+    cost a third of the rest); found again, each must still be the live lease of its key, or
+    a lease registered again since with the very same JSON (which takes its place), not
+    expired and in the zone, and the text must be their JSON joined, compared in full, so a
+    batch that changed, a lease removed or registered again with other data, or two texts of
+    one key only send the batch to `held_exactly`. The leases are kept in a list that is
+    mended in place: a container made anew for each batch every round would be walked by the
+    garbage collector. A batch not used for the longest lease's time is
     forgotten, and at most HELD_BATCH_LEASES leases are remembered (the oldest go first).
 """
 
@@ -116,13 +119,13 @@ class HeldBatches:
     __slots__ = ("_entries", "forgotten", "hits", "leases", "max_leases")
 
     def __init__(self, max_leases: int = HELD_BATCH_LEASES) -> None:
-        self._entries: dict[int, tuple[tuple[Lease, ...], float]] = {}
+        self._entries: dict[int, tuple[list[Lease], float]] = {}
         self.max_leases = max_leases
         self.leases = 0  # remembered, over every batch
         self.hits = 0
         self.forgotten = 0  # batches dropped: stale when found, unused, or over max_leases
 
-    def take(self, key: int) -> tuple[Lease, ...] | None:
+    def take(self, key: int) -> list[Lease] | None:
         """The leases remembered under `key`, forgotten until `keep` keeps them again."""
         entry = self._entries.pop(key, None)
         if entry is None:
@@ -130,7 +133,7 @@ class HeldBatches:
         self.leases -= len(entry[0])
         return entry[0]
 
-    def keep(self, key: int, leases: tuple[Lease, ...], now: float, unused_for: float) -> None:
+    def keep(self, key: int, leases: list[Lease], now: float, unused_for: float) -> None:
         entries = self._entries
         old = entries.pop(key, None)
         if old is not None:
@@ -165,11 +168,15 @@ def held_again(reg: Registry, sent: bytes, now: float, check_zone: bool) -> list
         reg._resume(now)
     services = reg.services
     home = _home(reg, check_zone)
-    for lease in leases:
+    for i, lease in enumerate(leases):
         state = services.get(lease.service)
-        if (state is None or state.leases.get(lease.key) is not lease
-                or now > lease.renewed + lease.ttl
-                or (home is not None and lease.zone != home)):
+        live = None if state is None else state.leases.get(lease.key)
+        if live is not lease:
+            if live is None or live.encoded != lease.encoded:
+                batches.forgotten += 1
+                return None
+            leases[i] = lease = live  # registered again with the same data: its new lease
+        if now > lease.renewed + lease.ttl or (home is not None and lease.zone != home):
             batches.forgotten += 1
             return None
     if b",".join([lease.encoded for lease in leases]) != sent:
@@ -177,7 +184,7 @@ def held_again(reg: Registry, sent: bytes, now: float, check_zone: bool) -> list
         return None
     batches.hits += 1
     batches.keep(key, leases, now, reg.config.max_lease_ttl)
-    return list(leases)
+    return leases
 
 
 def held_exactly(reg: Registry, ids: Sequence[Ids], sent: bytes, now: float,
@@ -201,7 +208,7 @@ def held_exactly(reg: Registry, ids: Sequence[Ids], sent: bytes, now: float,
     if b",".join([lease.encoded for lease in leases]) != sent:
         return None
     if remember and len(leases) >= HELD_BATCH_MIN:
-        reg.held_batches.keep(batch_key(sent), tuple(leases), now, reg.config.max_lease_ttl)
+        reg.held_batches.keep(batch_key(sent), leases, now, reg.config.max_lease_ttl)
     return leases
 
 
