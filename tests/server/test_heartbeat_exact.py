@@ -4,15 +4,17 @@ path and is answered as before."""
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
 import pytest
 
-from artemis.core.renewal import HELD_BATCH_MIN
+from artemis.core.renewal import HELD_BATCH_MIN, batch_key
 from artemis.server.api import registry as registry_api
 from artemis.server.api.registry import sent_as_held
 from artemis.server.http import Request
+from artemis.server.observability.collector import Collector
 from tests.server.conftest import MakeApi
 from tests.server.harness import (
     HEARTBEAT,
@@ -223,3 +225,25 @@ async def test_a_batch_found_again_meets_the_same_limits(make_api: MakeApi) -> N
         api, as_held(*BATCH))
     assert {i["instanceId"]: api.clock.monotonic() - 1 for i in BATCH} == renewed(api)
     assert 2 == api.node.registry.held_batches.hits
+
+
+async def test_a_batch_remembered_leaves_the_young_generations_at_once(api: Api) -> None:
+    """Where the node runs its collector policy, a newly remembered batch's list of leases is
+    frozen at once (observability/collector.py), so no young pass walks it; a batch found
+    again freezes nothing more."""
+    collector = api.node.collector = Collector()
+    try:
+        assert OK_BODY == await api.register(*BATCH)
+        assert OK_BODY == await beat(api, as_held(*BATCH))
+        frozen = collector.freezes
+        remembered = api.node.registry.held_batches.take(batch_key(as_held(*BATCH)[14:-2]))
+        assert remembered is not None
+        young = [o for generation in (0, 1, 2) for o in gc.get_objects(generation)
+                 if o is remembered]
+        api.node.registry.held_batches.keep(batch_key(as_held(*BATCH)[14:-2]), remembered,
+                                            api.clock.monotonic(), 300.0)
+        assert OK_BODY == await beat(api, as_held(*BATCH))
+        assert (1, [], 1) == (frozen, young, collector.freezes)
+    finally:
+        api.node.collector = None
+        gc.unfreeze()

@@ -116,13 +116,14 @@ class HeldBatches:
     """Large batches `held_exactly` found, by `batch_key` of their text: their leases and when
     they were last found, the least recently found first (rules above)."""
 
-    __slots__ = ("_entries", "forgotten", "hits", "leases", "max_leases")
+    __slots__ = ("_entries", "forgotten", "hits", "leases", "made", "max_leases")
 
     def __init__(self, max_leases: int = HELD_BATCH_LEASES) -> None:
         self._entries: dict[int, tuple[list[Lease], float]] = {}
         self.max_leases = max_leases
         self.leases = 0  # remembered, over every batch
         self.hits = 0
+        self.made = 0  # batches remembered anew by held_exactly
         self.forgotten = 0  # batches dropped: stale when found, unused, or over max_leases
 
     def take(self, key: int) -> list[Lease] | None:
@@ -208,6 +209,7 @@ def held_exactly(reg: Registry, ids: Sequence[Ids], sent: bytes, now: float,
     if b",".join([lease.encoded for lease in leases]) != sent:
         return None
     if remember and len(leases) >= HELD_BATCH_MIN:
+        reg.held_batches.made += 1
         reg.held_batches.keep(batch_key(sent), leases, now, reg.config.max_lease_ttl)
     return leases
 

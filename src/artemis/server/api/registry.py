@@ -296,10 +296,15 @@ class InstancesOperation:
                     token: str | None, writer: Writer | str | None) -> bytes | None:
         registry, now = self.node.registry, self.node.clock.monotonic()
         ids, text = sent
+        made = registry.held_batches.made
         leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone,
                                        remember=self.remember)
         if leases is None:
             return None
+        if registry.held_batches.made != made and self.node.collector is not None:
+            # A batch remembered: its list of leases lives on, so it leaves the young
+            # generations now (observability/collector.py), not after a few passes over it.
+            self.node.collector.freeze()
         return self._renew_leases(leases, client, token, writer, now)
 
     def _renew_leases(self, leases: list[Lease], client: str, token: str | None,

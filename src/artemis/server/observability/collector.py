@@ -60,6 +60,13 @@ class Collector:
             gc.freeze()
             self.freezes += 1
 
+    def freeze(self) -> None:
+        """Freeze what lives now, out of turn: a caller that has just made containers that will
+        live long (a remembered heartbeat batch: a list of thousands of leases) keeps the
+        young passes from walking them before the next middle pass would have frozen them."""
+        gc.freeze()
+        self.freezes += 1
+
     def thaw(self) -> tuple[float, float]:
         """One full pass over everything, frozen or not; what lives through it is frozen
         again. Its wall and CPU seconds."""
