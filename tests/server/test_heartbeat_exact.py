@@ -212,6 +212,9 @@ async def test_a_large_batch_renewed_before_is_renewed_again_without_its_ids_rea
         assert OK_BODY == await beat(api, as_held(*BATCH))
     assert ({i["instanceId"]: api.clock.monotonic() for i in BATCH}, 2) == (
         renewed(api), api.node.registry.held_batches.hits)
+    runtime = (await api.client.get("/api/status/runtime.json")).json()
+    assert {"batches": 1, "forgotten": 0, "hits": 2, "leases": HELD_BATCH_MIN,
+            "made": 1} == runtime["heldBatches"]
 
 
 async def test_a_batch_found_again_meets_the_same_limits(make_api: MakeApi) -> None:

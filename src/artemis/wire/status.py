@@ -85,6 +85,7 @@ class RuntimeResponse(_Wire, kw_only=True, frozen=True):
     collector: dict[str, float] | None = None  # the collector policy's figures; {} when off
     connections: dict[str, int] | None = None
     evicted_total: int = 0
+    held_batches: dict[str, int] | None = None  # clients' large heartbeats remembered
     instances: int = 0
     longest_step_ms: dict[str, dict[str, float]] | None = None
     loop_lag: dict[str, float] | None = None

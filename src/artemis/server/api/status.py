@@ -294,6 +294,7 @@ class Status:
             "collector": node.collector.summary() if node.collector is not None else {},
             "connections": _connections(node),
             "evictedTotal": node.registry.evicted_total,
+            "heldBatches": _held_batches(node),
             "instances": node.registry.instance_count,
             "loopLag": node.lag.summary(_seconds(request.query("window"))),
             "longestStepMs": node.steps.summary(),
@@ -366,6 +367,13 @@ def _connections(node: Node) -> dict[str, int]:
     stats = node.connections
     return {"open": stats.open, "clients": stats.clients, "busiestClient": stats.busiest_client,
             "closedOverLimit": stats.closed_over_limit}
+
+
+def _held_batches(node: Node) -> dict[str, int]:
+    """Clients' large heartbeats remembered to be renewed from their text (core/renewal.py)."""
+    batches = node.registry.held_batches
+    return {"batches": len(batches), "forgotten": batches.forgotten, "hits": batches.hits,
+            "leases": batches.leases, "made": batches.made}
 
 
 def _pauses(node: Node) -> dict[str, Any]:
