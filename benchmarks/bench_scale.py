@@ -23,8 +23,10 @@ expires during the run), and:
                 meanwhile wrk runs the same lookup: its rate during churn
   worst delta   after the churn, the delta from the oldest kept version whose changes the log
                 still holds (the largest the node gives), with the loop lag while it was made
-  costs         the loop-lag timer's maximum and the longest steps of the snapshotter, delta
-                folding and the garbage collector during registration and churn (runtime.json);
+  costs         the loop-lag timer's maximum (with the machine's steal meanwhile: steal.py, the
+                CPU time the hypervisor took, in all and the most within 100 ms) and the
+                longest steps of the snapshotter, delta folding and the garbage collector
+                during registration and churn (runtime.json);
                 services.json's gzipped size and the time of one fetch; RSS after churn
   restart copy  a second node started with the first as its peer: seconds until it is up,
                 having copied the whole registry (leases.json, a page of services a request),
@@ -53,11 +55,13 @@ import httpx
 import psutil
 
 from bench_node import REGION, ZONE, free_port, lua_rotating, node, peak_rss_mb, stop, wrk
+from steal import StealWatch
 
 SECRET = "bench-cluster-secret-0123456789"  # noqa: S105 - a benchmark's own secret
 PER_SERVICE = 10
 CHURN_POOL = 30_000_000  # ids of the instances a deploy brings up during churn
 BATCH = 5_000
+STEAL = StealWatch()  # started by main(): what the hypervisor took, next to each loop lag
 LOOKUP_SERVICE = "scale.lookup"
 
 
@@ -289,6 +293,7 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
         post_all(base, "/api/registry/register.json", fleet)
         register_s = time.monotonic() - started
         during_register = runtime(base, register_s + 1)
+        register_steal = STEAL.span(started)
         wait_snapshot(base)
         rss_registered = proc.memory_info().rss
         idle = wrk(base + "/api/discovery/lookup.json", args.lookup_seconds, 16, lookup_script(),
@@ -304,9 +309,11 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
             wrk(base + "/api/discovery/lookup.json", int(args.churn_seconds), 16,
                 lookup_script(), proc)))
         loaded.start()
+        churn_started = time.monotonic()
         churned = churn(base, total, args.churn_seconds, fleet, args.round_seconds)
         loaded.join()
         during_churn = runtime(base, churned["seconds"] + 1)
+        churn_steal = STEAL.span(churn_started)
         worst = worst_delta(base)
         size, fetch_s = services_json(base)
         copy = restart_copy(first_port, total, args.node_args)
@@ -316,14 +323,14 @@ def measure(total: int, args: argparse.Namespace) -> dict[str, Any]:
             "rss_empty_mb": round(rss_empty / 2**20, 1),
             "rss_registered_mb": round(rss_registered / 2**20, 1),
             "rss_after_churn_mb": round(proc.memory_info().rss / 2**20, 1),
-            "loop_lag_register": during_register["loopLag"],
+            "loop_lag_register": {**during_register["loopLag"], "steal": register_steal},
             "steps_register": during_register["longestStepMs"],
             "lookup_idle": idle, "lookup_during_churn": result,
             "heartbeat_idle": writes["/api/registry/heartbeat.json"],
             "register_idle": writes["/api/registry/register.json"],
             "lookup_ratio": round(result.get("requests_per_s", 0) / idle["requests_per_s"], 3),
             "churn": churned,
-            "loop_lag_churn": during_churn["loopLag"],
+            "loop_lag_churn": {**during_churn["loopLag"], "steal": churn_steal},
             "steps_churn": during_churn["longestStepMs"],
             "worst_delta": worst,
             "services_json_gzip_bytes": size, "services_json_seconds": fetch_s,
@@ -346,6 +353,7 @@ def main() -> None:
                         help="an extra flag for the node (repeat for more)")
     args = parser.parse_args()
     os.nice(10)  # the load generator yields the CPU to the node
+    STEAL.start()
     results = [measure(int(size), args) for size in args.sizes.split(",")]
     text = json.dumps(results, indent=2)
     print(text)
