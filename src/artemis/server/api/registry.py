@@ -28,6 +28,7 @@ from artemis import wire
 from artemis.core.ownership import Mode, Ownership, Writer
 from artemis.core.ratelimit import client_key
 from artemis.core.registry import BatchResult
+from artemis.core.renewal import HELD_BATCH_MIN
 from artemis.core.service_state import Lease
 from artemis.server.api.endpoint import POST, Endpoint, bind
 from artemis.server.http import BadRequest, Request, status_bytes
@@ -243,9 +244,10 @@ class InstancesOperation:
             # The usual heartbeat: no token, on a node that needs none (the writer could only
             # be Writer(address), unscoped), sent as the node holds it. Tried once: when it is
             # not that, the whole path below decodes it.
-            again = self._renew_again(request.body, client, None, None)
-            if again is not None:
-                return again
+            if len(request.body) >= HELD_AGAIN_BYTES:  # the one-instance beat skips the call
+                again = self._renew_again(request.body, client, None, None)
+                if again is not None:
+                    return again
             sent = sent_as_held(request.body)
             if sent is not None:
                 renewed = self._renew_held(sent, client, None, None)
@@ -296,12 +298,13 @@ class InstancesOperation:
                     token: str | None, writer: Writer | str | None) -> bytes | None:
         registry, now = self.node.registry, self.node.clock.monotonic()
         ids, text = sent
+        remember = self.remember and len(ids) >= HELD_BATCH_MIN
         made = registry.held_batches.made
         leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone,
-                                       remember=self.remember)
+                                       remember=remember)
         if leases is None:
             return None
-        if registry.held_batches.made != made and self.node.collector is not None:
+        if remember and registry.held_batches.made != made and self.node.collector is not None:
             # A batch remembered: its list of leases lives on, so it leaves the young
             # generations now (observability/collector.py), not after a few passes over it.
             self.node.collector.freeze()
