@@ -298,13 +298,30 @@ class InstancesOperation:
                     token: str | None, writer: Writer | str | None) -> bytes | None:
         registry, now = self.node.registry, self.node.clock.monotonic()
         ids, text = sent
-        remember = self.remember and len(ids) >= HELD_BATCH_MIN
-        made = registry.held_batches.made
-        leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone,
-                                       remember=remember)
+        if self.remember and len(ids) >= HELD_BATCH_MIN:
+            return self._renew_remembered(ids, text, client, token, writer, now)
+        leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone)
         if leases is None:
             return None
-        if remember and registry.held_batches.made != made and self.node.collector is not None:
+        refusal = self._admit(len(leases), client, token, writer, now)
+        if refusal is not None:
+            return refusal
+        registry.renew_leases(leases, now)
+        if self.replicate is not None:  # the held JSON as is: peers get what clients sent
+            self.replicate(self.identity, [msgspec.Raw(lease.encoded) for lease in leases],
+                           None, [f"{lease.service}\x1f{lease.key}" for lease in leases])
+        return SUCCESS_BODY
+
+    def _renew_remembered(self, ids: list[_Ids], text: bytes, client: str, token: str | None,
+                          writer: Writer | str | None, now: float) -> bytes | None:
+        """`_renew_held` of a client's large batch: remembered once found (core/renewal.py)."""
+        registry = self.node.registry
+        made = registry.held_batches.made
+        leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone,
+                                       remember=True)
+        if leases is None:
+            return None
+        if registry.held_batches.made != made and self.node.collector is not None:
             # A batch remembered: its list of leases lives on, so it leaves the young
             # generations now (observability/collector.py), not after a few passes over it.
             self.node.collector.freeze()
