@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from artemis.core.versions import SHARDS
 from artemis.server.observability.collector import Collector
+from tests.server.harness import OK_BODY, Api, instance
 
 
 class Cycle:
@@ -52,3 +54,20 @@ def test_without_install_nothing_is_frozen(collector: Collector) -> None:
     del cycle
     gc.collect()
     assert (0, None, 0) == (gc.get_freeze_count(), dead(), collector.freezes)
+
+
+async def test_a_snapshot_is_frozen_as_it_is_built(api: Api, collector: Collector) -> None:
+    """Where the node runs the policy, each step of a snapshot's build freezes what lives
+    (its maps are copies that live until the next snapshot): no young pass walks them."""
+    api.node.collector = collector
+    try:
+        assert OK_BODY == await api.register(instance())
+        before = collector.freezes
+        await api.node.snapshot_once()
+        services = api.node.versions.current.services
+        assert services is not None
+        walked = [m for generation in (0, 1, 2) for o in gc.get_objects(generation)
+                  for m in services if o is m]
+        assert ([], True) == (walked, collector.freezes - before >= SHARDS // 8)
+    finally:
+        api.node.collector = None

@@ -295,8 +295,12 @@ class Node:
             "sweep"))
 
     async def snapshot_once(self) -> None:
+        # A snapshot's maps live on (until the next one): where the node runs its collector
+        # policy they are frozen step by step as they are copied, so that the young passes
+        # meanwhile do not walk them (64 maps of 100,000 services: 5-9 ms a pass).
+        collector = self.collector
         snapshot = await drive_async(self.versions.build(self.clock.wall_ms()), self.steps,
-                                     "snapshot")
+                                     "snapshot", None if collector is None else collector.freeze)
         if snapshot is not None:
             self.snapshots_taken += 1
         self.trim_memory()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import TypeVar
 
 __all__ = ["LoopLag", "StepTimes", "drive_async", "percentiles_ms"]
@@ -21,9 +21,9 @@ T = TypeVar("T")
 
 
 async def drive_async(gen: Generator[None, None, T], steps: StepTimes | None = None,
-                      name: str = "") -> T:
+                      name: str = "", after_step: Callable[[], object] | None = None) -> T:
     """Run a chunked core computation, giving the event loop back between chunks; the longest
-    chunk is recorded in `steps` under `name`."""
+    chunk is recorded in `steps` under `name`; `after_step` runs after each chunk."""
     while True:
         started, cpu = time.perf_counter(), time.thread_time()
         try:
@@ -31,9 +31,13 @@ async def drive_async(gen: Generator[None, None, T], steps: StepTimes | None = N
         except StopIteration as stop:
             if steps is not None:
                 steps.record(name, time.perf_counter() - started, time.thread_time() - cpu)
+            if after_step is not None:
+                after_step()
             return stop.value  # type: ignore[no-any-return]
         if steps is not None:
             steps.record(name, time.perf_counter() - started, time.thread_time() - cpu)
+        if after_step is not None:
+            after_step()
         await asyncio.sleep(0)
 
 
