@@ -24,6 +24,7 @@ from tests.process.cluster import (
     REGION,
     SERVICE,
     ZONE,
+    Cluster,
     StartCluster,
     checksum,
     instance,
@@ -33,7 +34,7 @@ from tests.process.cluster import (
     start_cluster_fixture,  # noqa: F401 - the fixture `start_cluster`
     wait_for,
 )
-from tests.process.conftest import StartNode, free_port
+from tests.process.conftest import RunningNode, StartNode, free_port
 
 REPLICATE = "/api/replication/registry"
 SECRET_HEADER = "x-artemis-cluster-secret"  # noqa: S105 - a header name
@@ -58,6 +59,16 @@ def _refused(url: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             out[name.split('"')[1]] = float(value)
     return out
+
+
+def _genuine_everywhere(cluster: Cluster) -> tuple[RunningNode, dict[str, str]]:
+    """Register "genuine" at node A and wait until every node holds it: node A and every
+    node's checksum then."""
+    a = cluster["A"]
+    register(a, "genuine")
+    wait_for(lambda: {instance_ids(cluster[n]) == ["genuine"] for n in cluster.names},
+             lambda seen: seen == {True}, DEADLINE, "every node holding the genuine instance")
+    return a, {n: checksum(cluster[n]) for n in cluster.names}
 
 
 def _no_permission(message: str) -> dict[str, Any]:
@@ -89,11 +100,7 @@ def test_a_forged_replication_call_is_refused_and_counted(
     another) is refused no-permission in its endpoint's shape, changes nothing on any node and
     is counted by reason."""
     cluster = start_cluster()
-    a = cluster["A"]
-    register(a, "genuine")
-    wait_for(lambda: {instance_ids(cluster[n]) == ["genuine"] for n in cluster.names},
-             lambda seen: seen == {True}, DEADLINE, "every node holding the genuine instance")
-    before = {n: checksum(cluster[n]) for n in cluster.names}
+    a, before = _genuine_everywhere(cluster)
     forged = {"instances": [instance("genuine") | {"url": "http://attacker:1/"},
                             instance("forged")]}
     answers = [_post(a.url, f"{REPLICATE}/{op}.json", forged, secret)
@@ -124,11 +131,7 @@ def test_a_peers_heartbeat_framed_as_held_is_checked_as_any_other(
     the node holds, or more than a batch may hold, is answered as the whole path answers it and
     changes nothing on any node; the held JSON itself renews. The node goes on serving."""
     cluster = start_cluster()
-    a = cluster["A"]
-    register(a, "genuine")
-    wait_for(lambda: {instance_ids(cluster[n]) == ["genuine"] for n in cluster.names},
-             lambda seen: seen == {True}, DEADLINE, "every node holding the genuine instance")
-    before = {n: checksum(cluster[n]) for n in cluster.names}
+    a, before = _genuine_everywhere(cluster)
     # what the node holds: the instance as it decoded and encoded it when it was registered
     held = wire.encode(wire.decode(json.dumps(instance("genuine")).encode(), wire.Instance))
     bodies = [

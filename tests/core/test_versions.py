@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -28,6 +28,7 @@ from artemis.core.versions import (
 )
 from artemis.wire import GetServicesDeltaResponse, Instance, InstanceChange, ResponseStatus
 
+T = TypeVar("T")
 T0 = 1000.0
 W0 = 1_700_000_000_000
 MASK = (1 << 64) - 1
@@ -125,6 +126,21 @@ def normalized(body: bytes) -> GetServicesDeltaResponse:
     assert answer.delta is not None
     return msgspec.structs.replace(
         answer, delta={svc: by_id(changes) for svc, changes in answer.delta.items()})
+
+
+def stepped(gen: Generator[None, None, T], between: Callable[[int], object] | None = None
+            ) -> tuple[T, int]:
+    """Run a chunked computation to its end: its value and how many times it yielded;
+    `between(n)` runs after its n-th yield."""
+    steps = 0
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value, steps  # type: ignore[no-any-return]
+        steps += 1
+        if between is not None:
+            between(steps)
 
 
 def take(versions: Versions, wall_ms: int) -> int:
@@ -346,15 +362,8 @@ def test_build_steps_are_bounded_by_leases_too() -> None:
     registry = Registry(RegistryConfig())
     versions = Versions(registry, 3, W0, chunk=2)
     registry.register([inst(f"s{n}", f"i{i}") for n in range(3) for i in range(100)], T0, W0)
-    build = versions.build(W0 + 1)
-    steps = 0
-    while True:
-        try:
-            next(build)
-        except StopIteration as stop:
-            snapshot = stop.value
-            break
-        steps += 1
+    snapshot, steps = stepped(versions.build(W0 + 1))
+    assert snapshot is not None
     assert (SHARDS // 8 + 3, 300) == (steps, snapshot.instance_count)
 
 
@@ -370,25 +379,20 @@ def test_a_build_gains_on_writes_and_ends_with_a_step_of_at_most_chunk_services(
     taken: list[str] = []
     take_one = versions._take
     versions._take = lambda services, key: (taken.append(key), take_one(services, key))[1]  # type: ignore[method-assign]
-    build = versions.build(W0 + 1)
-    steps = written = 0
-    at_last_yield = 0
-    while True:
-        try:
-            next(build)
-        except StopIteration as stop:
-            snapshot = stop.value
-            break
-        steps += 1
-        at_last_yield = len(taken)
-        if steps <= 60:
-            registry.register([inst(f"w{written + k}", "a") for k in range(3)], T0, W0)
-            written += 3
+    at_last_yield = [0]
+
+    def write(step: int) -> None:
+        at_last_yield[0] = len(taken)
+        if step <= 60:
+            registry.register([inst(f"w{3 * (step - 1) + k}", "a") for k in range(3)], T0, W0)
+
+    snapshot, steps = stepped(versions.build(W0 + 1), write)
+    written = 3 * min(steps, 60)
     assert snapshot is not None
     assert (registry.revision, 10 + written) == (snapshot.revision, snapshot.instance_count)
     assert set(content(snapshot.body())[2]) == {f"s{n}" for n in range(10)} | {
         f"w{n}" for n in range(written)}
-    assert len(taken) - at_last_yield <= 4 * 2 + 2
+    assert len(taken) - at_last_yield[0] <= 4 * 2 + 2
 
 
 # --- deltas ------------------------------------------------------------------------------------
@@ -561,15 +565,7 @@ def test_a_large_delta_is_held_in_parts_of_about_delta_part_bytes() -> None:
     added = [inst(f"svc{n:03d}", f"i{n}", port=n + 1) for n in range(600)]
     registry.register(added, T0, W0 + 5)
     version = take(versions, W0 + 1)
-    gen = versions.delta(W0)
-    steps = 0
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            delta = stop.value
-            break
-        steps += 1
+    delta, steps = stepped(versions.delta(W0))
     expected = GetServicesDeltaResponse(
         checksum=checksum_hex(sum(map(h, added)) & MASK),
         delta={i.service_id: [InstanceChange(change_time=W0 + 5, change_type="new", instance=i)]

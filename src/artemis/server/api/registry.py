@@ -301,16 +301,7 @@ class InstancesOperation:
         if self.remember and len(ids) >= HELD_BATCH_MIN:
             return self._renew_remembered(ids, text, client, token, writer, now)
         leases = registry.held_exactly(ids, text, now, check_zone=self.check_zone)
-        if leases is None:
-            return None
-        refusal = self._admit(len(leases), client, token, writer, now)
-        if refusal is not None:
-            return refusal
-        registry.renew_leases(leases, now)
-        if self.replicate is not None:  # the held JSON as is: peers get what clients sent
-            self.replicate(self.identity, [msgspec.Raw(lease.encoded) for lease in leases],
-                           None, [f"{lease.service}\x1f{lease.key}" for lease in leases])
-        return SUCCESS_BODY
+        return None if leases is None else self._renew_leases(leases, client, token, writer, now)
 
     def _renew_remembered(self, ids: list[_Ids], text: bytes, client: str, token: str | None,
                           writer: Writer | str | None, now: float) -> bytes | None:
